@@ -1,0 +1,191 @@
+"""rclpy glue for the contract: QoS profiles, message <-> numpy, named vectors, node main().
+
+Imports rclpy and message packages; keep ROS-free code out of here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+from rclpy.duration import Duration
+from rclpy.qos import (
+    DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+)
+
+from chef_contract.spec import CONTROL_PERIOD_S
+from chef_contract.topics import QOS_CLASSES, topic as lookup_topic
+
+STALE_COMMAND_DEADLINE_S = 2 * CONTROL_PERIOD_S
+
+
+def qos(cls: str, role: str = 'pub') -> QoSProfile:
+    """rclpy QoS profile for contract QoS class `cls` and role 'pub' or 'sub' (see topics.py)."""
+    if cls not in QOS_CLASSES:
+        raise ValueError(f'unknown QoS class {cls!r}; expected one of {QOS_CLASSES}')
+    if role not in ('pub', 'sub'):
+        raise ValueError("role must be 'pub' or 'sub'")
+    if cls == 'sensor':
+        rel = ReliabilityPolicy.RELIABLE if role == 'pub' else ReliabilityPolicy.BEST_EFFORT
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=rel,
+                          durability=DurabilityPolicy.VOLATILE)
+    if cls == 'command':
+        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+        if role == 'sub':
+            profile.deadline = Duration(seconds=STALE_COMMAND_DEADLINE_S)
+        return profile
+    if cls == 'event':
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    if cls == 'latched':
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def msg_class(type_name: str):
+    """'sensor_msgs/msg/Image' -> the rclpy message class."""
+    pkg, _, name = type_name.split('/')
+    return getattr(importlib.import_module(f'{pkg}.msg'), name)
+
+
+def create_contract_publisher(node, name: str, remap: Optional[str] = None):
+    """Publisher for contract topic `name` with the contract's type and QoS."""
+    t = lookup_topic(name)
+    return node.create_publisher(msg_class(t.msg_type), remap or t.name, qos(t.qos, 'pub'))
+
+
+def create_contract_subscription(node, name: str, callback, remap: Optional[str] = None,
+                                 event_callbacks=None, callback_group=None):
+    """Subscription for contract topic `name` with the contract's type and QoS."""
+    t = lookup_topic(name)
+    kwargs = {}
+    if event_callbacks is not None:
+        kwargs['event_callbacks'] = event_callbacks
+    if callback_group is not None:
+        kwargs['callback_group'] = callback_group
+    return node.create_subscription(msg_class(t.msg_type), remap or t.name, callback,
+                                    qos(t.qos, 'sub'), **kwargs)
+
+
+# --- stamps -------------------------------------------------------------------------------------
+def stamp_to_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int):
+    from builtin_interfaces.msg import Time
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+# --- images -------------------------------------------------------------------------------------
+def image_to_msg(arr: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = 'rgb8'):
+    from sensor_msgs.msg import Image
+    if arr.dtype != np.uint8 or arr.ndim != 3:
+        raise ValueError(f'expected HxWxC uint8 image, got {arr.dtype} {arr.shape}')
+    m = Image(height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0,
+              step=arr.shape[1] * arr.shape[2])
+    m.header.stamp = ns_to_stamp(stamp_ns)
+    m.header.frame_id = frame_id
+    m.data = np.ascontiguousarray(arr).tobytes()
+    return m
+
+
+def msg_to_image(msg) -> np.ndarray:
+    """sensor_msgs/Image (rgb8/bgr8/mono8) -> HxWxC uint8 view (read-only)."""
+    channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}.get(msg.encoding)
+    if channels is None:
+        raise ValueError(f'unsupported image encoding {msg.encoding!r}')
+    expected = msg.height * msg.width * channels
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, memoryview)) else msg.data,
+                         np.uint8)
+    if data.size != expected:
+        raise ValueError(f'image data has {data.size} bytes, expected {expected}')
+    img = data.reshape(msg.height, msg.width, channels)
+    if msg.encoding == 'bgr8':
+        img = img[..., ::-1]
+    return img
+
+
+# --- named stamped vectors (sensor_msgs/JointState used as name -> value) ------------------------
+def named_vector_msg(names: Sequence[str], values: Sequence[float], stamp_ns: int, frame_id: str = ''):
+    from sensor_msgs.msg import JointState
+    if len(names) != len(values):
+        raise ValueError('names and values differ in length')
+    m = JointState()
+    m.header.stamp = ns_to_stamp(stamp_ns)
+    m.header.frame_id = frame_id
+    m.name = list(names)
+    m.position = [float(v) for v in values]
+    return m
+
+
+def named_vector_values(msg) -> Dict[str, float]:
+    return dict(zip(msg.name, (float(v) for v in msg.position)))
+
+
+# --- poses --------------------------------------------------------------------------------------
+def pose7_to_msg(p: Sequence[float]):
+    """7-vector (x, y, z, qw, qx, qy, qz) -> geometry_msgs/Pose."""
+    from geometry_msgs.msg import Pose
+    m = Pose()
+    m.position.x, m.position.y, m.position.z = (float(v) for v in p[:3])
+    m.orientation.w, m.orientation.x, m.orientation.y, m.orientation.z = (float(v) for v in p[3:7])
+    return m
+
+
+def msg_to_pose7(m) -> np.ndarray:
+    """geometry_msgs/Pose -> 7-vector (x, y, z, qw, qx, qy, qz) with qw >= 0 (spec X3)."""
+    q = np.array([m.orientation.w, m.orientation.x, m.orientation.y, m.orientation.z])
+    if q[0] < 0:
+        q = -q
+    return np.array([m.position.x, m.position.y, m.position.z, *q], np.float64)
+
+
+# --- node entry point ---------------------------------------------------------------------------
+def spin_node(node_factory, args=None, executor=None) -> int:
+    """Run a node with the kilted-safe signal idiom; returns the process exit code.
+
+    SIGINT/SIGTERM shut the context down (rclpy raises ExternalShutdownException), which is a clean
+    stop (exit 0). Any other exception is logged and gives exit code 1.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = node_factory()
+        ex = executor or SingleThreadedExecutor()
+        ex.add_node(node)
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # noqa: BLE001 - report and exit non-zero
+        import traceback
+        traceback.print_exc()
+        print(f'[FATAL] {type(exc).__name__}: {exc}', flush=True)
+        code = 1
+    finally:
+        if node is not None:
+            close = getattr(node, 'close', None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    import traceback
+                    traceback.print_exc()
+                    code = code or 1
+            try:
+                node.destroy_node()
+            except Exception:  # noqa: BLE001
+                pass
+        rclpy.try_shutdown()
+    return code

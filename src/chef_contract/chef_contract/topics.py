@@ -1,0 +1,162 @@
+"""Topic names, message types, frames and QoS classes of one RGB-Stacking cell.
+
+All names are *relative*: a cell runs in its own namespace (`/cell0`, `/cell1`, ...), so the same
+contract serves one real cell, one sim cell or many sim cells in one graph. Only `/clock` is absolute.
+
+This module is ROS-free (types are named as strings); `chef_contract.ros` turns the QoS classes into
+rclpy profiles. See docs/contract.md for the prose version of this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+from chef_contract.spec import CAMERA_NAMES
+
+# --- Frames -------------------------------------------------------------------------------------
+WORLD_FRAME = 'base_link'              # Sawyer base = benchmark world origin, +x towards the basket
+PINCH_FRAME = 'tcp'                    # gripper tool-centre point ("pinch" site in the benchmark)
+WRIST_FRAME = 'right_hand'             # arm wrist site ("tcp" site in the benchmark, spec X4)
+FT_SENSOR_FRAME = 'ft_sensor'          # FTS-300 measurement frame
+
+
+def camera_frame(camera: str) -> str:
+    return f'{camera}_optical_frame'
+
+
+# --- QoS classes --------------------------------------------------------------------------------
+# Each topic names one class; `chef_contract.ros.qos(cls, role)` builds the rclpy profile.
+#   sensor:  publisher RELIABLE depth 10; subscribers BEST_EFFORT depth 10, so they also match real
+#            drivers that publish with the `sensor_data` profile.
+#   command: RELIABLE, KEEP_LAST 1; subscribers declare a deadline of 2 control periods so the
+#            middleware itself reports stale commands.
+#   event:   RELIABLE, TRANSIENT_LOCAL, KEEP_LAST 50 - late joiners (the recorder) get recent events.
+#   latched: RELIABLE, TRANSIENT_LOCAL, KEEP_LAST 1 - state that is set rarely (policy info, e-stop).
+#   clock:   BEST_EFFORT KEEP_LAST 1 (what rclpy's TimeSource subscribes with).
+QOS_CLASSES = ('sensor', 'command', 'event', 'latched', 'clock')
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic of the contract."""
+
+    name: str          # relative to the cell namespace (absolute if it starts with '/')
+    msg_type: str      # 'pkg/msg/Type'
+    qos: str           # one of QOS_CLASSES
+    publisher: str     # who publishes it (documentation and static checks)
+    description: str
+    sim_only: bool = False
+    per_tick: bool = False     # published once per control tick by the cell (aligned by the reader)
+
+
+def image_topic(camera: str) -> str:
+    return f'camera/{camera}/image_raw'
+
+
+def camera_info_topic(camera: str) -> str:
+    return f'camera/{camera}/camera_info'
+
+
+# Well-known names, importable as constants.
+JOINT_STATES = 'joint_states'
+WRENCH = 'wrist/wrench'
+GRASP_STATUS = 'gripper/grasp_status'
+PINCH_POSE = 'tcp/pinch_pose'
+WRIST_POSE = 'tcp/wrist_pose'
+WRIST_TWIST = 'tcp/wrist_twist'
+JOINT_COMMAND_APPLIED = 'joint_command/applied'
+OBJECT_POSES = 'sim/object_poses'
+REWARD_TERMS = 'reward/terms'
+POLICY_TWIST = 'policy/twist_cmd'
+POLICY_GRIPPER = 'policy/gripper_cmd'
+POLICY_STEP = 'policy/step_info'
+POLICY_INFO = 'policy/info'
+TWIST_CMD = 'servo_node/delta_twist_cmds'
+GRIPPER_CMD = 'gripper_controller/commands'
+ESTOP = 'safety/estop'
+SAFETY_STATUS = 'safety/status'
+EPISODE_EVENTS = 'episode/events'
+EPISODE_COMMAND = 'episode/command'
+CHECKPOINT_ANNOUNCE = 'trainer/checkpoint'
+CLOCK = '/clock'
+
+# Named stamped vectors: topics whose message is a sensor_msgs/JointState used as a *stamped, named
+# vector* (name = labels, position = values). Standard messages have no stamped float array, and
+# every per-tick stream must carry a header stamp so the reader can align it by control tick.
+NAMED_VECTOR_TOPICS = (GRASP_STATUS, REWARD_TERMS)
+
+_T = Topic
+TOPICS: Tuple[Topic, ...] = tuple(
+    [_T(image_topic(c), 'sensor_msgs/msg/Image', 'sensor', 'cell',
+        f'{c} RGB image, rgb8, 128x128 by default', per_tick=True) for c in CAMERA_NAMES]
+    + [_T(camera_info_topic(c), 'sensor_msgs/msg/CameraInfo', 'sensor', 'cell',
+          f'{c} intrinsics (plumb_bob, no distortion in sim)', per_tick=True) for c in CAMERA_NAMES]
+    + [
+        _T(JOINT_STATES, 'sensor_msgs/msg/JointState', 'sensor', 'cell',
+           'arm right_j0..right_j6 + finger_joint: position rad, velocity rad/s, effort N m', per_tick=True),
+        _T(WRENCH, 'geometry_msgs/msg/WrenchStamped', 'sensor', 'cell',
+           'FTS-300 wrench in ft_sensor frame: N, N m', per_tick=True),
+        _T(GRASP_STATUS, 'sensor_msgs/msg/JointState', 'sensor', 'cell',
+           "named vector ['grasp_status']: 1 none, 2 grasp while closing, 3 while opening", per_tick=True),
+        _T(PINCH_POSE, 'geometry_msgs/msg/PoseStamped', 'sensor', 'cell',
+           'gripper TCP ("pinch") pose in base_link', per_tick=True),
+        _T(WRIST_POSE, 'geometry_msgs/msg/PoseStamped', 'sensor', 'cell',
+           'arm wrist site pose in base_link', per_tick=True),
+        _T(WRIST_TWIST, 'geometry_msgs/msg/TwistStamped', 'sensor', 'cell',
+           'wrist site velocity in base_link: m/s, rad/s', per_tick=True),
+        _T(JOINT_COMMAND_APPLIED, 'sensor_msgs/msg/JointState', 'sensor', 'cell',
+           'joint-level command last sent to the actuators: velocity = 7 arm joint velocities rad/s, '
+           'position[finger_joint] = gripper command in [-255, 255] (benchmark action/environment)',
+           per_tick=True),
+        _T(OBJECT_POSES, 'geometry_msgs/msg/PoseArray', 'sensor', 'sim bridge | pixel reward node',
+           'red, green, blue object poses in base_link (sim: ground truth; real: estimated)',
+           sim_only=False, per_tick=True),
+        _T(REWARD_TERMS, 'sensor_msgs/msg/JointState', 'sensor', 'sim bridge | pixel reward node',
+           'named vector of REWARD_TERMS computed on the observation of this tick', per_tick=True),
+        _T(POLICY_TWIST, 'geometry_msgs/msg/TwistStamped', 'command', 'policy',
+           'raw policy end-effector velocity (base_link, m/s, rad/s); only the safety filter listens'),
+        _T(POLICY_GRIPPER, 'std_msgs/msg/Float64MultiArray', 'command', 'policy',
+           'raw policy gripper target [finger_joint rad]; only the safety filter listens'),
+        _T(POLICY_STEP, 'std_msgs/msg/String', 'command', 'policy',
+           'JSON per tick: stamp_ns, tick, intention, normalised action, inference_ms'),
+        _T(POLICY_INFO, 'std_msgs/msg/String', 'latched', 'policy',
+           'JSON: policy_id, checkpoint_sha256, config, deterministic'),
+        _T(TWIST_CMD, 'geometry_msgs/msg/TwistStamped', 'command', 'safety filter',
+           'safe end-effector velocity, the topic MoveIt Servo listens on'),
+        _T(GRIPPER_CMD, 'std_msgs/msg/Float64MultiArray', 'command', 'safety filter',
+           'safe gripper target [finger_joint rad], ros2_control forward command controller input'),
+        _T(ESTOP, 'std_msgs/msg/Bool', 'latched', 'operator',
+           'True latches the e-stop; only the safety reset service clears it'),
+        _T(SAFETY_STATUS, 'std_msgs/msg/String', 'latched', 'safety filter',
+           'JSON: state (ok | stale | estop), counters of clamped / zeroed / rejected commands'),
+        _T(EPISODE_EVENTS, 'std_msgs/msg/String', 'event', 'sim bridge | episode manager',
+           'JSON EpisodeEvent: start / end / abort, with the episode metadata'),
+        _T(EPISODE_COMMAND, 'std_msgs/msg/String', 'event', 'chef loop | operator',
+           'JSON EpisodeCommand: start (triplet, seed, tags) / stop'),
+        _T(CHECKPOINT_ANNOUNCE, 'std_msgs/msg/String', 'latched', 'trainer',
+           'JSON: path and sha256 of the newest checkpoint; the policy hot-reloads it'),
+        _T(CLOCK, 'rosgraph_msgs/msg/Clock', 'clock', 'sim bridge (lockstep)', 'simulation time'),
+    ])
+
+TOPICS_BY_NAME: Dict[str, Topic] = {t.name: t for t in TOPICS}
+PER_TICK_TOPICS = tuple(t.name for t in TOPICS if t.per_tick)
+
+
+def topic(name: str) -> Topic:
+    """Look a topic up by its contract name; unknown names are an error, never a silent default."""
+    try:
+        return TOPICS_BY_NAME[name]
+    except KeyError:
+        import difflib
+        close = difflib.get_close_matches(name, TOPICS_BY_NAME, n=3)
+        hint = f' Did you mean: {", ".join(close)}?' if close else ''
+        raise KeyError(f'{name!r} is not a topic of the CHEF contract.{hint}') from None
+
+
+def is_contract_topic(name: str) -> bool:
+    """True if `name` (relative, or absolute with a cell namespace) is a contract topic."""
+    if name in TOPICS_BY_NAME:
+        return True
+    parts = name.lstrip('/').split('/', 1)
+    return len(parts) == 2 and parts[1] in TOPICS_BY_NAME

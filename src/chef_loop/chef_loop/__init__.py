@@ -1,0 +1,1 @@
+"""The CHEF loop, ablations and reports."""

@@ -1,0 +1,1 @@
+"""Networks, policy node and safety filter."""

@@ -1,0 +1,1 @@
+"""Episode recorder, catalog and dataset reader."""

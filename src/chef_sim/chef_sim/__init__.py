@@ -1,0 +1,1 @@
+"""MuJoCo RGB-Stacking cell and ROS 2 bridge."""

@@ -1,0 +1,1 @@
+"""Online and offline learners and the trainer node."""
