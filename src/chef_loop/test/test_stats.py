@@ -1,0 +1,35 @@
+import math
+
+import pytest
+
+from chef_loop.stats import mean_over_triplets, success_table, wilson
+
+
+def test_wilson_matches_reference_values():
+    # Reference values: Wilson (1927) score interval, z = 1.96 (Agresti & Coull 1998, Table 1 style).
+    r = wilson(8, 10)
+    assert math.isclose(r.low, 0.4902, abs_tol=5e-4) and math.isclose(r.high, 0.9433, abs_tol=5e-4)
+    r0 = wilson(0, 20)
+    assert r0.low == 0.0 and math.isclose(r0.high, 0.1611, abs_tol=5e-4)
+    rn = wilson(20, 20)
+    assert rn.high == 1.0 and math.isclose(rn.low, 0.8389, abs_tol=5e-4)
+
+
+def test_wilson_interval_shrinks_with_more_trials_and_contains_estimate():
+    small, big = wilson(5, 10), wilson(500, 1000)
+    assert big.high - big.low < small.high - small.low
+    for r in (small, big, wilson(1, 3)):
+        assert r.low <= r.value <= r.high
+
+
+def test_invalid_counts_rejected():
+    with pytest.raises(ValueError):
+        wilson(3, 2)
+
+
+def test_success_table_pools_and_means():
+    outcomes = [('t1', True), ('t1', False), ('t2', True), ('t2', True)]
+    table = success_table(outcomes)
+    assert table['t1'].value == 0.5 and table['t2'].value == 1.0
+    assert table['mean'].successes == 3 and table['mean'].trials == 4
+    assert mean_over_triplets(table, ['t1', 't2']) == 0.75
