@@ -48,6 +48,7 @@ class Topic:
     description: str
     sim_only: bool = False
     per_tick: bool = False     # published once per control tick by the cell (aligned by the reader)
+    real_only: bool = False    # plumbing of the real cell only (drivers, ros2_control); never in sim
 
 
 def image_topic(camera: str) -> str:
@@ -56,6 +57,15 @@ def image_topic(camera: str) -> str:
 
 def camera_info_topic(camera: str) -> str:
     return f'camera/{camera}/camera_info'
+
+
+def camera_driver_image_topic(camera: str) -> str:
+    """Real cell: the camera driver's full-resolution image, input of chef_real's camera_adapter."""
+    return f'camera/{camera}/driver/image_raw'
+
+
+def camera_driver_info_topic(camera: str) -> str:
+    return f'camera/{camera}/driver/camera_info'
 
 
 # Well-known names, importable as constants.
@@ -80,6 +90,9 @@ EPISODE_EVENTS = 'episode/events'
 EPISODE_COMMAND = 'episode/command'
 CHECKPOINT_ANNOUNCE = 'trainer/checkpoint'
 CLOCK = '/clock'
+# Real-cell plumbing (chef_real, config/graphs/real.yaml): ros2_control and robot description.
+ROBOT_DESCRIPTION = 'robot_description'
+ARM_POSITION_COMMAND = 'arm_position_controller/commands'
 
 # Named stamped vectors: topics whose message is a sensor_msgs/JointState used as a *stamped, named
 # vector* (name = labels, position = values). Standard messages have no stamped float array, and
@@ -137,7 +150,20 @@ TOPICS: Tuple[Topic, ...] = tuple(
         _T(CHECKPOINT_ANNOUNCE, 'std_msgs/msg/String', 'latched', 'trainer',
            'JSON: path and sha256 of the newest checkpoint; the policy hot-reloads it'),
         _T(CLOCK, 'rosgraph_msgs/msg/Clock', 'clock', 'sim bridge (lockstep)', 'simulation time'),
-    ])
+        # --- real cell only: driver and ros2_control plumbing (per_tick False: not observations) ---
+        _T(ROBOT_DESCRIPTION, 'std_msgs/msg/String', 'latched', 'robot_state_publisher (real)',
+           'URDF of the cell; ros2_control controller_manager reads it', real_only=True),
+        _T(ARM_POSITION_COMMAND, 'std_msgs/msg/Float64MultiArray', 'command', 'MoveIt Servo (real)',
+           'joint position targets right_j0..right_j6 (rad), input of the ros2_control forward '
+           'position group controller; the state adapter derives joint_command/applied from it',
+           real_only=True),
+    ]
+    + [_T(camera_driver_image_topic(c), 'sensor_msgs/msg/Image', 'sensor', 'camera driver (real)',
+          f'{c} full-resolution driver image; chef_real camera_adapter crops/resizes it',
+          real_only=True) for c in CAMERA_NAMES]
+    + [_T(camera_driver_info_topic(c), 'sensor_msgs/msg/CameraInfo', 'sensor', 'camera driver (real)',
+          f'{c} full-resolution calibration published by the driver', real_only=True)
+       for c in CAMERA_NAMES])
 
 TOPICS_BY_NAME: Dict[str, Topic] = {t.name: t for t in TOPICS}
 PER_TICK_TOPICS = tuple(t.name for t in TOPICS if t.per_tick)
