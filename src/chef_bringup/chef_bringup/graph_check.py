@@ -98,6 +98,8 @@ def check_node(spec: NodeSpec, ws_packages: Iterable[str]) -> List[str]:
                 problems.append(f'{spec.fqn}: {f} [{key}] sets {n!r}, which the node does not declare')
     for n in sorted(set(spec.parameters) - declared):
         problems.append(f'{spec.fqn}: inline parameter {n!r} is not declared by the node')
+    for n in sorted(set(spec.file_parameters) - declared):
+        problems.append(f'{spec.fqn}: file parameter {n!r} is not declared by the node')
     return problems
 
 

@@ -2,6 +2,8 @@
 
 Used by launch/sim.launch.py and chef_bringup's launch files; `chef run` executes the same
 description without `launch`. Graph arguments become launch arguments (`ros2 launch ... cells:=2`).
+File parameters (`file_parameters:` in a graph, e.g. robot_description from a URDF) are passed as
+`ParameterValue(text, value_type=str)` so launch_ros never re-parses the text as YAML.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ def generate_graph_launch_description(graph: Union[str, Path]):
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
+    from launch_ros.parameter_descriptions import ParameterValue
 
     g = load_graph(find_graph(str(graph)))
     declared = [
@@ -29,6 +32,9 @@ def generate_graph_launch_description(graph: Union[str, Path]):
         actions = []
         for spec in g.resolve(values):
             params = list(spec.parameter_files) + ([spec.parameters] if spec.parameters else [])
+            if spec.file_parameters:
+                params.append({k: ParameterValue(text, value_type=str)
+                               for k, text in spec.file_parameters.items()})
             actions.append(Node(
                 package=spec.package, executable=spec.executable, name=spec.name,
                 namespace=spec.namespace or '', parameters=params, remappings=spec.remappings,

@@ -16,6 +16,14 @@ A graph file (config/graphs/<name>.yaml) looks like::
         remappings: {}
         required: true               # its failure stops the whole graph
         condition: $(record)         # optional: node only runs when this is true
+        file_parameters:             # optional: parameters whose value is the TEXT of a file
+          robot_description: real/robot/rgb_cell.$(hardware).urdf
+
+`file_parameters` maps a parameter name to a file (relative to the config directory, like parameter
+files); the node gets the file's text as a string parameter, after `$(arg)` substitution of the
+text itself (so a URDF can carry `$(robot_ip)`). This is how robot_state_publisher, the
+controller_manager and MoveIt get `robot_description` without xacro; launch passes it as a
+`ParameterValue(text, value_type=str)`, `chef run` as a quoted `-p name:="..."` literal.
 
 `$(arg)` substitutes an argument, `{cell}` the cell index of a per-cell node (a node is per-cell
 when its namespace or name mentions `{cell}`). Parameter file paths are relative to the config
@@ -36,7 +44,7 @@ from chef_contract.config import ConfigError
 
 _ARG_RE = re.compile(r'\$\((\w+)\)')
 _NODE_KEYS = {'name', 'package', 'executable', 'namespace', 'parameters', 'remappings', 'required',
-              'condition', 'env', 'arguments', 'description', 'output'}
+              'condition', 'env', 'arguments', 'description', 'output', 'file_parameters'}
 _ARG_KEYS = {'default', 'type', 'help', 'choices'}
 _TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str}
 
@@ -56,6 +64,8 @@ class NodeSpec:
     env: Dict[str, str] = field(default_factory=dict)
     arguments: List[str] = field(default_factory=list)
     description: str = ''
+    file_parameters: Dict[str, str] = field(default_factory=dict)   # name -> file text (substituted)
+    file_parameter_paths: Dict[str, str] = field(default_factory=dict)   # name -> absolute path
 
     @property
     def fqn(self) -> str:
@@ -71,6 +81,8 @@ class NodeSpec:
             out += ['--params-file', f]
         for k, v in self.parameters.items():
             out += ['-p', f'{k}:={_param_literal(v)}']
+        for k, text in self.file_parameters.items():
+            out += ['-p', f'{k}:={_string_literal(text)}']
         for a, b in self.remappings:
             out += ['-r', f'{a}:={b}']
         return out
@@ -95,6 +107,15 @@ def _param_literal(v: Any) -> str:
         return v if same else yaml.safe_dump(v, default_style="'").strip().split('\n')[0]
     import json
     return json.dumps(v)
+
+
+def _string_literal(text: str) -> str:
+    """Any text (multi-line, quotes, colons) as a ROS parameter literal that stays a string.
+
+    rcl parses `-p` values as YAML; a JSON string is a valid YAML double-quoted scalar.
+    """
+    import json
+    return json.dumps(text)
 
 
 @dataclass
@@ -176,13 +197,27 @@ class Graph:
             else:
                 raise ConfigError(f'node {raw["name"]!r}: parameters entries are file names or maps')
         remaps = [(s(a), s(b)) for a, b in (raw.get('remappings') or {}).items()]
+        file_params: Dict[str, str] = {}
+        file_paths: Dict[str, str] = {}
+        for pname, rel in (raw.get('file_parameters') or {}).items():
+            path = (self.config_dir / str(s(rel))).resolve()
+            if not path.is_file():
+                raise ConfigError(f'graph {self.name!r}, node {raw["name"]!r}: file parameter '
+                                  f'{pname!r}: {path} does not exist')
+            try:
+                file_params[pname] = str(_subst(path.read_text(), args))
+            except ConfigError as exc:
+                raise ConfigError(f'graph {self.name!r}, node {raw["name"]!r}: file parameter '
+                                  f'{pname!r} ({path}): {exc}') from None
+            file_paths[pname] = str(path)
         return NodeSpec(
             name=s(raw['name']), package=raw['package'], executable=raw['executable'],
             namespace=s(raw.get('namespace', '') or ''), parameter_files=files, parameters=inline,
             remappings=remaps, required=bool(_truthy(s(raw.get('required', True)))),
             env={k: str(s(v)) for k, v in (raw.get('env') or {}).items()},
             arguments=[str(s(a)) for a in raw.get('arguments', []) or []],
-            description=raw.get('description', ''))
+            description=raw.get('description', ''),
+            file_parameters=file_params, file_parameter_paths=file_paths)
 
 
 def _truthy(v: Any) -> bool:
