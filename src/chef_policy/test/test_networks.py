@@ -1,0 +1,197 @@
+"""Networks: shapes of the contract, strict config, action sampling and log-probs, shared critic."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from chef_contract.config import ConfigError
+from chef_contract.obs import FrameStacker
+from chef_contract.spec import (
+    INTENTIONS, POLICY_CAMERAS, REAL_STATE_OBSERVATION_NAMES, STATE_OBSERVATION_NAMES,
+)
+from chef_policy.networks import (
+    MultiTaskActor, MultiTaskCritic, NetworkConfig, ObservationEncoder, action_log_prob,
+    batch_observations, entropy, obs_to_tensors, sample_action, select_intention,
+)
+from conftest import make_frame
+
+SMALL = dict(image_size=64, encoder_channels=(8, 16), encoder_kernels=(8, 4), encoder_strides=(4, 2),
+             image_feature_dim=16, state_feature_dim=32, actor_torso=(32,), critic_torso=(32, 32))
+
+
+def stacked_obs(rng, n=1, image_size=128):
+    stacker = FrameStacker()
+    return [stacker.push(make_frame(rng, image_size)) for _ in range(n)]
+
+
+def test_default_configs_follow_the_contract():
+    px = NetworkConfig()
+    assert px.obs_mode == 'pixels' and px.cameras == POLICY_CAMERAS
+    assert px.state_keys == REAL_STATE_OBSERVATION_NAMES and not px.privileged
+    assert px.n_intentions == len(INTENTIONS) == 6
+    st = NetworkConfig(obs_mode='state')
+    assert st.state_keys == STATE_OBSERVATION_NAMES and st.state_dim == 292 and st.privileged
+    assert st.image_keys == ()
+    no_ft = NetworkConfig(use_wrench=False, use_prev_action=False)
+    assert 'wrist/force' not in no_ft.input_keys and 'action/environment' not in no_ft.input_keys
+    assert 'wrist/force' in no_ft.state_keys          # the config keeps what was asked for
+
+
+def test_config_is_strict_and_round_trips():
+    cfg = NetworkConfig(**SMALL)
+    again = NetworkConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    with pytest.raises(ConfigError, match='did you mean'):
+        NetworkConfig.from_dict({'imagesize': 64})
+    with pytest.raises(ConfigError, match='unknown'):
+        NetworkConfig(cameras=('basket_top',))
+    with pytest.raises(ConfigError, match='not state observations'):
+        NetworkConfig(state_keys=('sawyer/joints/angel',))
+    with pytest.raises(ConfigError, match='too small'):
+        NetworkConfig(image_size=16, encoder_kernels=(8, 8, 8))
+    with pytest.raises(ConfigError, match='one of'):
+        NetworkConfig.from_dict({'obs_mode': 'depth'})
+
+
+@pytest.mark.parametrize('mode', ['pixels', 'state'])
+def test_actor_and_critic_shapes(rng, mode):
+    cfg = NetworkConfig(obs_mode=mode, **SMALL)
+    obs = obs_to_tensors(batch_observations(stacked_obs(rng, 3, 64), cfg), cfg)
+    actor, critic = MultiTaskActor(cfg), MultiTaskCritic(cfg)
+    mean, std, logits = actor(obs)
+    assert mean.shape == std.shape == (3, 6, 4) and logits.shape == (3, 6, 2)
+    assert mean.abs().max() < 1 and std.min() > 0
+    q = critic(obs, torch.zeros(3, 5))
+    assert q.shape == (3, 6)
+    if mode == 'pixels':
+        assert set(obs) == set(cfg.input_keys) | {'basket_front_left/pixels', 'basket_front_right/pixels'}
+    else:
+        assert set(obs) == set(STATE_OBSERVATION_NAMES)
+
+
+def test_obs_to_tensors_single_batched_and_bad_input(rng):
+    cfg = NetworkConfig(**SMALL)
+    one = stacked_obs(rng, 1, 128)[0]
+    t = obs_to_tensors(one, cfg)
+    assert t['sawyer/joints/angle'].shape == (1, 3, 7)
+    assert t['action/environment'].shape == (1, 2, 8)
+    assert t['basket_front_left/pixels'].dtype == torch.uint8
+    assert torch.equal(t['sawyer/joints/angle'][0], torch.from_numpy(one['sawyer/joints/angle']))
+    # 128 px inputs into a 64 px network are resized inside the encoder
+    assert MultiTaskActor(cfg)(t)[0].shape == (1, 6, 4)
+    bad = dict(one)
+    bad['wrist/force'] = bad['wrist/force'].copy()
+    bad['wrist/force'][0, 0] = np.nan
+    with pytest.raises(ValueError, match='not finite'):
+        obs_to_tensors(bad, cfg)
+    bad = dict(one)
+    bad['sawyer/joints/angle'] = np.zeros((2, 7), np.float32)
+    with pytest.raises(ValueError, match='shape'):
+        obs_to_tensors(bad, cfg)
+    bad = {k: v for k, v in one.items() if k != 'basket_front_right/pixels'}
+    with pytest.raises(ValueError, match='lacks image'):
+        obs_to_tensors(bad, cfg)
+
+
+def test_heads_are_per_intention_and_encoder_sees_every_input(rng):
+    torch.manual_seed(0)
+    cfg = NetworkConfig(**SMALL)
+    obs = obs_to_tensors(stacked_obs(rng, 1, 64)[0], cfg)
+    actor = MultiTaskActor(cfg)
+    mean, _, _ = actor(obs)
+    assert not torch.allclose(mean[:, 0], mean[:, 1])
+    enc = ObservationEncoder(cfg)
+    base = enc(obs)
+    for key in list(cfg.input_keys) + list(cfg.image_keys):
+        changed = dict(obs)
+        changed[key] = (obs[key] + 1) if key in cfg.input_keys else (255 - obs[key])
+        assert not torch.allclose(enc(changed), base), key
+
+
+def test_sampling_and_log_probs_match_torch_distributions():
+    torch.manual_seed(0)
+    b, k = 4000, 6
+    mean = torch.tanh(torch.randn(1, k, 4)).expand(b, k, 4)
+    std = (torch.rand(1, k, 4) * 0.3 + 0.05).expand(b, k, 4)
+    logits = torch.randn(1, k, 2).expand(b, k, 2)
+    g = torch.Generator().manual_seed(7)
+    a = sample_action(mean, std, logits, intention=2, generator=g, clip=False)
+    assert a.shape == (b, 5)
+    assert torch.allclose(a[:, :4].mean(0), mean[0, 2], atol=0.02)
+    assert torch.allclose(a[:, :4].std(0), std[0, 2], rtol=0.1)
+    p_close = torch.softmax(logits[0, 2], -1)[1]
+    assert abs((a[:, 4] > 0).float().mean() - p_close) < 0.03
+    assert set(a[:, 4].tolist()) <= {-1.0, 1.0}
+    g2 = torch.Generator().manual_seed(7)
+    assert torch.equal(a, sample_action(mean, std, logits, intention=2, generator=g2, clip=False))
+    det = sample_action(mean, std, logits, intention=torch.full((b,), 3), deterministic=True)
+    assert torch.allclose(det[:, :4], mean[:, 3])
+    assert torch.equal(det[:, 4], torch.where(logits[:, 3].argmax(-1) == 1, 1.0, -1.0))
+    # log-prob against torch.distributions
+    lp = action_log_prob(mean[:8], std[:8], logits[:8], a[:8])
+    assert lp.shape == (8, k)
+    ref = (torch.distributions.Normal(mean[:8], std[:8]).log_prob(a[:8, None, :4]).sum(-1)
+           + torch.distributions.Categorical(logits=logits[:8]).log_prob((a[:8, None, 4] > 0).long()))
+    assert torch.allclose(lp, ref, atol=1e-5)
+    ent = entropy(std[:1], logits[:1])
+    ref_ent = (torch.distributions.Normal(mean[:1], std[:1]).entropy().sum(-1)
+               + torch.distributions.Categorical(logits=logits[:1]).entropy())
+    assert torch.allclose(ent, ref_ent, atol=1e-5)
+
+
+def test_select_intention_per_sample():
+    x = torch.arange(2 * 3 * 4).view(2, 3, 4)
+    assert torch.equal(select_intention(x, 1), x[:, 1])
+    assert torch.equal(select_intention(x, torch.tensor([2, 0])), torch.stack([x[0, 2], x[1, 0]]))
+
+
+def test_behaviour_cloning_raises_log_prob_of_one_intention(rng):
+    torch.manual_seed(0)
+    cfg = NetworkConfig(obs_mode='state', state_feature_dim=32, actor_torso=(32,))
+    obs = obs_to_tensors(batch_observations(stacked_obs(rng, 16), cfg), cfg)
+    target = torch.tensor([[0.5, -0.5, 0.2, 0.0, 1.0]]).expand(16, 5)
+    actor = MultiTaskActor(cfg)
+    opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
+    before = actor.log_prob(obs, target).detach()
+    for _ in range(60):
+        loss = -actor.log_prob(obs, target)[:, 4].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = actor.log_prob(obs, target).detach()
+    assert after[:, 4].mean() > before[:, 4].mean() + 2.0
+    det = actor.act(obs, 4, deterministic=True)
+    assert torch.allclose(det[:, :4], target[:, :4], atol=0.1) and (det[:, 4] == 1).all()
+
+
+def test_critic_torso_is_shared_and_distributional_option(rng):
+    torch.manual_seed(0)
+    cfg = NetworkConfig(obs_mode='state', state_feature_dim=32, critic_torso=(32, 32))
+    obs = obs_to_tensors(batch_observations(stacked_obs(rng, 4), cfg), cfg)
+    critic = MultiTaskCritic(cfg)
+    action = torch.rand(4, 5) * 2 - 1
+    for k in range(cfg.n_intentions):          # every task's loss reaches the shared torso
+        critic.zero_grad()
+        critic(obs, action)[:, k].sum().backward()
+        assert critic.torso[0].weight.grad.abs().sum() > 0
+        grads = critic.head.out.weight.grad.abs().sum(dim=(1, 2))
+        assert grads[k] > 0 and (grads[torch.arange(cfg.n_intentions) != k] == 0).all()
+    # actions outside [-1, 1] are clipped at the critic input
+    assert torch.allclose(critic(obs, action.sign() * (1.5 + torch.rand(4, 5))), critic(obs, action.sign()))
+    dist = MultiTaskCritic(NetworkConfig(obs_mode='state', critic_atoms=51, critic_v_min=-1.0,
+                                         critic_v_max=5.0, state_feature_dim=32, critic_torso=(32,)))
+    q = dist(obs, action)
+    assert q.shape == (4, 6) and (q >= -1).all() and (q <= 5).all()
+    assert dist.logits(obs, action).shape == (4, 6, 51)
+    with pytest.raises(RuntimeError):
+        critic.logits(obs, action)
+
+
+def test_shared_encoder_between_actor_and_critic():
+    cfg = NetworkConfig(obs_mode='state', state_feature_dim=32)
+    enc = ObservationEncoder(cfg)
+    actor, critic = MultiTaskActor(cfg, encoder=enc), MultiTaskCritic(cfg, encoder=enc)
+    assert actor.encoder is critic.encoder
+    assert math.isclose(cfg.state_dim, 292)
