@@ -166,6 +166,13 @@ TOPICS: Tuple[Topic, ...] = tuple(
        for c in CAMERA_NAMES])
 
 TOPICS_BY_NAME: Dict[str, Topic] = {t.name: t for t in TOPICS}
+
+# Services (relative to the cell namespace, like topics): name -> (srv type, server, description).
+SAFETY_RESET = 'safety/reset'
+SERVICES: Dict[str, Tuple[str, str, str]] = {
+    SAFETY_RESET: ('std_srvs/srv/Trigger', 'safety filter',
+                   'clears a latched e-stop; refused while safety/estop still reads True'),
+}
 PER_TICK_TOPICS = tuple(t.name for t in TOPICS if t.per_tick)
 
 
