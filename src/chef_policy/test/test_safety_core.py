@@ -1,0 +1,152 @@
+"""SafetyFilter core: every rule on its own, and fuzzed commands never produce unsafe output."""
+
+import math
+
+import numpy as np
+import pytest
+
+from chef_contract.spec import (
+    CONTROL_PERIOD_S, MAX_LINEAR_SPEED_MPS, WORKSPACE_HIGH_M, WORKSPACE_LOW_M,
+)
+from chef_policy.safety import SafetyFilter, SafetyLimits
+
+CENTRE = (0.60, 0.0, 0.17)
+NOW = 100.0
+
+
+def run(f, twist, gripper=None, tcp=CENTRE, yaw=0.0, now=NOW, obs=NOW):
+    return f.filter(twist, gripper, tcp, yaw, now, obs)
+
+
+def test_unchanged_command_passes_through():
+    f = SafetyFilter()
+    tw, g, st = run(f, (0.01, -0.02, 0.03, 0.0, 0.0, 0.5), 0.8)
+    assert tw == (0.01, -0.02, 0.03, 0.0, 0.0, 0.5) and g == 0.8
+    assert st.state == 'ok' and not st.changed
+
+
+def test_velocity_limits_scale_the_linear_norm_and_clip_yaw():
+    f = SafetyFilter()
+    tw, _, st = run(f, (0.1, 0.1, 0.0, 0.3, -0.2, -3.0))
+    assert math.isclose(np.linalg.norm(tw[:3]), MAX_LINEAR_SPEED_MPS)
+    assert math.isclose(tw[0], tw[1])                        # direction kept (norm scaling, X1)
+    assert tw[3] == tw[4] == 0.0 and tw[5] == -1.0
+    assert {'speed_limited', 'angular_xy_zeroed'} <= set(st.reasons)
+
+
+def test_workspace_faces_zero_outward_components_only():
+    f = SafetyFilter()
+    hi, lo = WORKSPACE_HIGH_M, WORKSPACE_LOW_M
+    at_high_x = (hi[0] - 0.001, 0.0, 0.17)
+    tw, _, st = run(f, (0.05, 0.02, -0.01, 0, 0, 0), tcp=at_high_x)
+    assert tw[:3] == (0.0, 0.02, -0.01) and 'workspace_x' in st.reasons
+    tw, _, _ = run(f, (-0.05, 0.0, 0.0, 0, 0, 0), tcp=at_high_x)
+    assert tw[0] == -0.05                                   # back inside is always allowed
+    below = (0.6, 0.0, lo[2] - 0.05)                        # outside (below): may come back up
+    tw, _, _ = run(f, (0.0, 0.0, 0.05, 0, 0, 0), tcp=below)
+    assert tw[2] == 0.05
+    tw, _, st = run(f, (0.0, 0.0, -0.01, 0, 0, 0), tcp=below)
+    assert tw[2] == 0.0 and 'workspace_z' in st.reasons
+    above = (0.6, 0.0, 0.40)                                # initial TCP may start above the box
+    tw, _, _ = run(f, (0.0, 0.0, -0.05, 0, 0, 0), tcp=above)
+    assert tw[2] == -0.05
+    # lookahead: 0.07 m/s for one period moves 3.5 mm; 3 mm from the face is already too close
+    tw, _, _ = run(f, (0.0, 0.07, 0.0, 0, 0, 0), tcp=(0.6, hi[1] - 0.003, 0.17))
+    assert tw[1] == 0.0
+    benchmark_rule = SafetyFilter(SafetyLimits(lookahead_s=0.0))
+    tw, _, _ = run(benchmark_rule, (0.0, 0.07, 0.0, 0, 0, 0), tcp=(0.6, hi[1] - 0.003, 0.17))
+    assert tw[1] == 0.07
+
+
+def test_wrist_yaw_limit():
+    f = SafetyFilter()                 # d(j6)/dt = -yaw rate
+    tw, _, st = run(f, (0, 0, 0, 0, 0, -1.0), yaw=math.pi / 2 - 0.01)
+    assert tw[5] == 0.0 and 'wrist_yaw' in st.reasons
+    tw, _, _ = run(f, (0, 0, 0, 0, 0, 1.0), yaw=math.pi / 2 - 0.01)
+    assert tw[5] == 1.0
+    tw, _, st = run(f, (0, 0, 0, 0, 0, 1.0), yaw=None)
+    assert tw[5] == 0.0 and 'wrist_unknown' in st.reasons
+
+
+def test_stale_observation_zeroes_within_two_periods_and_holds_gripper():
+    f = SafetyFilter()
+    run(f, (0.01, 0, 0, 0, 0, 0), 0.8, obs=NOW)
+    period = CONTROL_PERIOD_S
+    tw, g, st = run(f, (0.01, 0, 0, 0, 0, 0), 0.0, obs=NOW - 2 * period + 1e-6)
+    assert st.state == 'ok' and tw[0] == 0.01 and g == 0.0
+    tw, g, st = run(f, (0.01, 0, 0, 0, 0, 0.5), 0.8, obs=NOW - 2 * period - 1e-6)
+    assert st.state == 'stale' and tw == (0.0,) * 6 and g == 0.0       # held, not the new 0.8
+    tw, g, st = run(f, (0.01, 0, 0, 0, 0, 0), 0.8, obs=None)
+    assert st.state == 'stale' and tw == (0.0,) * 6
+    tw, _, st = run(f, (0.01, 0, 0, 0, 0, 0), tcp=None)
+    assert tw == (0.0,) * 6 and 'stale' in st.reasons
+    tw, _, st = run(f, (0.01, 0, 0, 0, 0, 0), tcp=(math.nan, 0.0, 0.2))
+    assert tw == (0.0,) * 6
+    # a stamp far in the future (clock mismatch) is not fresh either
+    assert run(f, (0.01, 0, 0, 0, 0, 0), obs=NOW + 1.0)[2].state == 'stale'
+
+
+def test_estop_latches_until_reset():
+    f = SafetyFilter()
+    run(f, None, 0.8)
+    f.trigger_estop('operator')
+    for _ in range(3):
+        tw, g, st = run(f, (0.05, 0, 0, 0, 0, 0), 0.0)
+        assert st.state == 'estop' and tw == (0.0,) * 6 and g == 0.8
+    f.reset_estop()
+    tw, g, st = run(f, (0.05, 0, 0, 0, 0, 0), 0.0)
+    assert st.state == 'ok' and tw[0] == 0.05 and g == 0.0
+
+
+def test_gripper_clamp_and_hold():
+    f = SafetyFilter()
+    assert run(f, None, None)[1] is None                 # nothing to hold yet
+    assert run(f, None, 5.0)[1] == 0.8
+    assert run(f, None, -1.0)[1] == 0.0
+    assert run(f, None, math.nan)[1] == 0.0              # held
+    assert run(f, None, 'close')[1] == 0.0
+
+
+def test_fuzzed_commands_never_produce_unsafe_output():
+    rng = np.random.default_rng(0)
+    f = SafetyFilter()
+    specials = [math.nan, math.inf, -math.inf, 1e308, -1e308, 0.0, 1e-320]
+    for i in range(10000):
+        tw = rng.normal(scale=rng.choice([0.01, 0.1, 10.0]), size=6)
+        if rng.random() < 0.3:
+            tw[rng.integers(6)] = rng.choice(specials)
+        g = rng.choice([rng.normal(), math.nan, math.inf, 0.8, 0.0])
+        tcp = rng.uniform(np.array(WORKSPACE_LOW_M) - 0.1, np.array(WORKSPACE_HIGH_M) + 0.1)
+        yaw = rng.uniform(-2, 2)
+        out, gout, st = f.filter(tw, g, tcp, yaw, NOW, NOW - rng.uniform(0, 0.2))
+        assert np.all(np.isfinite(out)) and (gout is None or math.isfinite(gout))
+        assert np.linalg.norm(out[:3]) <= MAX_LINEAR_SPEED_MPS + 1e-12 and abs(out[5]) <= 1.0
+        assert out[3] == out[4] == 0.0
+        if gout is not None:
+            assert 0.0 <= gout <= 0.8
+        if st.state != 'ok':
+            assert out == (0.0,) * 6
+    assert f.counters['rejected_nonfinite'] > 1000
+
+
+def test_kinematic_fuzz_keeps_tcp_inside_the_box():
+    """Integrate the filtered twist for 10,000 ticks of random commands: the TCP never leaves."""
+    rng = np.random.default_rng(1)
+    f = SafetyFilter()
+    lo, hi = np.array(WORKSPACE_LOW_M), np.array(WORKSPACE_HIGH_M)
+    pos = rng.uniform(lo, hi)
+    yaw = 0.0
+    for i in range(10000):
+        cmd = rng.uniform(-0.2, 0.2, 6) if rng.random() < 0.5 else np.sign(rng.normal(size=6)) * 0.07
+        out, _, _ = f.filter(cmd, None, pos, yaw, NOW, NOW)
+        pos = pos + np.array(out[:3]) * CONTROL_PERIOD_S
+        yaw = yaw - out[5] * CONTROL_PERIOD_S
+        assert np.all(pos >= lo - 1e-12) and np.all(pos <= hi + 1e-12), (i, pos)
+        assert -math.pi / 2 - 1e-12 <= yaw <= math.pi / 2 + 1e-12
+
+
+def test_limits_cannot_exceed_the_benchmark():
+    with pytest.raises(ValueError):
+        SafetyLimits(max_linear_speed_mps=0.5)
+    with pytest.raises(ValueError):
+        SafetyLimits(workspace_low_m=(1, 0, 0), workspace_high_m=(0, 1, 1))
