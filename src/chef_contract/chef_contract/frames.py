@@ -127,7 +127,7 @@ def messages_to_frame(msgs: Mapping[str, object], cameras: Iterable[str] = (),
     tcp/wrist_twist and joint_command/applied; sim/object_poses adds the privileged object keys;
     each camera in `cameras` needs its image. Raises FrameError naming what is missing or bad.
     """
-    from chef_contract.ros import msg_to_image, msg_to_pose7, named_vector_values
+    from chef_contract.msgnp import msg_to_image, msg_to_pose7, named_vector_values
 
     need = [T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
             T.JOINT_COMMAND_APPLIED] + [T.image_topic(c) for c in cameras]

@@ -6,7 +6,7 @@ Imports rclpy and message packages; keep ROS-free code out of here.
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from rclpy.duration import Duration
@@ -14,6 +14,9 @@ from rclpy.qos import (
     DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
 )
 
+from chef_contract.msgnp import (  # noqa: F401 - ROS-free converters, re-exported here
+    msg_to_image, msg_to_pose7, named_vector_values, stamp_to_ns,
+)
 from chef_contract.spec import CONTROL_PERIOD_S
 from chef_contract.topics import QOS_CLASSES, topic as lookup_topic
 
@@ -75,10 +78,6 @@ def create_contract_subscription(node, name: str, callback, remap: Optional[str]
 
 
 # --- stamps -------------------------------------------------------------------------------------
-def stamp_to_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def ns_to_stamp(ns: int):
     from builtin_interfaces.msg import Time
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
@@ -97,22 +96,6 @@ def image_to_msg(arr: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = 
     return m
 
 
-def msg_to_image(msg) -> np.ndarray:
-    """sensor_msgs/Image (rgb8/bgr8/mono8) -> HxWxC uint8 view (read-only)."""
-    channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}.get(msg.encoding)
-    if channels is None:
-        raise ValueError(f'unsupported image encoding {msg.encoding!r}')
-    expected = msg.height * msg.width * channels
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, memoryview)) else msg.data,
-                         np.uint8)
-    if data.size != expected:
-        raise ValueError(f'image data has {data.size} bytes, expected {expected}')
-    img = data.reshape(msg.height, msg.width, channels)
-    if msg.encoding == 'bgr8':
-        img = img[..., ::-1]
-    return img
-
-
 # --- named stamped vectors (sensor_msgs/JointState used as name -> value) ------------------------
 def named_vector_msg(names: Sequence[str], values: Sequence[float], stamp_ns: int, frame_id: str = ''):
     from sensor_msgs.msg import JointState
@@ -126,10 +109,6 @@ def named_vector_msg(names: Sequence[str], values: Sequence[float], stamp_ns: in
     return m
 
 
-def named_vector_values(msg) -> Dict[str, float]:
-    return dict(zip(msg.name, (float(v) for v in msg.position)))
-
-
 # --- poses --------------------------------------------------------------------------------------
 def pose7_to_msg(p: Sequence[float]):
     """7-vector (x, y, z, qw, qx, qy, qz) -> geometry_msgs/Pose."""
@@ -138,14 +117,6 @@ def pose7_to_msg(p: Sequence[float]):
     m.position.x, m.position.y, m.position.z = (float(v) for v in p[:3])
     m.orientation.w, m.orientation.x, m.orientation.y, m.orientation.z = (float(v) for v in p[3:7])
     return m
-
-
-def msg_to_pose7(m) -> np.ndarray:
-    """geometry_msgs/Pose -> 7-vector (x, y, z, qw, qx, qy, qz) with qw >= 0 (spec X3)."""
-    q = np.array([m.orientation.w, m.orientation.x, m.orientation.y, m.orientation.z])
-    if q[0] < 0:
-        q = -q
-    return np.array([m.position.x, m.position.y, m.position.z, *q], np.float64)
 
 
 # --- node entry point ---------------------------------------------------------------------------
