@@ -87,3 +87,11 @@ def test_static_check_reports_file_parameters_the_node_does_not_declare(tmp_path
     g = make_graph(tmp_path)
     problems = check_graph(g, workspace_root())
     assert any("file parameter 'robot_description' is not declared" in p for p in problems)
+
+
+def test_config_dir_is_a_builtin_substitution(tmp_path):
+    g = make_graph(tmp_path, GRAPH.replace(
+        "file_parameters: {robot_description: 'robot/cell.$(hw).urdf'}",
+        "parameters: [{calibration: '$(config_dir)/robot/cell.real.urdf'}]"))
+    spec = g.resolve({})[0]
+    assert spec.parameters['calibration'] == str((tmp_path / 'robot' / 'cell.real.urdf').resolve())

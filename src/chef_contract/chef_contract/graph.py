@@ -25,6 +25,9 @@ text itself (so a URDF can carry `$(robot_ip)`). This is how robot_state_publish
 controller_manager and MoveIt get `robot_description` without xacro; launch passes it as a
 `ParameterValue(text, value_type=str)`, `chef run` as a quoted `-p name:="..."` literal.
 
+`$(config_dir)` is always available: the absolute config directory (for path-valued parameters such
+as a calibration file or a `file://` camera_info_url).
+
 `$(arg)` substitutes an argument, `{cell}` the cell index of a per-cell node (a node is per-cell
 when its namespace or name mentions `{cell}`). Parameter file paths are relative to the config
 directory that holds `graphs/`. ROS-free: launch files turn NodeSpecs into launch_ros Node actions,
@@ -162,6 +165,7 @@ class Graph:
 
     def resolve(self, values: Optional[Mapping[str, Any]] = None) -> List[NodeSpec]:
         args = self.parse_arguments(values or {})
+        args.setdefault('config_dir', str(self.config_dir.resolve()))
         cells = int(args.get('cells', 1))
         specs: List[NodeSpec] = []
         for raw in self.nodes:
