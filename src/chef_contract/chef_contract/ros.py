@@ -65,10 +65,15 @@ def create_contract_publisher(node, name: str, remap: Optional[str] = None):
 
 
 def create_contract_subscription(node, name: str, callback, remap: Optional[str] = None,
-                                 event_callbacks=None, callback_group=None):
-    """Subscription for contract topic `name` with the contract's type and QoS."""
+                                 event_callbacks=None, callback_group=None, raw: bool = False):
+    """Subscription for contract topic `name` with the contract's type and QoS.
+
+    raw=True delivers the serialized CDR bytes (recorders: no decode/re-encode on the hot path).
+    """
     t = lookup_topic(name)
     kwargs = {}
+    if raw:
+        kwargs['raw'] = True
     if event_callbacks is not None:
         kwargs['event_callbacks'] = event_callbacks
     if callback_group is not None:
