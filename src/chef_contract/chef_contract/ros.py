@@ -37,8 +37,9 @@ def qos(cls: str, role: str = 'pub') -> QoSProfile:
         profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE)
-        if role == 'sub':
-            profile.deadline = Duration(seconds=STALE_COMMAND_DEADLINE_S)
+        # Both roles: DDS matches a reader only if the writer's offered deadline is <= the
+        # requested one, so a subscriber-only deadline would match no contract publisher.
+        profile.deadline = Duration(seconds=STALE_COMMAND_DEADLINE_S)
         return profile
     if cls == 'event':
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,

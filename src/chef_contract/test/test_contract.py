@@ -104,3 +104,14 @@ def test_config_unknown_key_suggests_nearest(tmp_path):
     cfg = load_config(_Outer, p, overrides=['mode=b'])
     assert cfg.inner.lr == 0.1 and cfg.mode == 'b'
     assert from_dict(_Outer, to_dict(cfg)) == cfg
+
+
+def test_every_qos_class_matches_its_own_publishers():
+    """A contract subscriber must match a contract publisher (e.g. deadlines: offered <= requested)."""
+    from rclpy.qos import QoSCompatibility, qos_check_compatible
+
+    from chef_contract.ros import qos
+    from chef_contract.topics import QOS_CLASSES
+    for cls in QOS_CLASSES:
+        compat, why = qos_check_compatible(qos(cls, 'pub'), qos(cls, 'sub'))
+        assert compat != QoSCompatibility.ERROR, (cls, why)
