@@ -1,0 +1,444 @@
+"""The learners: CRR and BC (offline), MPO with SAC-X intentions (online). ROS-free.
+
+Every learner owns a `MultiTaskActor` and (except BC) a `MultiTaskCritic` from chef_policy.networks,
+their target copies and the optimisers, and exposes one verb:
+
+    metrics = learner.update(batch)      # batch: the TransitionSampler dict (numpy or torch)
+
+All K intentions learn from every transition: the reward of intention k is the logged reward term
+of the same name (n-step summed by the sampler), so each batch is relabelled for every task at once.
+The critic is evaluated once per state for the encoder and once per action for the shared torso
+(`MultiTaskCritic.q_for_actions`), which is what makes sampled-action baselines cheap.
+
+State for resuming (`modules()` + `resume_state()`, see chef_trainer.checkpointing): networks,
+targets, optimisers, dual variables, update counter and the torch RNG; the batch sampler's numpy RNG
+is kept by the caller.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from chef_policy.networks import MultiTaskActor, MultiTaskCritic
+
+from chef_trainer import losses as L
+from chef_trainer.config import LearnerConfig, resolve_device
+
+Batch = Dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------------
+# batches
+# --------------------------------------------------------------------------------------------------
+def batch_to_torch(batch: Mapping[str, Any], keys, device: torch.device) -> Batch:
+    """Sampler batch (numpy or torch) -> tensors on `device`; only the network's observation keys.
+
+    Images stay uint8 (the encoder scales them on the device: 4x less host-to-device traffic).
+    """
+    non_blocking = device.type == 'cuda'
+
+    def t(x, dtype=None):
+        x = torch.as_tensor(x)
+        if dtype is not None and x.dtype != dtype and x.dtype != torch.uint8:
+            x = x.to(dtype)
+        if non_blocking and x.device.type == 'cpu':
+            x = x.pin_memory()
+        return x.to(device, non_blocking=non_blocking)
+
+    out = {
+        'obs': {k: t(batch['obs'][k], torch.float32) for k in keys},
+        'next_obs': {k: t(batch['next_obs'][k], torch.float32) for k in keys},
+        'action': t(batch['action'], torch.float32),
+        'rewards': t(batch['rewards'], torch.float32),
+        'discount': t(batch['discount'], torch.float32).reshape(-1),
+    }
+    for name in ('action', 'rewards', 'discount'):
+        if not torch.isfinite(out[name]).all():
+            raise ValueError(f'batch {name} holds non-finite values')
+    return out
+
+
+def check_batch_keys(batch: Mapping[str, Any], keys) -> None:
+    missing = [k for k in keys if k not in batch.get('obs', {})]
+    if missing:
+        raise KeyError(f'batch observations lack {missing} (network reads {list(keys)})')
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+def critic_q_for_actions(critic: MultiTaskCritic, features: torch.Tensor,
+                         actions: torch.Tensor) -> torch.Tensor:
+    """Q of several actions per state from precomputed encoder features.
+
+    features [B, F]; actions [B, S, 5] -> q [B, S, K]. Uses the critic's own method when chef_policy
+    provides it, else the same maths here (first torso layer split into state and action parts, so
+    the state part is computed once per state, not once per sampled action).
+    """
+    fn = getattr(critic, 'q_for_actions', None)
+    if fn is not None:
+        return fn(features, actions)
+    b, s, _ = actions.shape
+    first = critic.torso[0]
+    f_dim = features.shape[-1]
+    h = (features @ first.weight[:, :f_dim].T + first.bias).unsqueeze(1) \
+        + actions.clamp(-1.0, 1.0) @ first.weight[:, f_dim:].T
+    h = critic.torso[1:](h.reshape(b * s, -1)) if len(critic.torso) > 1 else h.reshape(b * s, -1)
+    return critic.head(h).squeeze(-1).reshape(b, s, -1)
+
+
+def diagonal_q(q_all: torch.Tensor) -> torch.Tensor:
+    """[B, N, K(sampled from pi_k), K(critic head)] -> [B, N, K]: Q_k of actions drawn from pi_k."""
+    return torch.diagonal(q_all, dim1=2, dim2=3)
+
+
+def q_of_policy_samples(critic: MultiTaskCritic, features: torch.Tensor, samples: torch.Tensor):
+    """samples [B, N, K, 5] (N per intention) -> Q_k(s, a_{j,k}) [B, N, K]."""
+    b, n, k, _ = samples.shape
+    q = critic_q_for_actions(critic, features, samples.reshape(b, n * k, -1))   # [B, N*K, K]
+    return diagonal_q(q.reshape(b, n, k, -1))
+
+
+def _grad_clip(params, max_norm: float) -> torch.Tensor:
+    if max_norm > 0:
+        return nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.zeros(())
+
+
+def _make_adam(params, lr, cfg, device):
+    kwargs = dict(lr=lr, eps=cfg.adam_eps)
+    if cfg.fused:
+        kwargs['fused'] = True
+    try:
+        return torch.optim.Adam(params, **kwargs)
+    except (RuntimeError, TypeError):        # fused not supported for this device / dtype
+        kwargs.pop('fused', None)
+        return torch.optim.Adam(params, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# base
+# --------------------------------------------------------------------------------------------------
+class Learner:
+    """Shared machinery: networks, targets, optimisers, state for resume, metrics."""
+
+    algorithm = 'base'
+    uses_critic = True
+
+    def __init__(self, config: LearnerConfig, device: Optional[str] = None):
+        self.config = config
+        self.device = resolve_device(device or config.device)
+        torch.manual_seed(config.seed)
+        net = config.network
+        self.keys = tuple(net.input_keys) + tuple(net.image_keys)
+        self.columns = L.intention_columns(config.intentions)
+        self.actor = MultiTaskActor(net).to(self.device)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.actor_opt = _make_adam(self.actor.parameters(), config.optim.actor_lr, config.optim, self.device)
+        if self.uses_critic:
+            self.critic = MultiTaskCritic(net).to(self.device)
+            self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+            self.critic_opt = _make_adam(self.critic.parameters(), config.optim.critic_lr, config.optim,
+                                         self.device)
+        self.steps = 0
+        self._loss_fn = self._losses
+        if config.compile:
+            self._loss_fn = torch.compile(self._losses, dynamic=False)
+
+    # --- to implement ------------------------------------------------------------------------------
+    def _losses(self, b: Batch) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _extra_state(self) -> Dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        pass
+
+    # --- one update --------------------------------------------------------------------------------
+    def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
+        """One gradient step on every network from one batch; returns scalar metrics."""
+        check_batch_keys(batch, self.keys)
+        b = batch if isinstance(batch.get('action'), torch.Tensor) and batch['action'].device == self.device \
+            else batch_to_torch(batch, self.keys, self.device)
+        self._zero_grad()
+        out = self._loss_fn(b)
+        out['loss'].backward()
+        self._step_optimisers(out)
+        self.steps += 1
+        self._update_targets()
+        return out
+
+    def _zero_grad(self):
+        self.actor_opt.zero_grad(set_to_none=True)
+        if self.uses_critic:
+            self.critic_opt.zero_grad(set_to_none=True)
+
+    def _step_optimisers(self, out):
+        clip = self.config.optim.grad_clip
+        out['actor_grad_norm'] = _grad_clip(self.actor.parameters(), clip)
+        self.actor_opt.step()
+        if self.uses_critic:
+            out['critic_grad_norm'] = _grad_clip(self.critic.parameters(), clip)
+            self.critic_opt.step()
+
+    @torch.no_grad()
+    def _update_targets(self):
+        pairs = [(self.actor, self.target_actor)]
+        if self.uses_critic:
+            pairs.append((self.critic, self.target_critic))
+        tau = self.config.target_tau
+        if tau > 0:
+            for online, target in pairs:
+                for p, tp in zip(online.parameters(), target.parameters()):
+                    tp.lerp_(p, tau)
+        elif self.config.target_update_period and self.steps % self.config.target_update_period == 0:
+            for online, target in pairs:
+                target.load_state_dict(online.state_dict())
+
+    # --- common TD pieces ---------------------------------------------------------------------------
+    def _td_target(self, b: Batch) -> torch.Tensor:
+        """y_k = R_k^(n) + discount * E_{a ~ pi_k^target(s')} Q_k^target(s', a)   [B, K]."""
+        with torch.no_grad():
+            rewards = L.intention_rewards(b['rewards'], self.columns) * self.config.reward_scale
+            mean, std, logits = self.target_actor(b['next_obs'])
+            samples = L.sample_actions(mean, std, logits, self.config.next_action_samples)
+            features = self.target_critic.encoder(b['next_obs'])
+            next_v = q_of_policy_samples(self.target_critic, features, samples).mean(1)
+            return L.n_step_target(rewards, b['discount'], next_v)
+
+    # --- state for checkpoints ----------------------------------------------------------------------
+    def modules(self) -> Dict[str, nn.Module]:
+        out = {'actor': self.actor, 'target_actor': self.target_actor}
+        if self.uses_critic:
+            out.update(critic=self.critic, target_critic=self.target_critic)
+        return out
+
+    def optimisers(self) -> Dict[str, torch.optim.Optimizer]:
+        out = {'actor_opt': self.actor_opt}
+        if self.uses_critic:
+            out['critic_opt'] = self.critic_opt
+        return out
+
+    def resume_state(self) -> Dict[str, Any]:
+        """Everything but the networks needed to resume: optimisers, duals, update count, RNG.
+
+        Only tensors and primitive types (what chef_policy.checkpoint accepts in `extra`).
+        """
+        state: Dict[str, Any] = {
+            'algorithm': self.algorithm,
+            'steps': self.steps,
+            'optim': {k: o.state_dict() for k, o in self.optimisers().items()},
+            'torch_rng': torch.get_rng_state(),
+            'extra': self._extra_state(),
+        }
+        if self.device.type == 'cuda':
+            state['cuda_rng'] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_modules(self, modules: Mapping[str, Mapping[str, torch.Tensor]],
+                     require: tuple = ('actor',)) -> list:
+        """Load network weights; returns the names loaded.
+
+        A missing target copy starts from its online network; a module missing altogether (e.g. the
+        critic when fine-tuning CRR from a BC checkpoint) keeps its fresh initialisation unless it
+        is in `require`.
+        """
+        loaded = []
+        for k, m in self.modules().items():
+            src = k if k in modules else (k[len('target_'):] if k.startswith('target_') else None)
+            if src in modules:
+                m.load_state_dict(modules[src])
+                loaded.append(k)
+            elif k in require:
+                raise KeyError(f'checkpoint lacks module {k!r} (has {sorted(modules)})')
+        return loaded
+
+    def load_resume_state(self, state: Mapping[str, Any]) -> None:
+        if state.get('algorithm') not in (None, self.algorithm):
+            raise ValueError(f'resume state of a {state["algorithm"]!r} learner, this is {self.algorithm!r}')
+        for k, o in self.optimisers().items():
+            if k in state.get('optim', {}):
+                o.load_state_dict(state['optim'][k])
+        self.steps = int(state.get('steps', 0))
+        if 'torch_rng' in state:
+            torch.set_rng_state(state['torch_rng'].cpu())
+        if 'cuda_rng' in state and self.device.type == 'cuda':
+            torch.cuda.set_rng_state(state['cuda_rng'].cpu(), self.device)
+        self._load_extra_state(state.get('extra', {}))
+
+
+# --------------------------------------------------------------------------------------------------
+# offline
+# --------------------------------------------------------------------------------------------------
+class BCLearner(Learner):
+    """Behaviour cloning baseline: maximise log pi_k(a | s) of the logged action, every intention."""
+
+    algorithm = 'bc'
+    uses_critic = False
+
+    def _losses(self, b):
+        mean, std, logits = self.actor(b['obs'])
+        lp = L.action_log_prob(mean, std, logits, b['action'])          # [B, K]
+        loss = L.bc_nll(lp)
+        return {'loss': loss, 'bc_loss': loss.detach(), 'log_prob': lp.detach().mean(),
+                'policy_std': std.detach().mean()}
+
+
+class CRRLearner(Learner):
+    """Critic Regularized Regression (Wang et al. 2020), multi-task, n-step, target networks.
+
+    critic: TD on every intention's relabelled reward; actor: CRR-weighted log-likelihood of the
+    logged action, A = Q(s, a) - mean/max_j Q(s, a_j) with a_j ~ pi_k(s); optional extra BC term.
+    """
+
+    algorithm = 'crr'
+
+    def _losses(self, b):
+        cfg = self.config
+        target = self._td_target(b)
+        features = self.critic.encoder(b['obs'])
+        q = critic_q_for_actions(self.critic, features, b['action'].unsqueeze(1)).squeeze(1)   # [B, K]
+        critic_loss, per_k = L.td_loss(q, target, cfg.td_loss)
+
+        mean, std, logits = self.actor(b['obs'])
+        lp = L.action_log_prob(mean, std, logits, b['action'])          # [B, K]
+        with torch.no_grad():
+            samples = L.sample_actions(mean, std, logits, cfg.crr.advantage_samples)
+            q_s = q_of_policy_samples(self.critic, features.detach(), samples)
+            adv = L.advantage(q.detach(), q_s, cfg.crr.advantage_estimator)
+            w = L.crr_weights(adv, cfg.crr.weight_mode, cfg.crr.beta, cfg.crr.max_weight)
+        actor_loss = L.weighted_nll(lp, w)
+        if cfg.crr.bc_weight > 0:
+            actor_loss = actor_loss + cfg.crr.bc_weight * L.bc_nll(lp)
+        return {
+            'loss': critic_loss + actor_loss,
+            'critic_loss': critic_loss.detach(), 'actor_loss': actor_loss.detach(),
+            'q_mean': q.detach().mean(), 'target_mean': target.mean(),
+            'adv_mean': adv.mean(), 'adv_std': adv.std(), 'adv_pos_frac': (adv > 0).float().mean(),
+            'weight_mean': w.mean(), 'weight_max': w.max(), 'log_prob': lp.detach().mean(),
+            'policy_std': std.detach().mean(),
+            'q_per_intention': q.detach().mean(0), 'critic_loss_per_intention': per_k.detach(),
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# online
+# --------------------------------------------------------------------------------------------------
+class MPOLearner(Learner):
+    """MPO (Abdolmaleki et al. 2018) for every SAC-X intention at once, from one shared replay.
+
+    E-step: N actions per state and intention from the target policy, weights softmax(Q^target / eta_k)
+    with eta_k from its convex dual (KL bound epsilon). M-step: weighted maximum likelihood with
+    decoupled KL trust regions on the arm mean, arm std and the gripper categorical (Lagrange
+    multipliers alpha learned). Critic: n-step expected-SARSA TD against the target networks.
+    """
+
+    algorithm = 'mpo'
+
+    def __init__(self, config: LearnerConfig, device: Optional[str] = None):
+        super().__init__(config, device)
+        k = config.network.n_intentions
+        m = config.mpo
+        inv_softplus = lambda x: math.log(math.expm1(x))    # noqa: E731
+        self.temperature_param = nn.Parameter(
+            torch.full((k,), inv_softplus(m.init_temperature), device=self.device))
+        self.alpha_param = nn.Parameter(torch.full((3, k), inv_softplus(m.init_alpha), device=self.device))
+        self.dual_opt = _make_adam([self.temperature_param, self.alpha_param], config.optim.dual_lr,
+                                   config.optim, self.device)
+
+    def _duals(self):
+        f = torch.nn.functional.softplus
+        return f(self.temperature_param) + 1e-8, f(self.alpha_param) + 1e-8
+
+    def _losses(self, b):
+        cfg, m = self.config, self.config.mpo
+        target = self._td_target(b)
+        features = self.critic.encoder(b['obs'])
+        q = critic_q_for_actions(self.critic, features, b['action'].unsqueeze(1)).squeeze(1)
+        critic_loss, per_k = L.td_loss(q, target, cfg.td_loss)
+
+        temperature, alpha = self._duals()
+        with torch.no_grad():
+            t_mean, t_std, t_logits = self.target_actor(b['obs'])
+            samples = L.sample_actions(t_mean, t_std, t_logits, m.action_samples)   # [B, N, K, 5]
+            t_features = self.target_critic.encoder(b['obs'])
+            q_s = q_of_policy_samples(self.target_critic, t_features, samples)     # [B, N, K]
+        weights, temp_loss = L.mpo_estep(q_s, temperature, m.epsilon)
+        online = self.actor(b['obs'])
+        m_loss, st = L.mpo_mstep(online, (t_mean, t_std, t_logits), samples, weights, alpha,
+                                 m.eps_mean, m.eps_std, m.eps_cat)
+        policy_loss = m_loss
+        if m.action_penalty > 0:
+            over = (online[0].abs() - 1.0).clamp(min=0)
+            policy_loss = policy_loss + m.action_penalty * over.pow(2).mean()
+        ess = 1.0 / (weights.pow(2).sum(1)).mean()                      # effective samples of q
+        return {
+            'loss': critic_loss + policy_loss + temp_loss,
+            'critic_loss': critic_loss.detach(), 'policy_loss': m_loss.detach(),
+            'temperature_loss': temp_loss.detach(),
+            'q_mean': q.detach().mean(), 'target_mean': target.mean(),
+            'q_sample_std': q_s.std(1).mean(), 'estep_ess': ess,
+            'temperature_mean': temperature.detach().mean(),
+            'kl_mean': st['kl_mean'].mean(), 'kl_std': st['kl_std'].mean(), 'kl_cat': st['kl_cat'].mean(),
+            'alpha_mean': st['alpha'].mean(), 'policy_std': online[1].detach().mean(),
+            'q_per_intention': q.detach().mean(0), 'critic_loss_per_intention': per_k.detach(),
+        }
+
+    def _zero_grad(self):
+        super()._zero_grad()
+        self.dual_opt.zero_grad(set_to_none=True)
+
+    def _step_optimisers(self, out):
+        super()._step_optimisers(out)
+        self.dual_opt.step()
+
+    def optimisers(self):
+        out = super().optimisers()
+        out['dual_opt'] = self.dual_opt
+        return out
+
+    def _extra_state(self):
+        return {'temperature_param': self.temperature_param.detach().clone(),
+                'alpha_param': self.alpha_param.detach().clone()}
+
+    def _load_extra_state(self, state):
+        with torch.no_grad():
+            if 'temperature_param' in state:
+                self.temperature_param.copy_(state['temperature_param'])
+            if 'alpha_param' in state:
+                self.alpha_param.copy_(state['alpha_param'])
+
+
+LEARNERS = {'bc': BCLearner, 'crr': CRRLearner, 'mpo': MPOLearner}
+
+
+def make_learner(config: LearnerConfig, device: Optional[str] = None) -> Learner:
+    try:
+        cls = LEARNERS[config.algorithm]
+    except KeyError:
+        raise ValueError(f'unknown algorithm {config.algorithm!r}; known: {list(LEARNERS)}') from None
+    return cls(config, device)
+
+
+def scalar_metrics(out: Mapping[str, Any], intentions=None) -> Dict[str, float]:
+    """Loss dict -> {name: float}; per-intention vectors become name/<intention> entries."""
+    res: Dict[str, float] = {}
+    for k, v in out.items():
+        if isinstance(v, torch.Tensor):
+            v = v.detach()
+            if v.dim() == 0:
+                res[k] = float(v)
+            else:
+                names = intentions or [str(i) for i in range(v.numel())]
+                for name, x in zip(names, v.flatten().tolist()):
+                    res[f'{k}/{name}'] = float(x)
+        elif isinstance(v, (int, float, np.floating)):
+            res[k] = float(v)
+    return res
