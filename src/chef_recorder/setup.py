@@ -19,6 +19,8 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'recorder = chef_recorder.recorder_node:main',
+            'synthetic_cell = chef_recorder.synthetic:main',
         ],
     },
 )

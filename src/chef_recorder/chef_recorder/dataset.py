@@ -1,0 +1,314 @@
+"""The learners' view of the recorded data (ROS-free, no torch).
+
+    from chef_recorder.dataset import Dataset, TransitionSampler
+    ds = Dataset('data')
+    records = ds.query(stage='collect', source='sim')           # complete episodes by default
+    ep = ds.load(records[0])                                      # EpisodeData, arrays are mmapped
+    sampler = TransitionSampler(ds, records, keys=['sawyer/joints/angle', 'basket_front_left/pixels'],
+                                n_step=3, discount=0.99, image_size=64)
+    batch = sampler.sample(256, np.random.default_rng(0))
+
+Each bag is decoded once into a per-episode .npy cache (decode.py) opened with mmap, so a data set
+larger than RAM streams from the page cache. Observations are stacked exactly like
+chef_contract.obs.FrameStacker (3 state frames, 2 for action/environment, newest first, first-frame
+padding); images are not stacked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from chef_contract.spec import CAMERA_NAMES, REWARD_TERMS, STATE_OBSERVATIONS, image_key
+from chef_recorder.bagio import BagError
+from chef_recorder.catalog import Catalog
+from chef_recorder.decode import DECODER_VERSION, build_cache, cache_is_current
+from chef_recorder.layout import DataLayout
+
+log = logging.getLogger('chef_recorder.dataset')
+_STATE = {k.name: k for k in STATE_OBSERVATIONS}
+_CAMERA_OF_KEY = {image_key(c): c for c in CAMERA_NAMES}
+
+
+@dataclass
+class EpisodeRecord:
+    """One catalogued episode: `id` (its directory name, = episode id), bag `path`, `steps`
+    (recorded transitions) and the full `metadata` dict (docs/data.md lists the fields)."""
+
+    id: str
+    path: Path
+    steps: int
+    metadata: Dict[str, Any] = field(repr=False)
+    cell: str = ''
+
+    @property
+    def episode_id(self) -> str:
+        return self.metadata.get('episode_id') or self.id
+
+
+class EpisodeData:
+    """One decoded episode. Arrays are read-only memory maps of the cache.
+
+    frames[key]: [T+1, *raw_shape] (unstacked, benchmark units, images uint8 HxWxC);
+    actions: float32[T, 5] (behaviour policy command); executed_actions: float32[T, 5] (safety filter
+    output, NaN if not recorded); reward_terms: float32[T, len(REWARD_TERMS)] (reward of transition
+    k, i.e. reward/terms at t_{k+1}); intentions: int16[T]; stamps_ns: int64[T+1]; obs_ok: bool[T+1];
+    valid: bool[T]; metadata: the episode metadata.
+    """
+
+    def __init__(self, record: EpisodeRecord, cache_dir: Path):
+        self.record = record
+        self.cache_dir = Path(cache_dir)
+        self.layout = json.loads((self.cache_dir / 'meta.json').read_text())
+        self.metadata: Dict[str, Any] = self.layout['metadata']
+        load = lambda name: np.load(self.cache_dir / f'{name}.npy', mmap_mode='r')  # noqa: E731
+        self.stamps_ns = load('stamps_ns')
+        self.state = load('state')
+        self.actions = load('actions')
+        self.executed_actions = load('executed_actions')
+        self.reward_terms = load('reward_terms')
+        self.intentions = load('intentions')
+        self.obs_ok = load('obs_ok')
+        self.valid = load('valid')
+        self.columns = {k: (a, b, tuple(shape)) for k, (a, b, shape) in self.layout['columns'].items()}
+        self.frames: Dict[str, np.ndarray] = {}
+        for key, (a, b, shape) in self.columns.items():
+            self.frames[key] = self.state[:, a:b].reshape((self.state.shape[0],) + shape)
+        self.images: Dict[str, np.ndarray] = {}
+        for cam in self.layout['cameras']:
+            self.images[cam] = load(cam)
+            self.frames[image_key(cam)] = self.images[cam]
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def steps(self) -> int:
+        return int(self.actions.shape[0])
+
+    def __repr__(self) -> str:
+        return f'EpisodeData({self.id!r}, steps={self.steps}, valid={int(self.valid.sum())})'
+
+
+class Dataset:
+    """All episodes under `data_dir` (catalog + bags), with a decoded cache for the learners.
+
+    `cache_dir` defaults to <data_dir>/cache; point it elsewhere for a read-only data set.
+    """
+
+    def __init__(self, data_dir: Union[str, Path], cache_dir: Union[str, Path, None] = None,
+                 sync: bool = True):
+        self.layout = DataLayout(data_dir)
+        if not self.layout.root.is_dir():
+            raise FileNotFoundError(f'no data directory {self.layout.root}')
+        self.catalog = Catalog(self.layout)
+        self.cache_root = Path(cache_dir) / f'v{DECODER_VERSION}' if cache_dir is not None \
+            else self.layout.cache_dir(DECODER_VERSION)
+        if sync:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Pick up bags published since (by recorders that run now) or missing from the catalog."""
+        self.catalog.sync()
+
+    def query(self, complete: Optional[bool] = True, refresh: bool = True, **filters) -> List[EpisodeRecord]:
+        """Episodes whose catalog fields match: source, stage, iteration, triplet, cell, policy_id,
+        success, status, rate_ok, ... or any metadata field; a list value means 'one of'.
+        `complete=None` includes aborted, superseded and recovered episodes."""
+        if refresh:
+            self.refresh()
+        if complete is not None:
+            filters['complete'] = complete
+        return [self._record(r) for r in self.catalog.rows(**filters)]
+
+    def get(self, id_or_path: str) -> EpisodeRecord:
+        return self._record(self.catalog.get(id_or_path))
+
+    def _record(self, row: Dict[str, Any]) -> EpisodeRecord:
+        meta = json.loads(row['metadata'])
+        return EpisodeRecord(id=row['id'], path=self.layout.root / row['path'],
+                             steps=int(meta.get('steps_recorded') or row['steps'] or 0), metadata=meta,
+                             cell=row['cell'])
+
+    def cache_path(self, record: EpisodeRecord) -> Path:
+        return self.cache_root / record.path.parent.name / record.path.name
+
+    def load(self, record_or_id: Union[EpisodeRecord, str], rebuild: bool = False) -> EpisodeData:
+        """Decode (once) and open an episode. Raises CorruptEpisodeError / EmptyEpisodeError /
+        BagError with the bag's path and the reason when the bag is damaged."""
+        record = record_or_id if isinstance(record_or_id, EpisodeRecord) else self.get(record_or_id)
+        if not record.path.is_dir():
+            raise BagError(f'{record.path}: bag directory is gone (run `chef data ls` to resync)')
+        cache = self.cache_path(record)
+        if rebuild or not cache_is_current(record.path, cache):
+            build_cache(record.path, cache)
+        return EpisodeData(record, cache)
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+
+# --------------------------------------------------------------------------------------------------
+class TransitionSampler:
+    """Uniform sampling of (stacked obs_t, a_t, n-step discounted reward terms, obs_{t+n}, gamma^n).
+
+    keys: observation keys (state keys of spec.STATE_OBSERVATIONS and `<camera>/pixels`).
+    Episodes end by time limit, so every transition bootstraps: discount = gamma^m with m = n_step,
+    shortened at the episode's end or before an invalid transition (a lost tick, a missing
+    observation). image_size resizes images (INTER_AREA) to image_size x image_size.
+    Episodes that fail to decode, or lack a requested key, are skipped with a warning (`skipped`).
+    """
+
+    def __init__(self, dataset: Dataset, records: Iterable[EpisodeRecord], keys: Sequence[str],
+                 n_step: int = 1, discount: float = 0.99, image_size: Optional[int] = None,
+                 on_error: str = 'skip', progress: bool = True):
+        if n_step < 1:
+            raise ValueError('n_step must be >= 1')
+        if on_error not in ('skip', 'raise'):
+            raise ValueError("on_error must be 'skip' or 'raise'")
+        unknown = [k for k in keys if k not in _STATE and k not in _CAMERA_OF_KEY]
+        if unknown:
+            raise KeyError(f'unknown observation keys {unknown}')
+        self.dataset = dataset
+        self.keys = tuple(keys)
+        self.state_keys = tuple(k for k in self.keys if k in _STATE)
+        self.image_keys = tuple(k for k in self.keys if k in _CAMERA_OF_KEY)
+        self.n_step = int(n_step)
+        self.discount = float(discount)
+        self.image_size = image_size
+        self.on_error = on_error
+        self.progress = progress
+        self.episodes: List[EpisodeData] = []
+        self.skipped: Dict[str, str] = {}
+        self._ids: set = set()
+        self._depth = max([_STATE[k].stack for k in self.state_keys] + [1])
+        self._slices: Dict[str, slice] = {}            # key -> columns of the gathered state rows
+        col = 0
+        for k in self.state_keys:
+            size = int(np.prod(_STATE[k].raw_shape))
+            self._slices[k] = slice(col, col + size)
+            col += size
+        self._width = col
+        self._cols: List[np.ndarray] = []              # per episode: its state columns of the keys
+        self._g: Dict[str, np.ndarray] = {
+            'ep': np.zeros(0, np.int32), 't': np.zeros(0, np.int32), 'm': np.zeros(0, np.int16),
+            'rewards': np.zeros((0, len(REWARD_TERMS)), np.float32),
+            'action': np.zeros((0, 5), np.float32), 'intention': np.zeros(0, np.int16)}
+        self.add_episodes(records)
+
+    def __len__(self) -> int:
+        return int(self._g['t'].size)
+
+    def add_episodes(self, records: Iterable[EpisodeRecord]) -> int:
+        """Add episodes (a live learner calls this with newly recorded ones); returns how many."""
+        records = [r for r in records if r.id not in self._ids]
+        it = records
+        if self.progress and len(records) > 3:
+            from tqdm import tqdm
+            it = tqdm(records, desc='decoding episodes', unit='ep')
+        new = {k: [v] for k, v in self._g.items()}
+        added = 0
+        for rec in it:
+            try:
+                ep = self.dataset.load(rec)
+            except (BagError, OSError, ValueError) as exc:
+                if self.on_error == 'raise':
+                    raise
+                self.skipped[rec.id] = str(exc)
+                log.warning('skipping episode %s: %s', rec.id, exc)
+                continue
+            missing = [k for k in self.state_keys if k not in ep.columns] + \
+                      [k for k in self.image_keys if _CAMERA_OF_KEY[k] not in ep.images]
+            if missing:
+                msg = f'lacks observation keys {missing}'
+                if self.on_error == 'raise':
+                    raise KeyError(f'episode {rec.id} {msg}')
+                self.skipped[rec.id] = msg
+                log.warning('skipping episode %s: %s', rec.id, msg)
+                continue
+            index = len(self.episodes)
+            self.episodes.append(ep)
+            self._cols.append(np.concatenate(
+                [np.arange(ep.columns[k][0], ep.columns[k][1]) for k in self.state_keys]
+                or [np.zeros(0, np.int64)]))
+            self._ids.add(rec.id)
+            t, m, rew = self._nstep(ep)
+            new['ep'].append(np.full(t.size, index, np.int32))
+            new['t'].append(t.astype(np.int32))
+            new['m'].append(m.astype(np.int16))
+            new['rewards'].append(rew)
+            new['action'].append(np.asarray(ep.actions[t], np.float32))
+            new['intention'].append(np.asarray(ep.intentions[t], np.int16))
+            added += 1
+        self._g = {k: np.concatenate(v) for k, v in new.items()}
+        return added
+
+    def _nstep(self, ep: EpisodeData):
+        valid = np.asarray(ep.valid, bool)
+        n = valid.size
+        run = np.zeros(n + 1, np.int64)             # consecutive valid transitions from t
+        for t in range(n - 1, -1, -1):
+            run[t] = run[t + 1] + 1 if valid[t] else 0
+        m = np.minimum(run[:n], self.n_step)
+        t = np.flatnonzero(m >= 1)
+        m = m[t]
+        r = np.asarray(ep.reward_terms, np.float32)
+        out = np.zeros((t.size, r.shape[1]), np.float32)
+        for i in range(self.n_step):
+            use = m > i
+            out[use] += (self.discount ** i) * r[t[use] + i]
+        return t, m, out
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Dict[str, Any]:
+        """A batch: obs/next_obs {key: [B, *stacked shape]}, action [B,5], rewards [B, n_terms]
+        (n-step discounted sums per term, spec.REWARD_TERMS order), discount [B] (= gamma^n), and
+        n [B], intention [B], episode [B] (index into .episodes), t [B]."""
+        if len(self) == 0:
+            raise ValueError('no sampleable transition (no episode, or none valid)')
+        idx = rng.integers(0, len(self), size=batch_size)
+        ep_i, t, m = self._g['ep'][idx], self._g['t'][idx], self._g['m'][idx].astype(np.int64)
+        obs = self._gather(ep_i, t)
+        next_obs = self._gather(ep_i, t + m)
+        return {'obs': obs, 'action': self._g['action'][idx], 'rewards': self._g['rewards'][idx],
+                'next_obs': next_obs, 'discount': (self.discount ** m).astype(np.float32),
+                'n': m.astype(np.int32), 'intention': self._g['intention'][idx], 'episode': ep_i,
+                't': t}
+
+    def _gather(self, ep_i: np.ndarray, t: np.ndarray) -> Dict[str, np.ndarray]:
+        b = ep_i.size
+        out: Dict[str, np.ndarray] = {}
+        if self.state_keys:
+            rows = np.empty((b, self._depth, self._width), np.float32)
+            lag = np.arange(self._depth)
+            for i in range(b):
+                e = ep_i[i]
+                # newest first; before tick 0 the first frame repeats (FrameStacker padding)
+                rows[i] = self.episodes[e].state[np.maximum(t[i] - lag, 0)][:, self._cols[e]]
+            for key in self.state_keys:
+                spec = _STATE[key]
+                out[key] = rows[:, :spec.stack, self._slices[key]].reshape((b,) + spec.shape)
+        for key in self.image_keys:
+            cam = _CAMERA_OF_KEY[key]
+            first = self.episodes[ep_i[0]].images[cam]
+            shape = first.shape[1:] if self.image_size is None else \
+                (self.image_size, self.image_size, first.shape[3])
+            arr = np.empty((b,) + tuple(shape), np.uint8)
+            for i in range(b):
+                img = self.episodes[ep_i[i]].images[cam][t[i]]
+                arr[i] = img if self.image_size is None else _resize(img, self.image_size)
+            out[key] = arr
+        return out
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    import cv2
+    out = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=cv2.INTER_AREA)
+    return out.reshape(size, size, -1)

@@ -1,0 +1,481 @@
+"""The recorder's core: split one cell's message stream into one bag per episode (ROS-free).
+
+`EpisodeRecorder` receives every message as CDR bytes with its receive stamp (and header stamp, when
+the message has one) plus the parsed episode events, and decides which episode's bag it belongs to.
+The node (recorder_node.py) only feeds it; tests drive it directly too.
+
+Boundaries come from the episode events, messages are assigned by header stamp, never by arrival:
+  * a stamped message belongs to the open episode with the latest start stamp <= its stamp whose end
+    stamp (once known) is >= its stamp; tick-0 messages that overtake their start event wait in a
+    short pending buffer (`pending_timeout_s`) until the event arrives;
+  * unstamped messages (the gripper command, latched state) go to the episode running when they are
+    received;
+  * an end/abort event fixes the episode's last stamp; the bag is closed once every per-tick topic has
+    delivered a message stamped at or after it (the last tick is complete), or `close_timeout_s`
+    (wall clock) after the event - messages of the last tick may arrive after the end event;
+  * a start event while another episode has no end closes that one as `superseded` (reset storms);
+    an episode without any message for `stall_timeout_s` is closed as `stalled`;
+  * an episode id that is already on disk is never recorded again (the events topic is transient
+    local: a restarted recorder receives old starts and ends).
+Publishing (close, checksum, fsync, atomic rename, catalog) runs on a worker thread so the callbacks
+keep receiving.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Set
+
+import numpy as np
+
+from chef_contract.events import EpisodeEvent, EventFormatError
+from chef_contract.spec import CONTROL_PERIOD_S, INTENTIONS, REWARD_TERMS
+from chef_recorder import align
+from chef_recorder.bagio import BagError, EpisodeBagWriter, deserialize, header_stamp_ns
+from chef_recorder.layout import DataLayout
+from chef_recorder.metadata import SCHEMA_VERSION, defaults, to_custom_data
+
+RECORDER_VERSION = '0.1.0'
+log = logging.getLogger('chef_recorder')
+
+
+@dataclass
+class TopicRoles:
+    """Full (namespaced) topic names by the role they play in the alignment."""
+
+    per_tick: Set[str] = field(default_factory=set)      # observations and rewards, one per tick
+    command: str = ''                                     # policy/twist_cmd (the behaviour action)
+    executed_command: str = ''                            # servo_node/delta_twist_cmds
+    reference: str = ''                                   # joint_states: ticks when no command
+    reward: str = ''                                      # reward/terms
+    step_info: str = ''                                   # policy/step_info (JSON, stamp_ns inside)
+    policy_info: str = ''                                 # policy/info (latched JSON)
+    events: str = ''                                      # episode/events
+
+
+@dataclass
+class RecorderSettings:
+    data_dir: str
+    cell: str
+    roles: TopicRoles
+    control_period_s: float = CONTROL_PERIOD_S
+    tick_tolerance: float = 0.5           # a tick interval > (1 + this) * period missed its period
+    slop_s: float = CONTROL_PERIOD_S      # alignment window (t - slop, t]
+    max_missed_ticks: int = 0
+    close_timeout_s: float = 2.0          # wall s after the end event before closing regardless
+    stall_timeout_s: float = 60.0         # wall s without a message before closing as stalled
+    pending_timeout_s: float = 2.0        # wall s a message waits for its start event
+    fsync: bool = True
+    code_revision: str = ''
+    node_name: str = 'recorder'
+
+
+class _Episode:
+    def __init__(self, event: EpisodeEvent, writer: EpisodeBagWriter, now: float):
+        self.event = event
+        self.id = event.episode_id
+        self.start_ns = int(event.stamp_ns)
+        self.end_event: Optional[EpisodeEvent] = None
+        self.end_ns: Optional[int] = None
+        self.end_seen_at: Optional[float] = None
+        self.writer = writer
+        self.last_activity = now
+        self.stamps: Dict[str, List[int]] = collections.defaultdict(list)
+        self.recv_minus_stamp: List[int] = []
+        self.rewards: List[tuple] = []                 # (stamp, {term: value})
+        self.intentions: Dict[int, Any] = {}           # stamp -> intention
+        self.dropped: Dict[str, int] = collections.Counter()
+        self.policy_infos: List[dict] = []
+        self.write_error = ''
+        self.max_stamp = self.start_ns
+        self.opened_unix_ns = time.time_ns()
+
+    def contains(self, stamp: int) -> bool:
+        return self.start_ns <= stamp and (self.end_ns is None or stamp <= self.end_ns)
+
+
+class EpisodeRecorder:
+    """Splits a cell's messages into one crash-safe bag per episode; see the module docstring."""
+
+    def __init__(self, settings: RecorderSettings,
+                 on_published: Optional[Callable[[Dict[str, Any], Path], None]] = None,
+                 clock: Callable[[], float] = time.monotonic, background: bool = True):
+        self.s = settings
+        self.layout = DataLayout(settings.data_dir)
+        self.on_published = on_published
+        self.clock = clock
+        self._open: List[_Episode] = []
+        self._pending: collections.deque = collections.deque()
+        self._seen_ids: Set[str] = set()
+        self._max_stamp: Dict[str, int] = {}
+        self._expected_per_tick: Set[str] = set()
+        self._last_closed_end_ns: Optional[int] = None
+        self._policy_info: Optional[tuple] = None     # (info dict, topic, msgtype, raw, recv_ns)
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, 'publish') if background else None
+        self._futures: List[concurrent.futures.Future] = []
+        self.published: List[Path] = []
+        self.counters = collections.Counter()
+
+    # ------------------------------------------------------------------ inputs
+    def receive(self, topic: str, msgtype: str, raw: bytes, recv_ns: int, stamped: bool,
+                dropped: int = 0) -> None:
+        """Entry point for every raw message: dispatches by the topic's role (events, step info,
+        policy info, anything else) and reads the header stamp of stamped types from the bytes."""
+        r = self.s.roles
+        if topic not in (r.events, r.step_info, r.policy_info):
+            self.on_message(topic, msgtype, raw, recv_ns, header_stamp_ns(raw) if stamped else None, dropped)
+            return
+        try:
+            text = deserialize(raw, msgtype).data
+        except BagError as exc:
+            log.warning('%s: undecodable message recorded as is (%s)', topic, exc)
+            self.on_message(topic, msgtype, raw, recv_ns, None, dropped)
+            return
+        if topic == r.events:
+            try:
+                event = EpisodeEvent.from_json(text)
+            except EventFormatError as exc:
+                log.warning('malformed episode event ignored for boundaries: %s', exc)
+                self.counters['malformed_events'] += 1
+                self.on_message(topic, msgtype, raw, recv_ns, None, dropped)
+                return
+            self.on_event(event, topic, msgtype, raw, recv_ns)
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if topic == r.step_info:
+            self.on_step_info(data if isinstance(data, dict) else {}, topic, msgtype, raw, recv_ns, dropped)
+        else:
+            self.on_policy_info(data if isinstance(data, dict) else {'raw': text}, topic, msgtype, raw,
+                                recv_ns)
+
+    def on_message(self, topic: str, msgtype: str, raw: bytes, recv_ns: int,
+                   stamp_ns: Optional[int] = None, dropped: int = 0) -> None:
+        """Any recorded message. `stamp_ns` = header stamp (None if the type has no header);
+        `dropped` = messages of this topic lost just before this one (sequence gap)."""
+        now = self.clock()
+        if stamp_ns is None:
+            ep = self._current()
+            if ep is None:
+                self._pending.append((now, topic, msgtype, raw, recv_ns, None, dropped))
+                return
+        else:
+            prev = self._max_stamp.get(topic)
+            if prev is None or stamp_ns > prev:
+                self._max_stamp[topic] = stamp_ns
+            ep = self._route(stamp_ns)
+            if ep is None:        # before its start event, or after its episode closed: wait
+                self._pending.append((now, topic, msgtype, raw, recv_ns, stamp_ns, dropped))
+                self._check_closing(now)
+                return
+        self._store(ep, topic, msgtype, raw, recv_ns, stamp_ns, dropped, now)
+        self._check_closing(now)
+
+    def on_step_info(self, info: dict, topic: str, msgtype: str, raw: bytes, recv_ns: int,
+                     dropped: int = 0) -> None:
+        """policy/step_info: stamped by its JSON `stamp_ns`; carries the intention of the tick."""
+        stamp = info.get('stamp_ns')
+        stamp = int(stamp) if isinstance(stamp, (int, float)) else None
+        self.on_message(topic, msgtype, raw, recv_ns, stamp, dropped)
+        if stamp is not None:
+            ep = self._route(stamp)
+            if ep is not None and 'intention' in info:
+                ep.intentions[stamp] = info['intention']
+            elif ep is None and 'intention' in info:
+                self._pending.append((self.clock(), '__intention__', '', info['intention'], 0, stamp, 0))
+
+    def on_policy_info(self, info: dict, topic: str, msgtype: str, raw: bytes, recv_ns: int) -> None:
+        self._policy_info = (info, topic, msgtype, raw, recv_ns)
+        ep = self._current()
+        if ep is not None:
+            ep.policy_infos.append(info)
+            self._write(ep, topic, msgtype, raw, recv_ns)
+
+    def on_event(self, event: EpisodeEvent, topic: str, msgtype: str, raw: bytes, recv_ns: int) -> None:
+        now = self.clock()
+        if event.event == 'start':
+            self._start(event, topic, msgtype, raw, recv_ns, now)
+        else:
+            ep = next((e for e in self._open if e.id == event.episode_id), None)
+            if ep is None:
+                self.counters['events_without_start'] += 1
+                return
+            if ep.end_event is None:
+                ep.end_event = event
+                ep.end_ns = int(event.stamp_ns)
+                ep.end_seen_at = now
+            self._write(ep, topic, msgtype, raw, recv_ns)
+            self._check_closing(now)
+
+    def poll(self) -> None:
+        """Timeouts: call periodically (the node does at 10 Hz, wall clock)."""
+        now = self.clock()
+        while self._pending and now - self._pending[0][0] > self.s.pending_timeout_s:
+            item = self._pending.popleft()
+            if item[1] == '__intention__':
+                continue
+            stamp = item[5]
+            late = (stamp is not None and self._last_closed_end_ns is not None
+                    and stamp <= self._last_closed_end_ns)
+            self.counters['late' if late else 'unassigned'] += 1
+            self.counters['dropped'] += item[6]
+        for ep in list(self._open):
+            if ep.end_ns is None and now - ep.last_activity > self.s.stall_timeout_s:
+                self._close(ep, 'stalled', f'no message for {self.s.stall_timeout_s:.0f} s and no end event')
+        self._check_closing(now)
+
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Close every open episode (those without an end event as `shutdown`) and wait for publishing."""
+        for ep in list(self._open):
+            if ep.end_ns is not None:
+                self._close(ep, ep.end_event.event, ep.end_event.reason)
+            else:
+                self._close(ep, 'shutdown', 'recorder shut down before the episode ended')
+        self.flush(timeout_s)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until every closed episode is published."""
+        for f in list(self._futures):
+            f.result(timeout=timeout_s)
+        self._futures = [f for f in self._futures if not f.done()]
+
+    @property
+    def open_episodes(self) -> List[str]:
+        return [e.id for e in self._open]
+
+    # ------------------------------------------------------------------ routing
+    def _current(self) -> Optional[_Episode]:
+        for ep in reversed(self._open):
+            if ep.end_ns is None:
+                return ep
+        return None
+
+    def _route(self, stamp: int) -> Optional[_Episode]:
+        best = None
+        for ep in self._open:
+            if ep.contains(stamp) and (best is None or ep.start_ns >= best.start_ns):
+                best = ep
+        return best
+
+    def _store(self, ep, topic, msgtype, raw, recv_ns, stamp_ns, dropped, now) -> None:
+        ep.last_activity = now
+        if dropped:
+            ep.dropped[topic] += dropped
+        if stamp_ns is not None:
+            ep.stamps[topic].append(stamp_ns)
+            if stamp_ns > ep.max_stamp:
+                ep.max_stamp = stamp_ns
+            if topic in self.s.roles.per_tick:
+                ep.recv_minus_stamp.append(recv_ns - stamp_ns)
+                if topic == self.s.roles.reward:
+                    try:
+                        m = deserialize(raw, msgtype)
+                        ep.rewards.append((stamp_ns, dict(zip(m.name, (float(v) for v in m.position)))))
+                    except Exception as exc:  # noqa: BLE001 - a bad reward message is recorded anyway
+                        log.warning('undecodable %s message: %s', topic, exc)
+        self._write(ep, topic, msgtype, raw, recv_ns)
+
+    def _write(self, ep: _Episode, topic, msgtype, raw, recv_ns) -> None:
+        if ep.writer.closed:
+            self.counters['dropped_after_error'] += 1
+            return
+        try:
+            ep.writer.write(topic, msgtype, recv_ns, raw)
+        except OSError as exc:
+            ep.write_error = f'{type(exc).__name__}: {exc}'
+            log.error('episode %s: write failed (%s); partial bag kept for `chef data repair`',
+                      ep.id, ep.write_error)
+            ep.writer.abandon(ep.write_error)
+            self.counters['write_errors'] += 1
+
+    # ------------------------------------------------------------------ episode lifecycle
+    def _start(self, event, topic, msgtype, raw, recv_ns, now) -> None:
+        if event.episode_id in self._seen_ids or any(e.id == event.episode_id for e in self._open):
+            return
+        final = self.layout.episode_dir(self.s.cell, event.episode_id)
+        self._seen_ids.add(event.episode_id)
+        if final.exists():
+            self.counters['already_recorded'] += 1      # replayed history of the events topic
+            return
+        for ep in list(self._open):
+            if ep.end_ns is None:
+                self._close(ep, 'superseded', f'start of episode {event.episode_id} before its end event')
+        start_info = {'event': event.to_json(), 'cell': self.s.cell}
+        try:
+            writer = EpisodeBagWriter(self.layout.partial_dir(self.s.cell, event.episode_id), final,
+                                      start_info, fsync=self.s.fsync)
+        except OSError as exc:
+            log.error('episode %s: cannot open its bag (%s); not recorded', event.episode_id, exc)
+            self.counters['open_errors'] += 1
+            return
+        ep = _Episode(event, writer, now)
+        self._open.append(ep)
+        self._write(ep, topic, msgtype, raw, recv_ns)
+        if self._policy_info is not None:
+            info, ptopic, pmsgtype, praw, precv = self._policy_info
+            ep.policy_infos.append(info)
+            self._write(ep, ptopic, pmsgtype, praw, precv)
+        self._replay_pending(now)
+
+    def _replay_pending(self, now) -> None:
+        keep = collections.deque()
+        current = self._current()
+        for item in self._pending:
+            t, topic, msgtype, raw, recv_ns, stamp, dropped = item
+            if topic == '__intention__':
+                ep = self._route(stamp)
+                if ep is not None:
+                    ep.intentions[stamp] = raw
+                else:
+                    keep.append(item)
+                continue
+            ep = self._route(stamp) if stamp is not None else current
+            if ep is None:
+                keep.append(item)
+            else:
+                self._store(ep, topic, msgtype, raw, recv_ns, stamp, dropped, now)
+        self._pending = keep
+
+    def _check_closing(self, now: float) -> None:
+        for ep in list(self._open):
+            if ep.end_ns is None:
+                continue
+            if self._last_tick_complete(ep) or now - ep.end_seen_at >= self.s.close_timeout_s:
+                self._close(ep, ep.end_event.event, ep.end_event.reason)
+
+    def _last_tick_complete(self, ep: _Episode) -> bool:
+        expected = self._expected_per_tick | {t for t in ep.stamps if t in self.s.roles.per_tick}
+        if not expected:
+            return False
+        return all(self._max_stamp.get(t, -1) >= ep.end_ns for t in expected)
+
+    def _close(self, ep: _Episode, status: str, reason: str) -> None:
+        self._open.remove(ep)
+        end = ep.end_ns if ep.end_ns is not None else ep.max_stamp
+        self._last_closed_end_ns = max(end, self._last_closed_end_ns or end)
+        per_tick_seen = {t for t in ep.stamps if t in self.s.roles.per_tick}
+        if per_tick_seen:
+            self._expected_per_tick = per_tick_seen
+        if ep.writer.closed:
+            self.counters['lost_to_errors'] += 1
+            return
+        if not ep.stamps:
+            # only events: history replayed to a late joiner, or a cell that published nothing
+            ep.writer.abandon('empty episode')
+            shutil.rmtree(ep.writer.partial_dir, ignore_errors=True)
+            self.counters['skipped_empty'] += 1
+            log.warning('episode %s had no data messages; not published', ep.id)
+            return
+        meta = self.episode_metadata(ep, status, reason)
+        if self._pool is None:
+            self._publish(ep, meta)
+        else:
+            self._futures.append(self._pool.submit(self._publish, ep, meta))
+
+    def _publish(self, ep: _Episode, meta: Dict[str, Any]) -> Path:
+        try:
+            path = ep.writer.publish(to_custom_data(meta))
+        except Exception as exc:
+            log.error('episode %s: publishing failed (%s); partial bag kept for `chef data repair`',
+                      ep.id, exc)
+            ep.writer.abandon(str(exc))
+            self.counters['publish_errors'] += 1
+            raise
+        self.published.append(path)
+        self.counters['published'] += 1
+        if self.on_published is not None:
+            try:
+                self.on_published(meta, path)
+            except Exception as exc:  # noqa: BLE001 - the bag is safe; the catalog can be rebuilt
+                log.error('episode %s published but the catalog update failed: %s', ep.id, exc)
+        return path
+
+    # ------------------------------------------------------------------ metadata
+    def episode_metadata(self, ep: _Episode, status: str, reason: str) -> Dict[str, Any]:
+        s, r = self.s, self.s.roles
+        ev, end = ep.event, ep.end_event
+        tags = dict(ev.tags or {})
+        meta = defaults()
+        commands = ep.stamps.get(r.command) or ep.stamps.get(r.executed_command) or []
+        ticks = align.tick_stamps(commands, ep.stamps.get(r.reference, []), ep.start_ns, ep.end_ns)
+        slop = int(s.slop_s * align.NS)
+        incomplete = np.zeros(ticks.shape, bool)
+        per_tick = sorted(t for t in ep.stamps if t in r.per_tick)
+        for t in per_tick:
+            st = np.sort(np.asarray(ep.stamps[t], np.int64))
+            incomplete |= align.align_latest(st, ticks, slop) < 0
+        missed, max_interval, rate = align.interval_stats(ticks, s.control_period_s, s.tick_tolerance)
+        steps_recorded = max(int(ticks.size) - 1, 0)
+        missing = max(0, int(end.steps) + 1 - int(ticks.size)) if end is not None and end.steps else 0
+        returns_rec = self._recorded_returns(ep, ticks, slop)
+        info = ep.policy_infos[0] if ep.policy_infos else {}
+        changes = sum(1 for a, b in zip(ep.policy_infos, ep.policy_infos[1:]) if a != b)
+        lat = np.asarray(ep.recv_minus_stamp, np.int64)
+        clock = 'wall' if lat.size and abs(float(np.median(lat))) < 60 * align.NS else 'sim'
+        meta.update(
+            episode_id=ep.id, cell=s.cell, source=ev.source, triplet=ev.triplet, objects=ev.objects,
+            seed=ev.seed, policy_id=str(info.get('policy_id') or tags.get('policy_id') or ''),
+            checkpoint_sha256=str(info.get('checkpoint_sha256') or tags.get('checkpoint_sha256') or ''),
+            policy_changes=changes, stage=str(tags.get('stage', '')), iteration=tags.get('iteration'),
+            intention_schedule=self._intention_runs(ep, ticks[:-1]),
+            returns=dict(end.returns) if end is not None and end.returns else returns_rec,
+            returns_recorded=returns_rec, success=end.success if end is not None else None,
+            config_hash=str(tags.get('config_hash', '')),
+            code_revision=str(tags.get('code_revision') or s.code_revision), tags=tags,
+            status=status, abort_reason=reason if status != 'end' else '',
+            complete=bool(status == 'end' and missing == 0),
+            steps=int(end.steps) if end is not None and end.steps else steps_recorded,
+            steps_recorded=steps_recorded, start_stamp_ns=ep.start_ns,
+            end_stamp_ns=int(ep.end_ns if ep.end_ns is not None else (ticks[-1] if ticks.size else ep.max_stamp)),
+            clock=clock, recorded_unix_ns=ep.opened_unix_ns,
+            topics=ep.writer.topic_counts(), message_count=ep.writer.message_count,
+            bytes=ep.writer.bytes_written, dropped_messages=int(sum(ep.dropped.values())),
+            dropped_by_topic=dict(ep.dropped), incomplete_ticks=int(incomplete.sum()),
+            missing_ticks=missing, missed_period_ticks=missed, max_tick_interval_s=max_interval,
+            achieved_rate_hz=rate, rate_ok=bool(missed <= s.max_missed_ticks),
+            latency_ms_p50=float(np.percentile(lat, 50) / 1e6) if clock == 'wall' else None,
+            latency_ms_p99=float(np.percentile(lat, 99) / 1e6) if clock == 'wall' else None,
+            recorder={'node': s.node_name, 'host': socket.gethostname(), 'pid': os.getpid(),
+                      'version': RECORDER_VERSION, 'schema': SCHEMA_VERSION},
+        )
+        return meta
+
+    def _recorded_returns(self, ep: _Episode, ticks: np.ndarray, slop: int) -> Dict[str, float]:
+        if not ep.rewards or ticks.size < 2:
+            return {}
+        rows = sorted(ep.rewards, key=lambda x: x[0])
+        st = np.asarray([x[0] for x in rows], np.int64)
+        idx = align.align_latest(st, ticks[1:], slop)
+        out: Dict[str, float] = {}
+        for i in idx[idx >= 0]:
+            for k, v in rows[i][1].items():
+                out[k] = out.get(k, 0.0) + v
+        return {k: out[k] for k in REWARD_TERMS if k in out} | {k: v for k, v in out.items()
+                                                               if k not in REWARD_TERMS}
+
+    @staticmethod
+    def _intention_runs(ep: _Episode, ticks: np.ndarray) -> List[list]:
+        runs: List[list] = []
+        for k, t in enumerate(ticks):
+            it = ep.intentions.get(int(t))
+            if it is None:
+                continue
+            if isinstance(it, int) and 0 <= it < len(INTENTIONS):
+                it = INTENTIONS[it]
+            if not runs or runs[-1][1] != it:
+                runs.append([k, it])
+        return runs
+
