@@ -19,6 +19,8 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'policy_node = chef_policy.policy_node:main',
+            'safety_filter = chef_policy.safety_node:main',
         ],
     },
 )

@@ -1,0 +1,205 @@
+"""`safety_filter` node: the only path from a policy to the actuators (rules in chef_policy.safety).
+
+Subscribes policy/twist_cmd, policy/gripper_cmd (raw policy output), tcp/pinch_pose and
+joint_states (TCP position for the workspace box, right_j6 for the wrist limit), safety/estop
+(latched Bool: True latches the e-stop). Publishes servo_node/delta_twist_cmds and
+gripper_controller/commands - each incoming command is filtered and forwarded at once, in the
+callback, with its header.stamp preserved (lockstep sims wait for exactly that stamp) - and the
+latched safety/status JSON. Service safety/reset (std_srvs/Trigger) clears a latched e-stop, and
+is refused while safety/estop still reads True.
+
+Watchdog: a timer every `watchdog_period_s` re-evaluates the state; when it turns stale or
+e-stopped it publishes a zero twist at once and then once per control period while it lasts
+(`active_stop`), so a real arm halts even if the policy has gone silent. In a lockstep sim
+(use_sim_time) nothing moves without a command, so the watchdog only filters and never sends
+commands of its own (a zero twist stamped 'now' would be taken for the policy's command).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from chef_contract import topics as T
+from chef_contract.config import field_
+from chef_contract.params import declare_params
+from chef_contract.ros import create_contract_publisher, create_contract_subscription, spin_node
+from chef_contract.spec import (
+    ARM_JOINT_NAMES, CONTROL_PERIOD_S, MAX_LINEAR_SPEED_MPS, MAX_YAW_RATE_RPS,
+)
+from chef_policy.safety import SafetyFilter, SafetyLimits
+
+WRIST_JOINT = ARM_JOINT_NAMES[-1]          # right_j6
+
+
+@dataclass
+class Params:
+    max_linear_speed_mps: float = field_(MAX_LINEAR_SPEED_MPS, min=1e-4, max=MAX_LINEAR_SPEED_MPS,
+                                         help='cap on the TCP linear speed (norm), m/s')
+    max_yaw_rate_rps: float = field_(MAX_YAW_RATE_RPS, min=1e-4, max=MAX_YAW_RATE_RPS,
+                                     help='cap on the yaw rate, rad/s')
+    lookahead_s: float = field_(CONTROL_PERIOD_S, min=0.0, max=1.0,
+                                help='workspace/wrist prediction horizon; 0 = benchmark rule')
+    stale_timeout_s: float = field_(2 * CONTROL_PERIOD_S, min=0.01, max=1.0,
+                                    help='observation older than this -> zero twist, gripper hold')
+    wrist_yaw_sign: float = field_(-1.0, choices=(-1.0, 1.0),
+                                   help='d(right_j6)/dt = sign * base_link yaw rate')
+    watchdog_period_s: float = field_(0.01, min=0.001, max=0.1, help='watchdog check period')
+    active_stop: bool = field_(True, help='publish zero twists while stale/e-stopped (ignored with '
+                                          'use_sim_time: a lockstep sim needs no active stop)')
+    status_period_s: float = field_(1.0, min=0.05, max=60.0, help='safety/status heartbeat')
+
+
+class SafetyFilterNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('safety_filter', **kwargs)
+        self.p = declare_params(self, Params, on_change=self._on_params)
+        self.filter = SafetyFilter(self._limits())
+        self._tcp = None                  # latest pinch position (x, y, z), m
+        self._tcp_stamp: Optional[float] = None
+        self._yaw: Optional[float] = None
+        self._js_stamp: Optional[float] = None
+        self._estop_input = False
+        self._last_state = None
+        self._last_stop_pub = -math.inf
+        self._last_status_pub = -math.inf
+        self._last_cmd_stamp_ns = 0
+        self.pub_twist = create_contract_publisher(self, T.TWIST_CMD)
+        self.pub_gripper = create_contract_publisher(self, T.GRIPPER_CMD)
+        self.pub_status = create_contract_publisher(self, T.SAFETY_STATUS)
+        create_contract_subscription(self, T.POLICY_TWIST, self._on_twist)
+        create_contract_subscription(self, T.POLICY_GRIPPER, self._on_gripper)
+        create_contract_subscription(self, T.PINCH_POSE, self._on_pinch)
+        create_contract_subscription(self, T.JOINT_STATES, self._on_joints)
+        create_contract_subscription(self, T.ESTOP, self._on_estop)
+        self.create_service(Trigger, T.SAFETY_RESET, self._on_reset)
+        self.create_timer(self.p.watchdog_period_s, self._watchdog)
+        self._publish_status(force=True)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _limits(self) -> SafetyLimits:
+        return SafetyLimits(max_linear_speed_mps=self.p.max_linear_speed_mps,
+                            max_yaw_rate_rps=self.p.max_yaw_rate_rps, lookahead_s=self.p.lookahead_s,
+                            stale_timeout_s=self.p.stale_timeout_s, wrist_yaw_sign=self.p.wrist_yaw_sign)
+
+    def _on_params(self, p: Params) -> None:
+        self.filter.limits = self._limits()
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _obs_stamp(self) -> Optional[float]:
+        if self._tcp_stamp is None or self._js_stamp is None:
+            return None
+        return min(self._tcp_stamp, self._js_stamp)
+
+    def _lockstep(self) -> bool:
+        return bool(self.get_parameter('use_sim_time').value)
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def _on_pinch(self, msg) -> None:
+        p = msg.pose.position
+        self._tcp = (p.x, p.y, p.z)
+        self._tcp_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+    def _on_joints(self, msg) -> None:
+        if WRIST_JOINT in msg.name:
+            i = list(msg.name).index(WRIST_JOINT)
+            if i < len(msg.position):
+                self._yaw = float(msg.position[i])
+                self._js_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+    def _on_estop(self, msg) -> None:
+        self._estop_input = bool(msg.data)
+        if msg.data and not self.filter.estop_latched:
+            self.filter.trigger_estop('safety/estop')
+            self.get_logger().error('E-STOP latched (safety/estop = True); call safety/reset to clear')
+            self._stop_now()
+        self._publish_status(force=True)
+
+    def _on_reset(self, request, response):
+        if self._estop_input:
+            response.success = False
+            response.message = 'refused: safety/estop still reads True'
+        else:
+            was = self.filter.estop_latched
+            self.filter.reset_estop()
+            response.success = True
+            response.message = 'e-stop cleared' if was else 'no e-stop was latched'
+            self.get_logger().warning(response.message)
+        self._publish_status(force=True)
+        return response
+
+    # --- the command path ------------------------------------------------------------------------
+    def _on_twist(self, msg: TwistStamped) -> None:
+        t, a = msg.twist.linear, msg.twist.angular
+        twist, _, status = self.filter.filter((t.x, t.y, t.z, a.x, a.y, a.z), None, self._tcp, self._yaw,
+                                              self._now(), self._obs_stamp())
+        out = TwistStamped()
+        out.header.stamp = msg.header.stamp                   # preserved: lockstep waits for it
+        out.header.frame_id = msg.header.frame_id or T.WORLD_FRAME
+        (out.twist.linear.x, out.twist.linear.y, out.twist.linear.z,
+         out.twist.angular.x, out.twist.angular.y, out.twist.angular.z) = twist
+        self.pub_twist.publish(out)
+        self._last_cmd_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if status.state != self._last_state:
+            self._publish_status(force=True, state=status.state)
+
+    def _on_gripper(self, msg: Float64MultiArray) -> None:
+        value = msg.data[0] if len(msg.data) >= 1 else math.nan
+        _, gripper, status = self.filter.filter(None, value, self._tcp, self._yaw, self._now(),
+                                                self._obs_stamp())
+        if gripper is not None:
+            self.pub_gripper.publish(Float64MultiArray(data=[float(gripper)]))
+        if status.state != self._last_state:
+            self._publish_status(force=True, state=status.state)
+
+    # --- watchdog --------------------------------------------------------------------------------
+    def _stop_now(self) -> None:
+        if self._lockstep() or not self.p.active_stop:
+            return
+        twist, _ = self.filter.stop_command()
+        out = TwistStamped()
+        out.header.stamp = self.get_clock().now().to_msg()
+        out.header.frame_id = T.WORLD_FRAME
+        self.pub_twist.publish(out)               # all zeros; the gripper simply keeps its target
+        self._last_stop_pub = self._now()
+
+    def _watchdog(self) -> None:
+        now = self._now()
+        state = self.filter.state(now, self._obs_stamp())
+        if state != 'ok' and (state != self._last_state or now - self._last_stop_pub >= CONTROL_PERIOD_S):
+            self._stop_now()
+        if state != self._last_state:
+            if state == 'stale' and self._last_state == 'ok':
+                self.get_logger().warning('observations stale: commands zeroed, gripper held')
+            self._publish_status(force=True, state=state)
+        else:
+            self._publish_status(state=state)
+
+    def _publish_status(self, force: bool = False, state: Optional[str] = None) -> None:
+        now = self._now()
+        if not force and now - self._last_status_pub < self.p.status_period_s:
+            return
+        state = state or self.filter.state(now, self._obs_stamp())
+        self._last_state = state
+        self._last_status_pub = now
+        self.pub_status.publish(String(data=json.dumps({
+            'state': state, 'estop': self.filter.estop_latched, 'estop_reason': self.filter.estop_reason,
+            'estop_input': self._estop_input, 'last_command_stamp_ns': self._last_cmd_stamp_ns,
+            'counters': dict(self.filter.counters)}, sort_keys=True)))
+
+
+NODE_PARAMS = {'safety_filter': Params}
+
+
+def main(args=None):
+    sys.exit(spin_node(SafetyFilterNode, args=args))
