@@ -39,6 +39,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from geometry_msgs.msg import TwistStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String
 
@@ -80,6 +81,9 @@ class Params:
     follow_trainer: bool = field_(True, help='hot-reload checkpoints announced on trainer/checkpoint')
     torch_threads: int = field_(1, min=1, max=64, help='torch intra-op threads for inference')
     act_without_episode: bool = field_(True, help='act before the first episode event is seen')
+    input_grace_s: float = field_(0.25, min=0.0, max=5.0,
+                                  help='wall time a tick may wait for its remaining topics (images, '
+                                       'object poses) before it gets a zero command instead')
 
 
 class PolicyNode(Node):
@@ -101,10 +105,11 @@ class PolicyNode(Node):
         self._episode_active = False
         self._episodes_seen = False
         self._episode_id = ''
-        self._warming_inputs = False
+        self._waiting_stamp: Optional[int] = None  # base set complete, full set not (yet)
+        self._waiting_since = 0.0
         self.ticks = 0                            # actions published since start
-        self.counters = {'acted': 0, 'zero_not_ready': 0, 'bad_observation': 0, 'bad_action': 0,
-                         'swaps': 0, 'load_errors': 0}
+        self.counters = {'acted': 0, 'zero_not_ready': 0, 'zero_inputs_missing': 0,
+                         'bad_observation': 0, 'bad_action': 0, 'swaps': 0, 'load_errors': 0}
 
         schedule = IntentionSchedule(self.p.intentions, self.p.switch_every_steps,
                                      self.p.intention or None)
@@ -123,6 +128,9 @@ class PolicyNode(Node):
         create_contract_subscription(self, T.CHECKPOINT_ANNOUNCE, self._on_checkpoint)
         if not self.lockstep:
             self.create_timer(CONTROL_PERIOD_S, self._try_act)
+        else:        # wall-clock check of the input grace (sim time stands still while we wait)
+            self.create_timer(CONTROL_PERIOD_S, self._try_act,
+                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._publish_info()
         self.get_logger().info(
             f'policy {self._policy_id()} ready ({timing}); inputs: {", ".join(self._sync.topics)}')
@@ -199,7 +207,6 @@ class PolicyNode(Node):
                     self, name, lambda msg, _n=name: self._on_obs(_n, msg))
         if tuple(topics) != tuple(self._sync.topics):
             self._sync = self._base_sync if tuple(topics) == BASE_TOPICS else self._make_sync(topics)
-            self._warming_inputs = self._sync is not self._base_sync
 
     def _on_obs(self, name: str, msg) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
@@ -265,19 +272,32 @@ class PolicyNode(Node):
         return not self._episodes_seen and self.p.act_without_episode
 
     def _try_act(self) -> None:
+        """Act on the newest complete set not acted on yet; zero command if none can come."""
         self._maybe_swap()
         if not self._may_act():
             return
         res = self._sync.latest(self._last_stamp)
         if res is not None:
-            self._warming_inputs = False
+            self._waiting_stamp = None
             self._act(*res)
             return
-        if self.runner.policy is None or self._warming_inputs:
-            base = self._base_sync.latest(self._last_stamp)
-            if base is not None:
-                self._last_stamp = base[0]
-                self._publish_zero(base[0], 'not_ready')
+        base = self._base_sync.latest(self._last_stamp)
+        if base is None:
+            return
+        if self.runner.policy is None:
+            self._last_stamp = base[0]
+            self._publish_zero(base[0], 'not_ready')
+            return
+        now = time.monotonic()
+        if self._waiting_stamp != base[0]:           # images / object poses may still be in flight
+            self._waiting_stamp, self._waiting_since = base[0], now
+        elif now - self._waiting_since > self.p.input_grace_s:
+            self._waiting_stamp = None
+            self._last_stamp = base[0]
+            self.get_logger().warning(
+                f'no complete observation for {base[0]} after {self.p.input_grace_s} s '
+                f'(waiting for {self._sync.topics}); zero command', throttle_duration_sec=1.0)
+            self._publish_zero(base[0], 'inputs_missing')
 
     def _act(self, stamp: int, msgs) -> None:
         t0 = time.perf_counter()
@@ -323,8 +343,8 @@ class PolicyNode(Node):
         return msg
 
     def _publish_zero(self, stamp: int, reason: str) -> None:
-        if reason == 'not_ready':
-            self.counters['zero_not_ready'] += 1
+        key = f'zero_{reason}'
+        self.counters[key] = self.counters.get(key, 0) + 1
         self.pub_twist.publish(self._twist(stamp, (0.0, 0.0, 0.0), 0.0))
         self.pub_step.publish(String(data=json.dumps({
             'stamp_ns': stamp, 'tick': None, 'episode_id': self._episode_id, 'intention': None,
