@@ -66,12 +66,18 @@ def create_contract_publisher(node, name: str, remap: Optional[str] = None):
 
 
 def create_contract_subscription(node, name: str, callback, remap: Optional[str] = None,
-                                 event_callbacks=None, callback_group=None, raw: bool = False):
+                                 event_callbacks=None, callback_group=None, raw: bool = False,
+                                 depth: Optional[int] = None):
     """Subscription for contract topic `name` with the contract's type and QoS.
 
     raw=True delivers the serialized CDR bytes (recorders: no decode/re-encode on the hot path).
+    depth, if given, enlarges the reader-side history (a recorder must not lose a sample when its
+    executor stalls for a tick); every other QoS setting stays the contract's.
     """
     t = lookup_topic(name)
+    profile = qos(t.qos, 'sub')
+    if depth is not None and depth > profile.depth:
+        profile.depth = depth
     kwargs = {}
     if raw:
         kwargs['raw'] = True
@@ -79,8 +85,7 @@ def create_contract_subscription(node, name: str, callback, remap: Optional[str]
         kwargs['event_callbacks'] = event_callbacks
     if callback_group is not None:
         kwargs['callback_group'] = callback_group
-    return node.create_subscription(msg_class(t.msg_type), remap or t.name, callback,
-                                    qos(t.qos, 'sub'), **kwargs)
+    return node.create_subscription(msg_class(t.msg_type), remap or t.name, callback, profile, **kwargs)
 
 
 # --- stamps -------------------------------------------------------------------------------------
