@@ -47,6 +47,17 @@ def typestore():
     return _TYPESTORE
 
 
+def warm_up(msgtypes: Iterable[str]) -> None:
+    """Load the typestore and generate the code for `msgtypes` now (~0.5 s), not on the first message."""
+    ts = typestore()
+    for t in msgtypes:
+        ts.get_msgdef(t)
+        ts.generate_msgdef(t, ros_version=2)
+        ts.hash_rihs01(t)
+    String = ts.types['std_msgs/msg/String']
+    deserialize(ts.serialize_cdr(String(data='{}'), 'std_msgs/msg/String'), 'std_msgs/msg/String')
+
+
 def ensure_type(msgtype: str, msgdef: str = '', fmt: str = 'ros2msg') -> None:
     """Register `msgtype` from a bag's schema text when the typestore does not know it."""
     ts = typestore()
@@ -70,6 +81,12 @@ def ensure_type(msgtype: str, msgdef: str = '', fmt: str = 'ros2msg') -> None:
                     name = name.replace('/', '/msg/', 1)
                 types.update(get_types_from_msg(body, name))
     ts.register({k: v for k, v in types.items() if k not in ts.types})
+
+
+def is_stamped(msgtype: str) -> bool:
+    """True if the type's first field is a std_msgs/Header (its stamp can be read from the bytes)."""
+    fields = typestore().fielddefs[msgtype][1]
+    return bool(fields) and fields[0][0] == 'header' and fields[0][1][1] == 'std_msgs/msg/Header'
 
 
 def header_stamp_ns(raw: bytes) -> int:

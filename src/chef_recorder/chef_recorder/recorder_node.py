@@ -26,7 +26,8 @@ from chef_contract.config import field_
 from chef_contract.params import declare_params
 from chef_contract.ros import create_contract_subscription, msg_class, spin_node
 from chef_contract.spec import CAMERA_NAMES, CONTROL_PERIOD_S
-from chef_recorder.recording import EpisodeRecorder, RecorderSettings, TopicRoles
+from chef_recorder.bagio import warm_up
+from chef_recorder.recording import EpisodeRecorder, RecorderSettings, roles_from_names
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Params:
     tick_tolerance: float = field_(0.5, help='a tick interval longer than (1 + this) x control period '
                                    'counts as a missed period', min=0.0, max=100.0)
     max_missed_ticks: int = field_(0, help='episodes with more missed periods get rate_ok = false', min=0)
+    queue_depth: int = field_(100, help='reader-side history per topic: messages the recorder can '
+                              'buffer while its executor is busy (contract QoS otherwise)', min=1, max=10000)
     fsync: bool = field_(True, help='fsync each bag before publishing it (power-loss safety)')
     update_catalog: bool = field_(True, help='add each published episode to <data_dir>/catalog.sqlite')
 
@@ -109,11 +112,7 @@ class RecorderNode(Node):
         names = selected_topics(self.p)
         self._subs: List[_Sub] = []
         full = {n: self.resolve_topic_name(n) for n in names}
-        per_tick = {full[n] for n in names if T.topic(n).per_tick}
-        roles = TopicRoles(per_tick=per_tick, command=full.get(T.POLICY_TWIST, ''),
-                           executed_command=full.get(T.TWIST_CMD, ''), reference=full.get(T.JOINT_STATES, ''),
-                           reward=full.get(T.REWARD_TERMS, ''), step_info=full.get(T.POLICY_STEP, ''),
-                           policy_info=full.get(T.POLICY_INFO, ''), events=full.get(T.EPISODE_EVENTS, ''))
+        roles = roles_from_names(full)
         settings = RecorderSettings(
             data_dir=self.p.data_dir, cell=self.cell, roles=roles, control_period_s=CONTROL_PERIOD_S,
             tick_tolerance=self.p.tick_tolerance, max_missed_ticks=self.p.max_missed_ticks,
@@ -125,6 +124,7 @@ class RecorderNode(Node):
             from chef_recorder.catalog import Catalog
             self.catalog = Catalog(self.p.data_dir)
         self.engine = EpisodeRecorder(settings, on_published=self._published)
+        warm_up({T.topic(n).msg_type for n in names})
         for name in names:
             t = T.topic(name)
             cls = msg_class(t.msg_type)
@@ -132,7 +132,7 @@ class RecorderNode(Node):
             stamped = bool(fields) and fields[0] == ('header', 'std_msgs/Header')
             sub = _Sub(name, full[name], t.msg_type, stamped)
             self._subs.append(sub)
-            create_contract_subscription(self, name, self._callback(sub), raw=True)
+            create_contract_subscription(self, name, self._callback(sub), raw=True, depth=self.p.queue_depth)
         self._reported: Dict[str, int] = {}
         self.create_timer(0.1, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(

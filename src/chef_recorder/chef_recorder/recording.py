@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 import numpy as np
 
+from chef_contract import topics as T
 from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.spec import CONTROL_PERIOD_S, INTENTIONS, REWARD_TERMS
 from chef_recorder import align
@@ -62,6 +63,22 @@ class TopicRoles:
     events: str = ''                                      # episode/events
 
 
+def roles_for_namespace(ns: str, names=None) -> TopicRoles:
+    """TopicRoles of the contract topics `names` (default: all) in namespace `ns` ('/cell0')."""
+    ns = '/' + ns.strip('/') if ns.strip('/') else ''
+    names = [t.name for t in T.TOPICS] if names is None else list(names)
+    return roles_from_names({n: n if n.startswith('/') else f'{ns}/{n}' for n in names})
+
+
+def roles_from_names(full: Dict[str, str]) -> TopicRoles:
+    """TopicRoles from {contract name: resolved topic name}."""
+    return TopicRoles(
+        per_tick={full[n] for n in full if T.topic(n).per_tick}, command=full.get(T.POLICY_TWIST, ''),
+        executed_command=full.get(T.TWIST_CMD, ''), reference=full.get(T.JOINT_STATES, ''),
+        reward=full.get(T.REWARD_TERMS, ''), step_info=full.get(T.POLICY_STEP, ''),
+        policy_info=full.get(T.POLICY_INFO, ''), events=full.get(T.EPISODE_EVENTS, ''))
+
+
 @dataclass
 class RecorderSettings:
     data_dir: str
@@ -74,9 +91,11 @@ class RecorderSettings:
     close_timeout_s: float = 2.0          # wall s after the end event before closing regardless
     stall_timeout_s: float = 60.0         # wall s without a message before closing as stalled
     pending_timeout_s: float = 2.0        # wall s a message waits for its start event
+    hold_s: float = 0.25                  # wall s a message waits before it is written (re-routing window)
     fsync: bool = True
     code_revision: str = ''
     node_name: str = 'recorder'
+    recovered_from: str = ''              # set by `chef data repair` when it replays salvaged messages
 
 
 class _Episode:
@@ -85,7 +104,8 @@ class _Episode:
         self.id = event.episode_id
         self.start_ns = int(event.stamp_ns)
         self.end_event: Optional[EpisodeEvent] = None
-        self.end_ns: Optional[int] = None
+        self.end_ns: Optional[int] = None              # last stamp that belongs to it, once known
+        self.close_as: Optional[tuple] = None          # (status, reason) once the end is known
         self.end_seen_at: Optional[float] = None
         self.writer = writer
         self.last_activity = now
@@ -98,6 +118,8 @@ class _Episode:
         self.write_error = ''
         self.max_stamp = self.start_ns
         self.opened_unix_ns = time.time_ns()
+        self.held: collections.deque = collections.deque()   # (t, topic, type, raw, recv, stamp, dropped)
+        self.topics_seen: Set[str] = set()
 
     def contains(self, stamp: int) -> bool:
         return self.start_ns <= stamp and (self.end_ns is None or stamp <= self.end_ns)
@@ -166,7 +188,7 @@ class EpisodeRecorder:
         `dropped` = messages of this topic lost just before this one (sequence gap)."""
         now = self.clock()
         if stamp_ns is None:
-            ep = self._current()
+            ep = self._open[-1] if self._open else None      # the latest started episode
             if ep is None:
                 self._pending.append((now, topic, msgtype, raw, recv_ns, None, dropped))
                 return
@@ -215,6 +237,20 @@ class EpisodeRecorder:
                 ep.end_event = event
                 ep.end_ns = int(event.stamp_ns)
                 ep.end_seen_at = now
+                ep.close_as = (event.event, event.reason)
+                # messages stamped after the end that were taken while the end was unknown: re-route
+                keep, later = collections.deque(), []
+                for item in ep.held:
+                    (later if item[5] is not None and item[5] > ep.end_ns else keep).append(item)
+                ep.held = keep
+                for t, ltopic, ltype, lraw, lrecv, lstamp, ldropped in later:
+                    target = self._route(lstamp)
+                    if target is None:
+                        self._pending.append((t, ltopic, ltype, lraw, lrecv, lstamp, ldropped))
+                    else:
+                        self._store(target, ltopic, ltype, lraw, lrecv, lstamp, ldropped, t)
+                for st in [st for st in ep.intentions if st > ep.end_ns]:
+                    self._pending.append((now, '__intention__', '', ep.intentions.pop(st), 0, st, 0))
             self._write(ep, topic, msgtype, raw, recv_ns)
             self._check_closing(now)
 
@@ -230,6 +266,8 @@ class EpisodeRecorder:
                     and stamp <= self._last_closed_end_ns)
             self.counters['late' if late else 'unassigned'] += 1
             self.counters['dropped'] += item[6]
+        for ep in self._open:
+            self._flush(ep, now - self.s.hold_s)
         for ep in list(self._open):
             if ep.end_ns is None and now - ep.last_activity > self.s.stall_timeout_s:
                 self._close(ep, 'stalled', f'no message for {self.s.stall_timeout_s:.0f} s and no end event')
@@ -238,8 +276,8 @@ class EpisodeRecorder:
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Close every open episode (those without an end event as `shutdown`) and wait for publishing."""
         for ep in list(self._open):
-            if ep.end_ns is not None:
-                self._close(ep, ep.end_event.event, ep.end_event.reason)
+            if ep.close_as is not None:
+                self._close(ep, *ep.close_as)
             else:
                 self._close(ep, 'shutdown', 'recorder shut down before the episode ended')
         self.flush(timeout_s)
@@ -271,13 +309,25 @@ class EpisodeRecorder:
         return best
 
     def _store(self, ep, topic, msgtype, raw, recv_ns, stamp_ns, dropped, now) -> None:
+        """Assign a message to `ep`. It is written `hold_s` later, so that a start event that arrives
+        after the first messages of its episode can still take them from an episode without end."""
         ep.last_activity = now
+        ep.topics_seen.add(topic)
+        if stamp_ns is not None and stamp_ns > ep.max_stamp:
+            ep.max_stamp = stamp_ns
+        ep.held.append((now, topic, msgtype, raw, recv_ns, stamp_ns, dropped))
+        self._flush(ep, now - self.s.hold_s)
+
+    def _flush(self, ep: _Episode, before: float = float('inf')) -> None:
+        while ep.held and ep.held[0][0] <= before:
+            _, topic, msgtype, raw, recv_ns, stamp_ns, dropped = ep.held.popleft()
+            self._commit(ep, topic, msgtype, raw, recv_ns, stamp_ns, dropped)
+
+    def _commit(self, ep, topic, msgtype, raw, recv_ns, stamp_ns, dropped) -> None:
         if dropped:
             ep.dropped[topic] += dropped
         if stamp_ns is not None:
             ep.stamps[topic].append(stamp_ns)
-            if stamp_ns > ep.max_stamp:
-                ep.max_stamp = stamp_ns
             if topic in self.s.roles.per_tick:
                 ep.recv_minus_stamp.append(recv_ns - stamp_ns)
                 if topic == self.s.roles.reward:
@@ -310,9 +360,20 @@ class EpisodeRecorder:
         if final.exists():
             self.counters['already_recorded'] += 1      # replayed history of the events topic
             return
+        moved, moved_intentions = [], {}
         for ep in list(self._open):
             if ep.end_ns is None:
-                self._close(ep, 'superseded', f'start of episode {event.episode_id} before its end event')
+                # messages of the new episode that overtook its start event went to this one: take back
+                keep = collections.deque()
+                for item in ep.held:
+                    (moved if item[5] is not None and item[5] >= event.stamp_ns else keep).append(item)
+                ep.held = keep
+                for st in [st for st in ep.intentions if st >= event.stamp_ns]:
+                    moved_intentions[st] = ep.intentions.pop(st)
+                # it ends just before the new start; closes like an ended one (last tick or timeout)
+                ep.end_ns = int(event.stamp_ns) - 1
+                ep.end_seen_at = now
+                ep.close_as = ('superseded', f'start of episode {event.episode_id} before its end event')
         start_info = {'event': event.to_json(), 'cell': self.s.cell}
         try:
             writer = EpisodeBagWriter(self.layout.partial_dir(self.s.cell, event.episode_id), final,
@@ -328,6 +389,11 @@ class EpisodeRecorder:
             info, ptopic, pmsgtype, praw, precv = self._policy_info
             ep.policy_infos.append(info)
             self._write(ep, ptopic, pmsgtype, praw, precv)
+        for item in moved:
+            self._store(ep, *item[1:], now=item[0])
+        ep.intentions.update(moved_intentions)
+        if moved:
+            self.counters['rerouted'] += len(moved)
         self._replay_pending(now)
 
     def _replay_pending(self, now) -> None:
@@ -354,16 +420,19 @@ class EpisodeRecorder:
             if ep.end_ns is None:
                 continue
             if self._last_tick_complete(ep) or now - ep.end_seen_at >= self.s.close_timeout_s:
-                self._close(ep, ep.end_event.event, ep.end_event.reason)
+                self._close(ep, *ep.close_as)
 
     def _last_tick_complete(self, ep: _Episode) -> bool:
-        expected = self._expected_per_tick | {t for t in ep.stamps if t in self.s.roles.per_tick}
+        expected = self._expected_per_tick | {t for t in ep.topics_seen if t in self.s.roles.per_tick}
         if not expected:
             return False
         return all(self._max_stamp.get(t, -1) >= ep.end_ns for t in expected)
 
     def _close(self, ep: _Episode, status: str, reason: str) -> None:
         self._open.remove(ep)
+        self._flush(ep)
+        if ep.end_event is None:
+            ep.max_stamp = max([ep.start_ns] + [max(v) for v in ep.stamps.values() if v])
         end = ep.end_ns if ep.end_ns is not None else ep.max_stamp
         self._last_closed_end_ns = max(end, self._last_closed_end_ns or end)
         per_tick_seen = {t for t in ep.stamps if t in self.s.roles.per_tick}
@@ -410,7 +479,8 @@ class EpisodeRecorder:
         tags = dict(ev.tags or {})
         meta = defaults()
         commands = ep.stamps.get(r.command) or ep.stamps.get(r.executed_command) or []
-        ticks = align.tick_stamps(commands, ep.stamps.get(r.reference, []), ep.start_ns, ep.end_ns)
+        ticks = align.tick_stamps(commands, ep.stamps.get(r.reference, []), ep.start_ns,
+                                  end.stamp_ns if end is not None else None)
         slop = int(s.slop_s * align.NS)
         incomplete = np.zeros(ticks.shape, bool)
         per_tick = sorted(t for t in ep.stamps if t in r.per_tick)
@@ -439,7 +509,7 @@ class EpisodeRecorder:
             complete=bool(status == 'end' and missing == 0),
             steps=int(end.steps) if end is not None and end.steps else steps_recorded,
             steps_recorded=steps_recorded, start_stamp_ns=ep.start_ns,
-            end_stamp_ns=int(ep.end_ns if ep.end_ns is not None else (ticks[-1] if ticks.size else ep.max_stamp)),
+            end_stamp_ns=int(end.stamp_ns if end is not None else (ticks[-1] if ticks.size else ep.max_stamp)),
             clock=clock, recorded_unix_ns=ep.opened_unix_ns,
             topics=ep.writer.topic_counts(), message_count=ep.writer.message_count,
             bytes=ep.writer.bytes_written, dropped_messages=int(sum(ep.dropped.values())),
@@ -451,6 +521,11 @@ class EpisodeRecorder:
             recorder={'node': s.node_name, 'host': socket.gethostname(), 'pid': os.getpid(),
                       'version': RECORDER_VERSION, 'schema': SCHEMA_VERSION},
         )
+        if s.recovered_from:
+            meta.update(status='recovered', recovered_from=s.recovered_from,
+                        abort_reason=f'recovered by chef data repair (stream ended as: {status}'
+                                     f'{": " + reason if reason else ""})',
+                        complete=bool(status == 'end' and missing == 0 and not incomplete.any()))
         return meta
 
     def _recorded_returns(self, ep: _Episode, ticks: np.ndarray, slop: int) -> Dict[str, float]:

@@ -11,7 +11,7 @@ from rclpy.serialization import serialize_message
 
 from chef_contract import topics as T
 from chef_contract.ros import msg_class
-from chef_recorder.recording import EpisodeRecorder, RecorderSettings, TopicRoles
+from chef_recorder.recording import EpisodeRecorder, RecorderSettings, TopicRoles, roles_for_namespace
 from chef_recorder.synthetic import PERIOD_NS, CellPublisher
 
 NS = '/cell0'
@@ -23,11 +23,7 @@ def full(name: str, ns: str = NS) -> str:
 
 
 def roles(ns: str = NS) -> TopicRoles:
-    per_tick = {full(t.name, ns) for t in T.TOPICS if t.per_tick}
-    return TopicRoles(per_tick=per_tick, command=full(T.POLICY_TWIST, ns),
-                      executed_command=full(T.TWIST_CMD, ns), reference=full(T.JOINT_STATES, ns),
-                      reward=full(T.REWARD_TERMS, ns), step_info=full(T.POLICY_STEP, ns),
-                      policy_info=full(T.POLICY_INFO, ns), events=full(T.EPISODE_EVENTS, ns))
+    return roles_for_namespace(ns)
 
 
 class FakeClock:

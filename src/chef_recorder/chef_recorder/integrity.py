@@ -1,0 +1,229 @@
+"""Verify bags, find partial episodes, and repair what MCAP allows (ROS-free).
+
+Partial episodes (`episodes/<cell>/.partial/<id>/`) are in one of three states:
+  recording  its recording.lock is flock-held: a live recorder is writing it - left alone;
+  closed     bag closed and checksummed but not renamed (crash in the last step) - repair renames it;
+  crashed    the recorder died mid-episode - the MCAP has no summary or footer.
+Repair of a crashed partial (or of a published bag that fails verification) moves the original to
+`episodes/<cell>/.quarantine/`, salvages every message of the complete MCAP records with the
+independent `mcap` stream reader (up to the first truncated or undecodable record), replays them
+through the recorder core (same boundary and metadata rules) and publishes the result atomically as
+status `recovered`. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from chef_recorder.bagio import (
+    BagError, bag_connections, deserialize, ensure_type, is_stamped, iter_messages, lock_is_held,
+    read_bag_metadata,
+)
+from chef_recorder.decode import check_checksums
+from chef_recorder.layout import CHECKSUMS, RECORDING_INFO, RECORDING_LOCK, DataLayout, mcap_file
+from chef_recorder.metadata import PREFIX
+
+
+@dataclass
+class Salvage:
+    messages: List[Tuple[str, str, int, bytes]] = field(default_factory=list)  # topic, type, log ns, raw
+    undecodable: int = 0
+    stopped_at: str = ''          # why reading stopped early ('' = clean end of file)
+
+
+def verify_bag(bag_dir: Path, deep: bool = False) -> List[str]:
+    """Problems of a published bag ([] = fine): metadata, checksums, index, counts; with `deep`,
+    every message is read and decoded."""
+    bag_dir = Path(bag_dir)
+    try:
+        info = read_bag_metadata(bag_dir)
+    except BagError as exc:
+        return [str(exc)]
+    problems: List[str] = []
+    ours = any(k.startswith(PREFIX) for k in (info.get('custom_data') or {}))
+    if (bag_dir / CHECKSUMS).is_file():
+        problems += check_checksums(bag_dir)
+    elif ours:
+        problems.append(f'{bag_dir}: no {CHECKSUMS}')
+    expected = {t['topic_metadata']['name']: int(t.get('message_count', 0))
+                for t in info.get('topics_with_message_count') or []}
+    try:
+        counts: Dict[str, int] = {}
+        for topic, _, n in bag_connections(bag_dir):
+            counts[topic] = counts.get(topic, 0) + n
+    except BagError as exc:
+        return problems + [str(exc)]
+    for topic, n in expected.items():
+        if counts.get(topic, 0) != n:
+            problems.append(f'{bag_dir}: {topic} has {counts.get(topic, 0)} messages in the storage index, '
+                            f'metadata.yaml says {n}')
+    if deep:
+        seen: Dict[str, int] = {}
+        bad = 0
+        try:
+            for m in iter_messages(bag_dir):
+                seen[m.topic] = seen.get(m.topic, 0) + 1
+                try:
+                    deserialize(m.raw, m.msgtype)
+                except BagError:
+                    bad += 1
+        except BagError as exc:
+            problems.append(str(exc))
+        if bad:
+            problems.append(f'{bag_dir}: {bad} undecodable messages')
+        for topic, n in expected.items():
+            if seen.get(topic, 0) != n:
+                problems.append(f'{bag_dir}: read {seen.get(topic, 0)} {topic} messages, metadata.yaml says {n}')
+    return problems
+
+
+def partial_state(partial_dir: Path) -> str:
+    """'recording' | 'closed' | 'crashed' (see the module docstring)."""
+    partial_dir = Path(partial_dir)
+    if lock_is_held(partial_dir / RECORDING_LOCK):
+        return 'recording'
+    if (partial_dir / 'metadata.yaml').is_file() and (partial_dir / CHECKSUMS).is_file() \
+            and not check_checksums(partial_dir):
+        return 'closed'
+    return 'crashed'
+
+
+def salvage(mcap_path: Path) -> Salvage:
+    """Every decodable message of the complete records of a (possibly truncated) MCAP file."""
+    from mcap.records import Channel, Chunk, Message, Schema
+    from mcap.stream_reader import StreamReader, breakup_chunk
+    out = Salvage()
+    schemas: Dict[int, Tuple[str, str, str]] = {}
+    channels: Dict[int, Tuple[str, int]] = {}
+
+    def handle(rec):
+        if isinstance(rec, Schema):
+            schemas[rec.id] = (rec.name, rec.encoding, rec.data.decode(errors='replace'))
+        elif isinstance(rec, Channel):
+            channels[rec.id] = (rec.topic, rec.schema_id)
+        elif isinstance(rec, Message):
+            ch = channels.get(rec.channel_id)
+            if ch is None or ch[1] not in schemas:
+                out.undecodable += 1
+                return
+            name, enc, text = schemas[ch[1]]
+            try:
+                ensure_type(name, text, enc)
+                deserialize(rec.data, name)
+            except Exception:  # noqa: BLE001 - garbage in a damaged file
+                out.undecodable += 1
+                return
+            out.messages.append((ch[0], name, rec.log_time, bytes(rec.data)))
+
+    try:
+        with open(mcap_path, 'rb') as f:
+            for rec in StreamReader(f, emit_chunks=True, record_size_limit=1 << 28).records:
+                if isinstance(rec, Chunk):
+                    for inner in breakup_chunk(rec):
+                        handle(inner)
+                else:
+                    handle(rec)
+    except Exception as exc:  # noqa: BLE001 - truncation shows up as EndOfFile, struct or zstd errors
+        out.stopped_at = f'{type(exc).__name__}: {exc}' or type(exc).__name__
+    return out
+
+
+def _namespace_of(messages) -> str:
+    from chef_recorder.decode import contract_name
+    for topic, *_ in messages:
+        name = contract_name(topic)
+        if name and not name.startswith('/') and topic.endswith('/' + name):
+            return topic[:-len(name) - 1]
+    return ''
+
+
+def _replay(layout: DataLayout, cell: str, messages, start_event_json: Optional[str],
+            recovered_from: str) -> Optional[Path]:
+    """Feed salvaged messages through the recorder core; returns the published bag (None if empty)."""
+    from chef_recorder.recording import EpisodeRecorder, RecorderSettings, roles_for_namespace
+    ns = _namespace_of(messages) or '/' + cell
+    settings = RecorderSettings(data_dir=str(layout.root), cell=cell, roles=roles_for_namespace(ns),
+                                recovered_from=recovered_from, fsync=True,
+                                pending_timeout_s=1e9, close_timeout_s=1e9, stall_timeout_s=1e9)
+    rec = EpisodeRecorder(settings, clock=lambda: 0.0, background=False)
+    if start_event_json:
+        from chef_contract.events import EpisodeEvent
+        from chef_recorder.bagio import typestore
+        ts = typestore()
+        String = ts.types['std_msgs/msg/String']
+        raw = bytes(ts.serialize_cdr(String(data=start_event_json), 'std_msgs/msg/String'))
+        t0 = messages[0][2] if messages else time.time_ns()
+        rec.on_event(EpisodeEvent.from_json(start_event_json), ns + '/episode/events',
+                     'std_msgs/msg/String', raw, t0)
+    for topic, msgtype, log_ns, raw in messages:
+        rec.receive(topic, msgtype, raw, log_ns, is_stamped(msgtype))
+    rec.shutdown()
+    return rec.published[0] if rec.published else None
+
+
+def repair_partial(layout: DataLayout, cell: str, partial_dir: Path) -> Optional[Path]:
+    """Publish a closed partial, or salvage a crashed one; returns the published bag (None: nothing
+    recoverable). A partial that is still being recorded is refused."""
+    partial_dir = Path(partial_dir)
+    state = partial_state(partial_dir)
+    if state == 'recording':
+        raise BagError(f'{partial_dir} is being recorded by a live recorder')
+    name = partial_dir.name.split('.stale-')[0]
+    if state == 'closed':
+        final = layout.episode_dir(cell, name)
+        if final.exists():
+            final = final.with_name(f'{final.name}-recovered-{time.time_ns()}')
+        (partial_dir / RECORDING_LOCK).unlink(missing_ok=True)
+        (partial_dir / RECORDING_INFO).unlink(missing_ok=True)
+        os.rename(partial_dir, final)
+        return final
+    info_path = partial_dir / RECORDING_INFO
+    info = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except ValueError:
+            info = {}
+    quarantine = _quarantine(layout, cell, partial_dir, 'partial')
+    found = salvage(mcap_file(quarantine))
+    why = f'crashed partial {layout.relative(quarantine)}'
+    if found.stopped_at:
+        why += f' (read until: {found.stopped_at})'
+    return _replay(layout, cell, found.messages, info.get('event'), why)
+
+
+def repair_bag(layout: DataLayout, bag_dir: Path) -> Optional[Path]:
+    """Replace a published bag that fails verification by what can be salvaged from it."""
+    bag_dir = Path(bag_dir)
+    cell = bag_dir.parent.name
+    start_json = None
+    try:
+        from chef_recorder.metadata import from_custom_data
+        meta = from_custom_data(read_bag_metadata(bag_dir).get('custom_data'))
+        if meta.get('episode_id'):
+            from chef_contract.events import EpisodeEvent
+            start_json = EpisodeEvent(
+                event='start', episode_id=meta['episode_id'], cell=cell, source=meta.get('source') or 'sim',
+                triplet=meta.get('triplet') or '', seed=meta.get('seed') or 0,
+                stamp_ns=int(meta.get('start_stamp_ns') or 0), tags=meta.get('tags') or {}).to_json()
+    except (BagError, ValueError, TypeError):
+        start_json = None
+    quarantine = _quarantine(layout, cell, bag_dir, 'corrupt')
+    found = salvage(mcap_file(quarantine))
+    why = f'corrupt bag {layout.relative(quarantine)}'
+    if found.stopped_at:
+        why += f' (read until: {found.stopped_at})'
+    return _replay(layout, cell, found.messages, start_json, why)
+
+
+def _quarantine(layout: DataLayout, cell: str, path: Path, kind: str) -> Path:
+    q = layout.quarantine_dir(cell)
+    q.mkdir(parents=True, exist_ok=True)
+    dest = q / f'{path.name}.{kind}-{time.time_ns()}'
+    os.rename(path, dest)
+    return dest
