@@ -58,6 +58,7 @@ class ScriptedStacker:
         self._place_target: Optional[np.ndarray] = None
         self._attempt = 0          # grasp attempts so far (selects the pair of faces)
         self._finger_prev = 0.0
+        self._yaw_goal = None      # (attempt, object axis angle, closing-axis goal angle) rad
 
     # ---------------------------------------------------------------------------------------------
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -159,7 +160,9 @@ class ScriptedStacker:
         """Yaw error (rad, + = counter-clockwise seen from above) that turns the finger closing
         axis (pinch y) onto a horizontal object axis. Candidates in order of preference: the
         extrusion axis z (its end faces are always parallel), then x, then y; grasp attempt k uses
-        candidate k (mod their number), so a failed grasp retries across another pair of faces."""
+        candidate k (mod their number), so a failed grasp retries across another pair of faces.
+        The goal angle is chosen once per attempt (re-chosen only if the object turns), so the
+        half-turn ambiguity of a parallel gripper cannot make the command flip sign."""
         r_obj = _mat_from_quat(obj_quat)
         close_axis = _mat_from_quat(pinch_quat)[:, 1]
         current = math.atan2(close_axis[1], close_axis[0])
@@ -167,14 +170,19 @@ class ScriptedStacker:
         if not candidates:
             return 0.0
         axis = r_obj[:, candidates[self._attempt % len(candidates)]]
-        err = _wrap_half_pi(math.atan2(axis[1], axis[0]) - current)
-        # Positive yaw lowers right_j6 (spec §B.2); keep the wrist inside its limit.
-        state_after = -wrist_rad + err
-        limit = WRIST_YAW_LIMITS_RAD[1] - WRIST_MARGIN_RAD
-        if state_after > limit:
-            err -= math.pi
-        elif state_after < -limit:
-            err += math.pi
-        return err
+        axis_angle = math.atan2(axis[1], axis[0])
+        key = (self._attempt, axis_angle)
+        if (self._yaw_goal is None or self._yaw_goal[0] != self._attempt
+                or abs(_wrap_half_pi(axis_angle - self._yaw_goal[1])) > 0.2):
+            err = _wrap_half_pi(axis_angle - current)
+            # Positive yaw lowers right_j6 (spec §B.2); keep the wrist inside its limit.
+            state_after = -wrist_rad + err
+            limit = WRIST_YAW_LIMITS_RAD[1] - WRIST_MARGIN_RAD
+            if state_after > limit:
+                err -= math.pi
+            elif state_after < -limit:
+                err += math.pi
+            self._yaw_goal = (key[0], axis_angle, current + err)
+        return (self._yaw_goal[2] - current + math.pi) % (2 * math.pi) - math.pi
 
 
