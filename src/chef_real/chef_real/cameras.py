@@ -1,0 +1,254 @@
+"""Camera calibration of a real cell (ROS-free): driver intrinsics, crop to the benchmark's field of
+view, 128x128 output intrinsics, extrinsics in `base_link`, projection and triangulation.
+
+Files (config/real/cameras.yaml, see docs/real_cell.md):
+
+    output_size_px: 128
+    cameras:
+      basket_front_left:
+        driver_calibration: cameras/basket_front_left.yaml   # camera_info_manager YAML, driver pixels
+        crop_px: [529, 169, 861, 861]                          # x0, y0, width, height (driver pixels)
+        position_m: [0.970, -0.375, 0.285]                     # optical-frame origin in base_link
+        quaternion_wxyz: [...]                                 # optical frame (z forward, x right, y down)
+
+The camera adapter cuts `crop_px` out of the (undistorted) driver image and resizes it to
+`output_size_px`; choosing the crop height as 2 f tan(fovy / 2) reproduces the benchmark camera's
+vertical field of view (spec §B.3) on any lens. The pixel reward node projects and triangulates
+with the *output* intrinsics, so it works on exactly the images the policy sees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import yaml
+
+from chef_contract.config import ConfigError, field_, load_config
+from chef_real.transforms import pose_matrix, quat_to_matrix
+
+# MuJoCo cameras look along their -z with +y up; ROS optical frames look along +z with +y down.
+MUJOCO_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
+
+
+@dataclass
+class CameraEntry:
+    driver_calibration: str = field_('', help='camera_info_manager YAML at driver resolution, relative '
+                                              'to the directory of cameras.yaml')
+    crop_px: List[int] = field_(default_factory=lambda: [0, 0, 0, 0],
+                                help='x0, y0, width, height of the crop in driver pixels')
+    position_m: List[float] = field_(default_factory=lambda: [0.0, 0.0, 0.0],
+                                     help='optical frame origin in base_link (m)')
+    quaternion_wxyz: List[float] = field_(default_factory=lambda: [1.0, 0.0, 0.0, 0.0],
+                                          help='optical frame orientation in base_link')
+
+
+@dataclass
+class CamerasConfig:
+    output_size_px: int = field_(128, help='side of the square contract image', min=16, max=1024)
+    cameras: Dict[str, CameraEntry] = field_(default_factory=dict, help='per camera calibration')
+
+
+@dataclass
+class CameraCalibration:
+    """One calibrated camera as the rest of the stack sees it (output = contract image)."""
+
+    name: str
+    driver_size_px: Tuple[int, int]            # (width, height)
+    driver_k: np.ndarray                       # 3x3, driver pixels
+    distortion: np.ndarray                     # plumb_bob coefficients (k1 k2 p1 p2 k3)
+    crop_px: Tuple[int, int, int, int]         # x0, y0, w, h in driver pixels
+    output_size_px: int
+    base_from_optical: np.ndarray              # 4x4 pose of the optical frame in base_link
+
+    # --- intrinsics -------------------------------------------------------------------------
+    @property
+    def crop_k(self) -> np.ndarray:
+        """Intrinsics of the undistorted crop (driver pixel scale)."""
+        x0, y0, _, _ = self.crop_px
+        k = self.driver_k.copy()
+        k[0, 2] -= x0
+        k[1, 2] -= y0
+        return k
+
+    @property
+    def output_k(self) -> np.ndarray:
+        """Intrinsics of the square output image (pixel-centre convention of cv2.resize)."""
+        _, _, w, h = self.crop_px
+        sx, sy = self.output_size_px / w, self.output_size_px / h
+        k = self.crop_k
+        out = np.eye(3)
+        out[0, 0], out[1, 1] = k[0, 0] * sx, k[1, 1] * sy
+        out[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+        out[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+        out[0, 1] = k[0, 1] * sx
+        return out
+
+    @property
+    def fovy_deg(self) -> float:
+        """Vertical field of view of the output image."""
+        k = self.output_k
+        return math.degrees(2 * math.atan(0.5 * self.output_size_px / k[1, 1]))
+
+    @property
+    def has_distortion(self) -> bool:
+        return bool(np.any(np.abs(self.distortion) > 0))
+
+    # --- geometry in base_link ----------------------------------------------------------------
+    @property
+    def position_m(self) -> np.ndarray:
+        return self.base_from_optical[:3, 3].copy()
+
+    @property
+    def optical_axis(self) -> np.ndarray:
+        return self.base_from_optical[:3, 2].copy()
+
+    def projection_matrix(self) -> np.ndarray:
+        """3x4 P = K [R | t] mapping base_link points to output pixels."""
+        optical_from_base = np.linalg.inv(self.base_from_optical)
+        return self.output_k @ optical_from_base[:3, :]
+
+    def project(self, points_m: np.ndarray) -> np.ndarray:
+        """Nx3 base_link points -> Nx2 output pixel coordinates (u right, v down)."""
+        pts = np.atleast_2d(np.asarray(points_m, np.float64))
+        h = np.c_[pts, np.ones(len(pts))] @ self.projection_matrix().T
+        return h[:, :2] / h[:, 2:3]
+
+    def ray(self, uv: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+        """Output pixel -> (origin, unit direction) of its viewing ray in base_link."""
+        d_cam = np.linalg.solve(self.output_k, np.array([uv[0], uv[1], 1.0]))
+        d = self.base_from_optical[:3, :3] @ d_cam
+        return self.position_m, d / np.linalg.norm(d)
+
+    # --- constructors -----------------------------------------------------------------------
+    @classmethod
+    def ideal(cls, name: str, position_m: Sequence[float], rotation_optical: np.ndarray,
+              fovy_deg: float, size_px: int) -> 'CameraCalibration':
+        """A distortion-free pinhole camera with square pixels (the sim cameras)."""
+        f = 0.5 * size_px / math.tan(math.radians(fovy_deg) / 2)
+        c = (size_px - 1) / 2.0
+        k = np.array([[f, 0, c], [0, f, c], [0, 0, 1.0]])
+        return cls(name=name, driver_size_px=(size_px, size_px), driver_k=k, distortion=np.zeros(5),
+                   crop_px=(0, 0, size_px, size_px), output_size_px=size_px,
+                   base_from_optical=pose_matrix(position_m, rotation_optical))
+
+    @classmethod
+    def from_mujoco(cls, name: str, cam_xpos, cam_xmat, fovy_deg: float, size_px: int):
+        """A MuJoCo camera (world pose from MjData.cam_xpos/cam_xmat) as an ideal calibration."""
+        r = np.asarray(cam_xmat, np.float64).reshape(3, 3) @ MUJOCO_TO_OPTICAL
+        return cls.ideal(name, np.asarray(cam_xpos, np.float64), r, fovy_deg, size_px)
+
+
+def read_camera_info_yaml(path: Path) -> dict:
+    """A camera_info_manager calibration file -> {'width', 'height', 'k' 3x3, 'd', 'model'}."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f'camera calibration {path}: {exc}') from None
+    try:
+        k = np.array(data['camera_matrix']['data'], np.float64).reshape(3, 3)
+        d = np.array(data['distortion_coefficients']['data'], np.float64).reshape(-1)
+        return {'width': int(data['image_width']), 'height': int(data['image_height']), 'k': k, 'd': d,
+                'model': data.get('distortion_model', 'plumb_bob'), 'name': data.get('camera_name', '')}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f'camera calibration {path}: missing or malformed field ({exc})') from None
+
+
+def load_cameras(path) -> Dict[str, CameraCalibration]:
+    """config/real/cameras.yaml -> {camera name: CameraCalibration}; bad files raise ConfigError."""
+    path = Path(path)
+    cfg = load_config(CamerasConfig, path)
+    out: Dict[str, CameraCalibration] = {}
+    for name, e in cfg.cameras.items():
+        info = read_camera_info_yaml(path.parent / e.driver_calibration)
+        if info['model'] not in ('plumb_bob', 'rational_polynomial'):
+            raise ConfigError(f'{name}: distortion model {info["model"]!r} not supported')
+        x0, y0, w, h = (int(v) for v in e.crop_px)
+        if w <= 0 or h <= 0 or x0 < 0 or y0 < 0 or x0 + w > info['width'] or y0 + h > info['height']:
+            raise ConfigError(f'{name}: crop {e.crop_px} does not fit the {info["width"]}x{info["height"]} '
+                              'driver image')
+        if len(e.position_m) != 3 or len(e.quaternion_wxyz) != 4:
+            raise ConfigError(f'{name}: position_m needs 3 values and quaternion_wxyz 4')
+        out[name] = CameraCalibration(
+            name=name, driver_size_px=(info['width'], info['height']), driver_k=info['k'],
+            distortion=info['d'], crop_px=(x0, y0, w, h), output_size_px=cfg.output_size_px,
+            base_from_optical=pose_matrix(e.position_m, quat_to_matrix(e.quaternion_wxyz)))
+    return out
+
+
+def crop_for_fovy(k: np.ndarray, size_px: Tuple[int, int], fovy_deg: float) -> Tuple[int, int, int, int]:
+    """Square crop (x0, y0, w, h) centred on the principal point whose height spans `fovy_deg`."""
+    side = int(round(2 * k[1, 1] * math.tan(math.radians(fovy_deg) / 2)))
+    width, height = size_px
+    if side > min(width, height):
+        raise ValueError(f'a {fovy_deg} deg field of view needs {side} px; the image has {size_px}')
+    x0 = int(round(k[0, 2] + 0.5 - side / 2))
+    y0 = int(round(k[1, 2] + 0.5 - side / 2))
+    x0 = min(max(x0, 0), width - side)
+    y0 = min(max(y0, 0), height - side)
+    return x0, y0, side, side
+
+
+def triangulate(cams: Sequence[CameraCalibration], uvs: Sequence[Sequence[float]]) -> Tuple[np.ndarray, float]:
+    """Least-squares intersection of the pixels' viewing rays -> (point in base_link, rms ray gap m).
+
+    Midpoint method generalised to N rays: the point minimising the sum of squared distances to
+    every ray. The returned residual is the rms distance of the point to the rays (a consistency
+    check: a wrong pairing of blobs gives a large gap).
+    """
+    a = np.zeros((3, 3))
+    b = np.zeros(3)
+    rays: List[Tuple[np.ndarray, np.ndarray]] = []
+    for cam, uv in zip(cams, uvs):
+        o, d = cam.ray(uv)
+        m = np.eye(3) - np.outer(d, d)
+        a += m
+        b += m @ o
+        rays.append((o, d))
+    p = np.linalg.solve(a, b)
+    gaps = [np.linalg.norm((np.eye(3) - np.outer(d, d)) @ (p - o)) for o, d in rays]
+    return p, float(math.sqrt(np.mean(np.square(gaps))))
+
+
+def nominal_crop_info(name: str, cam: CameraCalibration) -> Optional[str]:
+    """One line describing a calibration (used by the description generator's report)."""
+    return (f'{name}: driver {cam.driver_size_px[0]}x{cam.driver_size_px[1]}, crop {cam.crop_px}, '
+            f'output fovy {cam.fovy_deg:.2f} deg, position {np.round(cam.position_m, 3).tolist()}')
+
+
+class CameraRectifier:
+    """Driver image -> contract image: undistort (if the calibration has distortion), crop, resize.
+
+    Distortion is removed at driver resolution inside the crop (cv2 remap maps precomputed once),
+    then the crop is downsampled with INTER_AREA (anti-aliased), so the output is a distortion-free
+    pinhole image with intrinsics `cal.output_k`, like the sim's cameras.
+    """
+
+    def __init__(self, cal: CameraCalibration):
+        import cv2
+        self.cal = cal
+        x0, y0, w, h = cal.crop_px
+        self._maps = None
+        if cal.has_distortion:
+            self._maps = cv2.initUndistortRectifyMap(cal.driver_k, cal.distortion, np.eye(3), cal.crop_k,
+                                                     (w, h), cv2.CV_16SC2)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+        cal = self.cal
+        width, height = cal.driver_size_px
+        if image.ndim != 3 or image.shape[:2] != (height, width):
+            raise ValueError(f'{cal.name}: driver image is {image.shape[1::-1]}, calibration says '
+                             f'{width}x{height}')
+        x0, y0, w, h = cal.crop_px
+        if self._maps is not None:
+            crop = cv2.remap(image, self._maps[0], self._maps[1], cv2.INTER_LINEAR)
+        else:
+            crop = image[y0:y0 + h, x0:x0 + w]
+        n = cal.output_size_px
+        if (w, h) == (n, n):
+            return np.ascontiguousarray(crop)
+        return cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,261 @@
+"""episode_manager: owns the episode lifecycle of a real cell (the sim bridge does it in sim).
+
+In:  episode/command (start | stop), reward/terms (pixel reward node), safety/estop, joint_states
+     (watchdog, finger), gripper/grasp_status, sim/object_poses (object estimates for resets).
+Out: episode/events (start / end / abort, the same JSON as the sim, source 'real').
+Services (operator): ~/pause (std_srvs/SetBool: true aborts a running episode and holds the queue),
+     ~/abort (std_srvs/Trigger: aborts and clears the queue), ~/reset_done (std_srvs/Trigger: the
+     operator finished a manual reset, reset_mode 'manual').
+Between episodes it returns home and re-randomises the objects (chef_real.episode.ResetPlanner)
+through moveit_py (reset_mode 'moveit'), waits for the operator ('manual') or does nothing ('none').
+Ticks are counted on a wall-clock timer at tick_rate_hz; the episode ends after episode_steps ticks.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+import yaml
+from rclpy.node import Node
+
+from chef_contract import events as E
+from chef_contract import topics as T
+from chef_contract.config import field_
+from chef_contract.params import declare_params
+from chef_contract.ros import (
+    create_contract_publisher, create_contract_subscription, msg_to_pose7, named_vector_values, spin_node,
+)
+from chef_contract.spec import (
+    CONTROL_RATE_HZ, EPISODE_STEPS, GRASP_NONE, GRIPPER_JOINT_NAME, OBJECT_COLOURS, TEST_TRIPLETS,
+)
+from chef_real.episode import EpisodeLifecycle, ResetPlanner
+from chef_real.motion import MotionError, NullMotion
+
+RESET_MODES = ('moveit', 'manual', 'none')
+
+
+@dataclass
+class Params:
+    cell: str = field_('', help="cell name in events; '' = the node's namespace (e.g. cell0)")
+    triplet: str = field_('rgb_test_triplet1', help='the triplet physically in this cell')
+    objects: List[str] = field_(default_factory=list,
+                                help='object ids (red, green, blue); empty = from triplet (test triplets)')
+    first_seed: int = field_(0, help='seed of the first episode without an explicit seed', min=0)
+    reset_mode: str = field_('moveit', choices=RESET_MODES,
+                             help='moveit: home + pick-and-drop routine; manual: wait for ~/reset_done; none')
+    episode_steps: int = field_(EPISODE_STEPS, help='control ticks per episode', min=1)
+    tick_rate_hz: float = field_(CONTROL_RATE_HZ, help='control ticks per second', min=1.0, max=1000.0)
+    joint_states_timeout_s: float = field_(0.5, help='abort a running episode when joint_states is older', min=0.01)
+    robot_description: str = field_('', help='URDF text (moveit_py, home heading)')
+    robot_description_semantic: str = field_('', help='SRDF text (moveit_py)')
+    moveit_config_files: List[str] = field_(
+        default_factory=list, help='moveit_py.yaml, kinematics.yaml, joint_limits.yaml (absolute paths)')
+
+
+def moveit_config_dict(files: List[str], urdf: str, srdf: str) -> dict:
+    """MoveItPy config_dict from the YAML files (ROS params files are unwrapped) + descriptions."""
+    cfg: dict = {}
+    for f in files:
+        with open(f, encoding='utf-8') as fh:
+            data = yaml.safe_load(fh) or {}
+        if len(data) == 1 and isinstance(next(iter(data.values())), dict) and \
+                'ros__parameters' in next(iter(data.values())):
+            data = next(iter(data.values()))['ros__parameters']
+        cfg.update(data)
+    cfg['robot_description'] = urdf
+    cfg['robot_description_semantic'] = srdf
+    return cfg
+
+
+class EpisodeManager(Node):
+    def __init__(self, **kwargs):
+        super().__init__('episode_manager', **kwargs)
+        self.p = declare_params(self, Params)
+        objects = list(self.p.objects) or list(TEST_TRIPLETS.get(self.p.triplet, ()))
+        if len(objects) != 3:
+            raise ValueError(f'triplet {self.p.triplet!r} is not a test triplet: set objects: [red, green, blue]')
+        cell = self.p.cell or self.get_namespace().strip('/') or 'cell0'
+        self.events_pub = create_contract_publisher(self, T.EPISODE_EVENTS)
+        self.life = EpisodeLifecycle(cell, self.p.triplet, objects, self._emit, self.p.first_seed,
+                                     self.p.episode_steps)
+        self.planner = ResetPlanner()
+        self._terms: Optional[dict] = None
+        self._terms_fresh = False
+        self._joint_t: Optional[float] = None
+        self._finger: Optional[tuple] = None
+        self._grasp = GRASP_NONE
+        self._objects: Optional[dict] = None
+        self._manual_done = threading.Event()
+        self.motion = self._make_motion()
+        self._jobs: 'queue.Queue' = queue.Queue()
+        self._worker = threading.Thread(target=self._work, daemon=True)
+        self._worker.start()
+
+        create_contract_subscription(self, T.EPISODE_COMMAND, self._on_command)
+        create_contract_subscription(self, T.REWARD_TERMS, self._on_terms)
+        create_contract_subscription(self, T.ESTOP, self._on_estop)
+        create_contract_subscription(self, T.JOINT_STATES, self._on_joints)
+        create_contract_subscription(self, T.GRASP_STATUS, self._on_grasp)
+        create_contract_subscription(self, T.OBJECT_POSES, self._on_objects)
+        from std_srvs.srv import SetBool, Trigger
+        self.create_service(SetBool, '~/pause', self._srv_pause)
+        self.create_service(Trigger, '~/abort', self._srv_abort)
+        self.create_service(Trigger, '~/reset_done', self._srv_reset_done)
+        self.create_timer(1.0 / self.p.tick_rate_hz, self._tick)
+        self.get_logger().info(f'{cell}: triplet {self.p.triplet} {objects}, reset_mode {self.p.reset_mode}')
+
+    def _make_motion(self):
+        if self.p.reset_mode != 'moveit':
+            return NullMotion()
+        from chef_real.kinematics import RobotModel
+        from chef_real.motion import MoveItPyMotion, hand_from_tcp, home_heading
+        from chef_real.description import home_joint_positions
+        from chef_contract.spec import ARM_JOINT_NAMES
+        model = RobotModel(self.p.robot_description)
+        home = dict(zip(ARM_JOINT_NAMES, home_joint_positions(self.p.robot_description)))
+        cfg = moveit_config_dict(self.p.moveit_config_files, self.p.robot_description,
+                                 self.p.robot_description_semantic)
+        return MoveItPyMotion(self, cfg, hand_from_tcp(model), home_heading(model, home),
+                              finger=lambda: self._finger, grasp_status=lambda: self._grasp)
+
+    # --- time ---------------------------------------------------------------------------------
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    # --- inputs -------------------------------------------------------------------------------
+    def _emit(self, ev: E.EpisodeEvent):
+        from std_msgs.msg import String
+        self.events_pub.publish(String(data=ev.to_json()))
+        self.get_logger().info(f'episode {ev.event} {ev.episode_id[:8]} steps {ev.steps}'
+                               + (f' success {ev.success}' if ev.event == 'end' else '')
+                               + (f' ({ev.reason})' if ev.reason else ''))
+        if ev.event in ('end', 'abort'):
+            self._jobs.put(('end_episode', None))
+
+    def _on_command(self, msg):
+        try:
+            cmd = E.EpisodeCommand.from_json(msg.data)
+        except E.EventFormatError as exc:
+            self.get_logger().error(f'{T.EPISODE_COMMAND}: {exc}')
+            return
+        reason = self.life.command(cmd, self._now_ns())
+        if reason:
+            self.get_logger().error(f'episode command rejected: {reason}')
+            ep = E.EpisodeEvent('abort', E.new_episode_id(), self.life.cell, 'real', cmd.triplet,
+                                int(cmd.seed or 0), self._now_ns(), reason=reason, tags=dict(cmd.tags))
+            self._emit(ep)
+
+    def _on_terms(self, msg):
+        self._terms = named_vector_values(msg)
+        self._terms_fresh = True
+
+    def _on_estop(self, msg):
+        self.life.set_estop(bool(msg.data), self._now_ns())
+
+    def _on_joints(self, msg):
+        self._joint_t = time.monotonic()
+        names = list(msg.name)
+        if GRIPPER_JOINT_NAME in names:
+            i = names.index(GRIPPER_JOINT_NAME)
+            pos = msg.position[i] if i < len(msg.position) else float('nan')
+            vel = msg.velocity[i] if i < len(msg.velocity) else 0.0
+            self._finger = (float(pos), float(vel))
+
+    def _on_grasp(self, msg):
+        self._grasp = int(round(named_vector_values(msg).get('grasp_status', GRASP_NONE)))
+
+    def _on_objects(self, msg):
+        if len(msg.poses) == len(OBJECT_COLOURS):
+            self._objects = {c: msg_to_pose7(p)[:3] for c, p in zip(OBJECT_COLOURS, msg.poses)}
+
+    # --- services -----------------------------------------------------------------------------
+    def _srv_pause(self, req, res):
+        self.life.set_paused(req.data, self._now_ns())
+        res.success, res.message = True, 'paused' if req.data else 'running'
+        return res
+
+    def _srv_abort(self, req, res):
+        self.life.pending.clear()
+        res.success = self.life.abort('operator abort', self._now_ns())
+        res.message = 'aborted' if res.success else 'no episode to abort'
+        return res
+
+    def _srv_reset_done(self, req, res):
+        self._manual_done.set()
+        res.success, res.message = True, 'reset acknowledged'
+        return res
+
+    # --- the tick -----------------------------------------------------------------------------
+    def _tick(self):
+        now = self._now_ns()
+        if self.life.phase == 'running':
+            if self._joint_t is None or time.monotonic() - self._joint_t > self.p.joint_states_timeout_s:
+                self.life.abort(f'watchdog: no {T.JOINT_STATES} for {self.p.joint_states_timeout_s} s', now)
+                return
+            terms = self._terms if self._terms_fresh else None
+            self._terms_fresh = False
+            self.life.tick(terms, now)
+            return
+        ep = self.life.take_next()
+        if ep is not None:
+            self._jobs.put(('reset', ep))
+
+    # --- worker thread: blocking motions ------------------------------------------------------
+    def _work(self):
+        while True:
+            job, arg = self._jobs.get()
+            if job is None:
+                return
+            try:
+                if job == 'reset':
+                    self._reset(arg)
+                elif job == 'end_episode':
+                    self.motion.end_episode()
+            except Exception as exc:  # noqa: BLE001 - a failed job must not kill the worker
+                self.get_logger().error(f'{job}: {type(exc).__name__}: {exc}')
+                if job == 'reset':
+                    self.life.reset_done(False, self._now_ns(), f'{type(exc).__name__}: {exc}')
+
+    def _reset(self, ep):
+        mode = self.p.reset_mode
+        self.get_logger().info(f'reset for episode {ep.episode_id[:8]} (seed {ep.seed}, mode {mode})')
+        if mode == 'moveit':
+            if self._objects is None:
+                raise MotionError(f'no object estimates on {T.OBJECT_POSES} (is pixel_reward running?)')
+            for name, steps in self.planner.plan(self._objects, ep.seed):
+                try:
+                    for step in steps:
+                        if self.life.phase != 'resetting':
+                            return                      # aborted meanwhile
+                        self.motion.execute(step)
+                except MotionError as exc:
+                    if name in ('home', 'start'):
+                        raise
+                    self.get_logger().warning(f'reset: skipping {name}: {exc}')
+                    from chef_real.episode import MotionStep
+                    self.motion.execute(MotionStep('gripper', closed=False, note='release'))
+        elif mode == 'manual':
+            self._manual_done.clear()
+            self.get_logger().warning('manual reset: re-randomise the objects, then call ~/reset_done')
+            while not self._manual_done.wait(0.5):
+                if self.life.phase != 'resetting':
+                    return
+        self.motion.prepare_episode()
+        self.life.reset_done(True, self._now_ns())
+
+    def close(self):
+        self._jobs.put((None, None))
+        self.motion.close()
+
+
+NODE_PARAMS = {'episode_manager': Params}
+
+
+def main(args=None):
+    sys.exit(spin_node(EpisodeManager, args=args))
