@@ -169,9 +169,15 @@ TOPICS_BY_NAME: Dict[str, Topic] = {t.name: t for t in TOPICS}
 
 # Services (relative to the cell namespace, like topics): name -> (srv type, server, description).
 SAFETY_RESET = 'safety/reset'
+EPISODE_START = 'episode/start'
+EPISODE_STOP = 'episode/stop'
 SERVICES: Dict[str, Tuple[str, str, str]] = {
     SAFETY_RESET: ('std_srvs/srv/Trigger', 'safety filter',
                    'clears a latched e-stop; refused while safety/estop still reads True'),
+    EPISODE_START: ('std_srvs/srv/Trigger', 'sim bridge',
+                    'starts an episode with the cell\'s configured triplet and next seed (refused while one runs)'),
+    EPISODE_STOP: ('std_srvs/srv/Trigger', 'sim bridge',
+                   'aborts the running episode (abort event, reason "stop service")'),
 }
 PER_TICK_TOPICS = tuple(t.name for t in TOPICS if t.per_tick)
 
