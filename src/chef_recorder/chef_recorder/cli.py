@@ -25,40 +25,38 @@ examples:
 """}
 
 
+ACTIONS = ('ls', 'info', 'verify', 'repair', 'rebuild-catalog')
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument('action', choices=ACTIONS, help='ls: list episodes and partial ones; info: all metadata '
+                   'of one episode; verify: checksums, indexes and counts (--deep: decode everything); '
+                   'repair: recover crashed partial episodes and corrupt bags; rebuild-catalog: rebuild '
+                   'catalog.sqlite from the bags alone')
+    p.add_argument('episodes', nargs='*', help='episode ids (info: exactly one; verify: only these)')
     p.add_argument('--data-dir', default=os.environ.get('CHEF_DATA_DIR', 'data'),
                    help='data directory (default: $CHEF_DATA_DIR or ./data)')
-    sub = p.add_subparsers(dest='data_command', metavar='<subcommand>')
-    ls = sub.add_parser('ls', help='list episodes and partial (in-progress or crashed) ones')
-    ls.add_argument('--all', action='store_true', help='include incomplete episodes (aborted, recovered...)')
-    ls.add_argument('--where', action='append', default=[], metavar='FIELD=VALUE',
-                    help='filter on a catalog/metadata field (repeatable), e.g. stage=collect source=real')
-    ls.add_argument('--limit', type=int, default=0, help='show only the last N rows')
-    ls.add_argument('--json', action='store_true', help='one JSON object per episode')
-    info = sub.add_parser('info', help='all metadata of one episode')
-    info.add_argument('episode', help='episode id (or its path relative to the data directory)')
-    ver = sub.add_parser('verify', help='check checksums, indexes and counts of every bag')
-    ver.add_argument('episodes', nargs='*', help='only these episode ids')
-    ver.add_argument('--deep', action='store_true', help='also read and decode every message')
-    rep = sub.add_parser('repair', help='recover crashed partial episodes and corrupt bags')
-    rep.add_argument('--dry-run', action='store_true', help='only say what would be repaired')
-    rep.add_argument('--skip-verify', action='store_true', help='only partials; do not verify published bags')
-    reb = sub.add_parser('rebuild-catalog', help='rebuild catalog.sqlite from the bags alone')
-    reb.add_argument('--check', action='store_true', help='compare with the current catalog, change nothing')
+    p.add_argument('--all', action='store_true', help='ls: include incomplete episodes (aborted, recovered...)')
+    p.add_argument('--where', action='append', default=[], metavar='FIELD=VALUE',
+                   help='ls: filter on a catalog/metadata field (repeatable), e.g. stage=collect')
+    p.add_argument('--limit', type=int, default=0, help='ls: show only the last N rows')
+    p.add_argument('--json', action='store_true', help='ls: one JSON object per episode')
+    p.add_argument('--deep', action='store_true', help='verify: also read and decode every message')
+    p.add_argument('--dry-run', action='store_true', help='repair: only say what would be repaired')
+    p.add_argument('--skip-verify', action='store_true', help='repair: only partials, do not verify bags')
+    p.add_argument('--check', action='store_true',
+                   help='rebuild-catalog: compare a rebuilt catalog with the current one, change nothing')
 
 
 def main(args) -> int:
-    cmd = getattr(args, 'data_command', None)
-    if cmd is None:
-        print('chef data: choose a subcommand: ls | info | verify | repair | rebuild-catalog '
-              '(chef data --help)', file=sys.stderr)
-        return 2
     from chef_recorder.layout import DataLayout
     layout = DataLayout(args.data_dir)
     if not layout.root.is_dir():
         raise FileNotFoundError(f'no data directory {layout.root} (set --data-dir or CHEF_DATA_DIR)')
+    if args.action == 'info' and len(args.episodes) != 1:
+        raise ValueError('chef data info takes exactly one episode id')
     return {'ls': _ls, 'info': _info, 'verify': _verify, 'repair': _repair,
-            'rebuild-catalog': _rebuild}[cmd](layout, args)
+            'rebuild-catalog': _rebuild}[args.action](layout, args)
 
 
 def _parse_where(items: List[str]) -> Dict[str, Any]:
@@ -128,7 +126,7 @@ def _info(layout, args) -> int:
     from chef_recorder.metadata import FIELDS
     with Catalog(layout) as cat:
         cat.sync()
-        row = cat.get(args.episode)
+        row = cat.get(args.episodes[0])
     bag = layout.root / row['path']
     meta = json.loads(row['metadata'])
     info = read_bag_metadata(bag)

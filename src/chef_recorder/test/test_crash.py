@@ -1,0 +1,106 @@
+"""kill -9 of the recorder process mid-episode: earlier episodes intact, the partial one detected and
+recovered by `chef data repair` (real recorder process, real DDS, real MCAP)."""
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import rclpy
+
+from chef_bringup.cli import main as chef
+from chef_contract.testing import executable, ros_env, unique_domain_id
+from chef_recorder.catalog import Catalog
+from chef_recorder.dataset import Dataset
+from chef_recorder.integrity import partial_state, verify_bag
+from chef_recorder.layout import DataLayout, mcap_file
+from chef_recorder.synthetic import PERIOD_NS, CellPublisher
+
+CAMS = ('basket_front_left', 'basket_front_right')
+
+
+def wait_for(cond, timeout, what):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f'timed out waiting for {what}')
+        time.sleep(0.05)
+
+
+def publish_episode(cell, e, steps, t0, end=True):
+    eid = f'crash{e}'
+    cell.event('start', eid, e, t0)
+    for k in range(steps + 1):
+        st = t0 + k * PERIOD_NS
+        cell.observation(e, k, st)
+        if k < steps:
+            cell.command(e, k, st)
+        time.sleep(0.01)
+    if end:
+        cell.event('end', eid, e, t0 + steps * PERIOD_NS, steps=steps, success=True)
+    return t0 + (steps + 2) * PERIOD_NS
+
+
+def test_kill_9_mid_episode_loses_no_completed_episode(tmp_path, capsys):
+    # ~10 s: a recorder process starts, three episodes of 128x128 images are published over DDS
+    data = tmp_path / 'data'
+    domain = unique_domain_id()
+    proc = subprocess.Popen(
+        [executable('chef_recorder', 'recorder'), '--ros-args', '-r', '__ns:=/cell0',
+         '-p', f'data_dir:={data}', '-p', f'cameras:=[{",".join(CAMS)}]', '-p', 'close_timeout_s:=1.0'],
+        env=ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node('cell', namespace='cell0', context=ctx)
+    try:
+        cell = CellPublisher(node, CAMS, image_px=128)
+        wait_for(lambda: all(p.get_subscription_count() > 0 for p in cell.pubs.values()), 30, 'recorder')
+        time.sleep(1.0)
+        layout = DataLayout(data)
+        t = 7_000 * 10**9
+        t = publish_episode(cell, 0, 10, t)
+        t = publish_episode(cell, 1, 10, t)
+        wait_for(lambda: (layout.episode_dir('cell0', 'crash1') / 'SHA256SUMS').exists(), 20, 'two episodes')
+        publish_episode(cell, 2, 30, t, end=False)                    # ~6 MB: several MCAP chunks
+        partial = layout.partial_dir('cell0', 'crash2')
+        wait_for(lambda: mcap_file(partial).exists() and mcap_file(partial).stat().st_size > 3 << 19,
+                 20, 'chunks of the third episode on disk')
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+    # completed episodes: intact, checksummed, catalogued
+    for e in (0, 1):
+        assert verify_bag(layout.episode_dir('cell0', f'crash{e}'), deep=True) == []
+    assert sorted(r['id'] for r in Catalog(layout).rows()) == ['crash0', 'crash1']
+    # the partial one is detected
+    assert partial.is_dir() and partial_state(partial) == 'crashed'
+    assert chef(['data', '--data-dir', str(data), 'ls']) == 0
+    out = capsys.readouterr().out
+    assert '2 episodes' in out and 'crash2' in out and '[crashed]' in out
+    assert chef(['data', '--data-dir', str(data), 'verify']) == 1
+    assert 'partial episode [crashed]' in capsys.readouterr().out
+
+    # repair recovers what MCAP allows and keeps the original
+    assert chef(['data', '--data-dir', str(data), 'repair']) == 0
+    capsys.readouterr()
+    assert not partial.exists()
+    assert list((layout.cell_dir('cell0') / '.quarantine').iterdir())
+    ds = Dataset(data)
+    assert [r.id for r in ds.query()] == ['crash0', 'crash1']                  # complete only
+    rec = ds.get('crash2')
+    assert rec.metadata['status'] == 'recovered' and not rec.metadata['complete']
+    assert 'crashed partial' in rec.metadata['recovered_from']
+    ep = ds.load(rec)
+    assert ep.steps >= 10                                  # most of the 30 ticks survive
+    np.testing.assert_array_equal(ep.frames['sawyer/joints/angle'][:, 0], np.arange(ep.steps + 1))
+    assert ep.valid.all()
+    assert verify_bag(rec.path, deep=True) == []
+    assert chef(['data', '--data-dir', str(data), 'verify']) == 0
