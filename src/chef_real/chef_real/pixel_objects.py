@@ -48,6 +48,9 @@ class EstimatorConfig:
                                 help='cameras used for triangulation (the two front cameras)')
     surface_bias_m: List[float] = field_(default_factory=lambda: [0.0, 0.0, 0.0],
                                          help='mean (triangulated - true) centre offset to subtract, base_link m')
+    stacked_bottom_offset_m: float = field_(
+        0.005, help='added to the height of an object with another one on top of it: the top object '
+                    'hides its upper part, so its visible centroid is low (measured in sim)', min=0.0, max=0.03)
     max_ray_gap_m: float = field_(0.03, help='rms ray distance above which a stereo estimate is flagged '
                                              'inconsistent', min=0.0)
     resting_height_m: float = field_(BASKET_CENTER_M[2] + 0.025,
@@ -180,7 +183,19 @@ class PixelObjectEstimator:
         return dict(self.estimates)
 
     def positions(self) -> Optional[Dict[str, np.ndarray]]:
-        """{colour: position} once every colour has been seen at least once, else None."""
+        """{colour: position} once every colour has been seen at least once, else None.
+
+        An object with another one resting on it (x-y within 3 cm, 2-8 cm lower) is raised by
+        `stacked_bottom_offset_m` (occlusion of its top face)."""
         if not all(c in self.estimates for c in OBJECT_COLOURS):
             return None
-        return {c: self.estimates[c].position_m.copy() for c in OBJECT_COLOURS}
+        pos = {c: self.estimates[c].position_m.copy() for c in OBJECT_COLOURS}
+        out = {c: p.copy() for c, p in pos.items()}
+        for low in OBJECT_COLOURS:
+            for high in OBJECT_COLOURS:
+                if low == high:
+                    continue
+                d = pos[high] - pos[low]
+                if np.linalg.norm(d[:2]) < 0.03 and 0.02 < d[2] < 0.08:
+                    out[low][2] = pos[low][2] + self.c.stacked_bottom_offset_m
+        return out
