@@ -36,6 +36,17 @@ class CatalogError(RuntimeError):
     pass
 
 
+class EpisodeNotFound(CatalogError, KeyError):
+    """No (or no unique) episode for an id; a KeyError for lookups, a RuntimeError for the CLI."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+
+
 def row_from_bag(layout: DataLayout, bag_dir: Path) -> Dict[str, Any]:
     """The catalog row of a published bag, from its files only."""
     info = read_bag_metadata(bag_dir)
@@ -53,7 +64,7 @@ def row_from_bag(layout: DataLayout, bag_dir: Path) -> Dict[str, Any]:
     row['id'] = Path(bag_dir).name
     row['cell'] = row['cell'] or Path(bag_dir).parent.name
     row['episode_id'] = row['episode_id'] or Path(bag_dir).name
-    row['file_bytes'] = sum(f.stat().st_size for f in Path(bag_dir).iterdir() if f.is_file())
+    row['file_bytes'] = _dir_bytes(bag_dir)
     row['metadata'] = json.dumps(meta, sort_keys=True)
     return row
 
@@ -103,8 +114,11 @@ class Catalog:
         """Add bags missing from the catalog, drop rows whose bag is gone: (added, removed).
         Bags whose metadata cannot be read are left out (see `chef data verify`)."""
         on_disk = {self.layout.relative(p): p for _, p in self.layout.iter_bags()}
-        known = {r['path'] for r in self._db.execute('SELECT path FROM episodes')}
-        new = [on_disk[p] for p in sorted(set(on_disk) - known)]
+        known = {r['path']: r['file_bytes'] for r in self._db.execute('SELECT path, file_bytes FROM episodes')}
+        new = [on_disk[p] for p in sorted(set(on_disk) - set(known))]
+        for p in sorted(set(on_disk) & set(known)):        # replaced in place (repair): sizes differ
+            if _dir_bytes(on_disk[p]) != known[p]:
+                new.append(on_disk[p])
         rows = []
         for bag in _progress(new, 'cataloguing', progress):
             try:
@@ -112,7 +126,7 @@ class Catalog:
             except (BagError, OSError):
                 continue
         self._upsert(rows)
-        gone = sorted(known - set(on_disk))
+        gone = sorted(set(known) - set(on_disk))
         self.remove(gone)
         return len(rows), len(gone)
 
@@ -161,9 +175,9 @@ class Catalog:
             'SELECT * FROM episodes WHERE id = ? OR path = ? OR episode_id = ?',
             (id_or_path, id_or_path, id_or_path))]
         if not rows:
-            raise KeyError(f'no episode {id_or_path!r} in {self.path}')
+            raise EpisodeNotFound(f'no episode {id_or_path!r} in {self.path}')
         if len(rows) > 1:
-            raise KeyError(f'{id_or_path!r} is ambiguous: {[r["path"] for r in rows]}')
+            raise EpisodeNotFound(f'{id_or_path!r} is ambiguous: {[r["path"] for r in rows]}')
         return rows[0]
 
     def dump(self) -> List[Dict[str, Any]]:

@@ -192,9 +192,11 @@ def _repair(layout, args) -> int:
         print(f'{len(todo)} partial, {len(corrupt)} corrupt')
         return 0
     failed = 0
+    produced = []
     for cell, d, state in _progress(todo, 'repairing partials'):
         try:
             out = repair_partial(layout, cell, d)
+            produced += [out] if out else []
             print(f'{layout.relative(d)} [{state}] -> '
                   f'{layout.relative(out) if out else "nothing recoverable (original in .quarantine)"}')
         except Exception as exc:  # noqa: BLE001 - report and go on with the others
@@ -203,13 +205,17 @@ def _repair(layout, args) -> int:
     for bag, problems in _progress(corrupt, 'repairing bags'):
         try:
             out = repair_bag(layout, bag)
+            produced += [out] if out else []
             print(f'{layout.relative(bag)} ({problems[0]}) -> '
                   f'{layout.relative(out) if out else "nothing recoverable (original in .quarantine)"}')
         except Exception as exc:  # noqa: BLE001
             failed += 1
             print(f'FAIL {layout.relative(bag)}: {exc}')
     with Catalog(layout) as cat:
+        for out in produced:
+            cat.add_bag(out)
         added, removed = cat.sync()
+    added += len(produced)
     print(f'repaired {len(todo) + len(corrupt) - failed} of {len(todo) + len(corrupt)}; '
           f'catalog: +{added} -{removed}')
     return 1 if failed else 0

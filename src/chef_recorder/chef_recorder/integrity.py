@@ -94,9 +94,17 @@ def partial_state(partial_dir: Path) -> str:
 
 
 def salvage(mcap_path: Path) -> Salvage:
-    """Every decodable message of the complete records of a (possibly truncated) MCAP file."""
-    from mcap.records import Channel, Chunk, Message, Schema
-    from mcap.stream_reader import StreamReader, breakup_chunk
+    """Every decodable message of the complete records of a (possibly truncated) MCAP file.
+
+    Walks the top-level records itself, so that a chunk cut by the truncation still yields the
+    messages it holds completely (uncompressed chunks, as rosbags writes them; zstd chunks are
+    decompressed as far as the data goes). Records are parsed by the `mcap` library.
+    """
+    import io
+    import struct as st
+
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
     out = Salvage()
     schemas: Dict[int, Tuple[str, str, str]] = {}
     channels: Dict[int, Tuple[str, int]] = {}
@@ -120,16 +128,69 @@ def salvage(mcap_path: Path) -> Salvage:
                 return
             out.messages.append((ch[0], name, rec.log_time, bytes(rec.data)))
 
-    try:
-        with open(mcap_path, 'rb') as f:
-            for rec in StreamReader(f, emit_chunks=True, record_size_limit=1 << 28).records:
-                if isinstance(rec, Chunk):
-                    for inner in breakup_chunk(rec):
-                        handle(inner)
-                else:
-                    handle(rec)
-    except Exception as exc:  # noqa: BLE001 - truncation shows up as EndOfFile, struct or zstd errors
-        out.stopped_at = f'{type(exc).__name__}: {exc}' or type(exc).__name__
+    def parse(records: bytes) -> str:
+        """Handle the records in `records`; returns why parsing stopped early ('' if it did not)."""
+        bio = io.BytesIO(records)
+        good = 0
+        try:
+            for rec in StreamReader(bio, skip_magic=True, emit_chunks=True,
+                                    record_size_limit=1 << 28).records:
+                handle(rec)
+                good = bio.tell()
+        except Exception as exc:  # noqa: BLE001 - truncation: EndOfFile, struct errors
+            if good == len(records):
+                return ''                               # the stream reader ends with EndOfFile
+            return f'{type(exc).__name__} {exc}'.strip()
+        return ''
+
+    data = Path(mcap_path).read_bytes()
+    if data[:8] != b'\x89MCAP0\r\n':
+        out.stopped_at = 'not an MCAP file (bad magic)'
+        return out
+    pos = 8
+    while pos < len(data):
+        if pos + 9 > len(data):
+            out.stopped_at = f'truncated record header at byte {pos}'
+            break
+        op = data[pos]
+        (length,) = st.unpack_from('<Q', data, pos + 1)
+        start, end = pos + 9, pos + 9 + length
+        cut = end > len(data)
+        body = data[start:min(end, len(data))]
+        if op == 0x02:                                  # footer: clean end
+            break
+        if op == 0x06:                                  # chunk
+            try:
+                comp_len = st.unpack_from('<I', body, 28)[0]
+                compression = body[32:32 + comp_len].decode()
+                rec_len = st.unpack_from('<Q', body, 32 + comp_len)[0]
+                records = body[40 + comp_len:40 + comp_len + rec_len]
+            except (st.error, UnicodeDecodeError):
+                out.stopped_at = f'truncated chunk header at byte {pos}'
+                break
+            if compression == 'zstd':
+                import zstandard
+                try:
+                    records = zstandard.ZstdDecompressor().decompressobj().decompress(records)
+                except zstandard.ZstdError as exc:
+                    out.stopped_at = f'zstd chunk at byte {pos}: {exc}'
+                    break
+            elif compression:
+                out.stopped_at = f'unsupported chunk compression {compression!r} at byte {pos}'
+                break
+            why = parse(records)
+            if why and not cut:
+                out.stopped_at = f'corrupt chunk at byte {pos}: {why}'
+                break
+        elif op in (0x03, 0x04, 0x05) and not cut:     # schema, channel, message outside chunks
+            why = parse(data[pos:end])
+            if why:
+                out.stopped_at = f'corrupt record at byte {pos}: {why}'
+                break
+        if cut:
+            out.stopped_at = f'file ends inside a record at byte {pos} ({len(data)} of {end} bytes)'
+            break
+        pos = end
     return out
 
 

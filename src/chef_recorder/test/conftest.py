@@ -88,11 +88,17 @@ def feed(rec: EpisodeRecorder, items, ns: str = NS, recv_ns: Optional[int] = Non
 def make_recorder(tmp_path):
     made = []
 
-    def make(**kw):
+    def make(catalog: bool = False, **kw):
+        """An EpisodeRecorder on a fake clock; catalog=True adds each bag to the catalog like the node."""
         clock = kw.pop('clock', None) or FakeClock()
-        settings = RecorderSettings(data_dir=str(kw.pop('data_dir', tmp_path / 'data')), cell='cell0',
-                                    roles=roles(), fsync=False, **kw)
-        rec = EpisodeRecorder(settings, clock=clock, background=False)
+        data = str(kw.pop('data_dir', tmp_path / 'data'))
+        settings = RecorderSettings(data_dir=data, cell='cell0', roles=roles(), fsync=False, **kw)
+        on_published = None
+        if catalog:
+            from chef_recorder.catalog import Catalog
+            cat = Catalog(data)
+            on_published = lambda meta, path: cat.add_bag(path)  # noqa: E731
+        rec = EpisodeRecorder(settings, on_published=on_published, clock=clock, background=False)
         rec.fake_clock = clock
         made.append(rec)
         return rec
