@@ -19,6 +19,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'sim_bridge = chef_sim.bridge_node:main',
         ],
     },
 )

@@ -20,7 +20,9 @@ or that the stand-in needs:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import hashlib
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -306,7 +308,14 @@ class ObjectCatalog:
     which gives the same model as compiling the cell with that object (test_scene.py checks it).
     """
 
-    def __init__(self, spec: mujoco.MjSpec):
+    def __init__(self, model: mujoco.MjModel, ids):
+        self.model = model
+        self.ids = tuple(ids)
+        self._index = {oid: i for i, oid in enumerate(self.ids)}
+
+    @classmethod
+    def from_spec(cls, spec: mujoco.MjSpec) -> 'ObjectCatalog':
+        """Compile the catalog with the props' geom settings and the cell's compiler settings."""
         vis, col = (spec.geom(n) for n in prop_geoms('red'))
         template = spec.mesh(vis.meshname)
         cat = mujoco.MjSpec()
@@ -330,9 +339,7 @@ class ObjectCatalog:
                     typeinertia=src.typeinertia, contype=src.contype, conaffinity=src.conaffinity,
                     group=src.group, condim=src.condim, margin=src.margin, gap=src.gap)
         cat.assets = assets
-        self.model = cat.compile()
-        self.ids = tuple(ids)
-        self._index = {oid: i for i, oid in enumerate(ids)}
+        return cls(cat.compile(), ids)
 
     def half_extents(self, object_id: str) -> np.ndarray:
         """Axis-aligned half extents (m) of the object's mesh in its own frame."""
@@ -383,14 +390,74 @@ _SCENE_CACHE: Dict[SceneOptions, CompiledScene] = {}
 _SCENE_LOCK = threading.Lock()
 
 
-def compiled_scene(options: SceneOptions) -> CompiledScene:
-    """A private copy of the compiled cell (compilation is cached per process and options)."""
+def _cache_key(options: SceneOptions) -> str:
+    """Hash of everything the compiled model depends on: options, versions, this code."""
+    import importlib.metadata as md
+    from pathlib import Path
+    h = hashlib.sha256()
+    h.update(repr(dataclasses.astuple(options)).encode())
+    for dist in ('mujoco', 'dm-control', 'dm-robotics-moma', 'dm-robotics-manipulation'):
+        try:
+            h.update(f'{dist}={md.version(dist)}'.encode())
+        except md.PackageNotFoundError:
+            h.update(dist.encode())
+    for module in ('scene.py', 'meshes.py', 'assets.py'):
+        h.update((Path(__file__).parent / module).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _load_cached(key: str):
+    d = A.env_cache_dir()
+    cell, cat, ids = d / f'cell_{key}.mjb', d / f'catalog_{key}.mjb', d / f'catalog_{key}.ids'
+    if not (cell.is_file() and cat.is_file() and ids.is_file()):
+        return None
+    try:
+        return (mujoco.MjModel.from_binary_path(str(cell)),
+                ObjectCatalog(mujoco.MjModel.from_binary_path(str(cat)), ids.read_text().split()))
+    except Exception:  # noqa: BLE001 - a truncated or stale cache file: rebuild
+        return None
+
+
+def _store_cached(key: str, model: mujoco.MjModel, catalog: 'ObjectCatalog') -> None:
+    import os
+    import tempfile
+    d = A.env_cache_dir()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        for name, write in ((f'catalog_{key}.ids', lambda p: open(p, 'w').write(' '.join(catalog.ids))),
+                            (f'catalog_{key}.mjb', lambda p: mujoco.mj_saveModel(catalog.model, p, None)),
+                            (f'cell_{key}.mjb', lambda p: mujoco.mj_saveModel(model, p, None))):
+            fd, tmp = tempfile.mkstemp(dir=d, suffix='.tmp')
+            os.close(fd)
+            write(tmp)
+            os.replace(tmp, d / name)          # atomic: readers see old or new, never half a file
+    except OSError:
+        pass                                   # read-only home: just do not cache
+
+
+def compiled_scene(options: SceneOptions, use_disk_cache: bool = True) -> CompiledScene:
+    """A private copy of the compiled cell.
+
+    Compilation (dm_control composition + MjSpec + 152 object meshes, a few seconds) is cached
+    per process and, as .mjb files keyed by options, package versions and this code, in
+    ~/.cache/chef_sim (CHEF_SIM_NO_CACHE=1 or use_disk_cache=False bypasses the disk cache).
+    """
+    import os
     with _SCENE_LOCK:
         base = _SCENE_CACHE.get(options)
         if base is None:
-            spec = build_spec(options)
-            model = spec.compile()
-            base = CompiledScene(model, index_model(model), ObjectCatalog(spec))
+            disk = use_disk_cache and os.environ.get('CHEF_SIM_NO_CACHE', '') in ('', '0')
+            key = _cache_key(options) if disk else ''
+            cached = _load_cached(key) if disk else None
+            if cached is None:
+                spec = build_spec(options)
+                model = spec.compile()
+                catalog = ObjectCatalog.from_spec(spec)
+                if disk:
+                    _store_cached(key, model, catalog)
+            else:
+                model, catalog = cached
+            base = CompiledScene(model, index_model(model), catalog)
             _SCENE_CACHE[options] = base
     return CompiledScene(copy.deepcopy(base.model), base.index, base.catalog)
 

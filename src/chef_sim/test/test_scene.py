@@ -67,7 +67,7 @@ def test_benchmark_physics_settings(model):
 
 def test_reshaping_props_equals_fresh_compilation(spec, model):
     """ObjectCatalog.assign + set_const gives exactly the model compiled with those objects."""
-    catalog = S.ObjectCatalog(spec)
+    catalog = S.ObjectCatalog.from_spec(spec)
     index = S.index_model(model)
     ids = ('x23', 'r6', 'g5')
     m = copy.deepcopy(model)
