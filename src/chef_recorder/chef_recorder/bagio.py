@@ -272,7 +272,7 @@ def read_bag_metadata(bag_dir: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise BagError(f'{bag_dir}: no metadata.yaml (not a rosbag2 bag, or a partial one)')
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise BagError(f'{path}: not valid YAML ({exc})') from None
     info = (data or {}).get('rosbag2_bagfile_information')

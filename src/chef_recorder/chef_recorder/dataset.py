@@ -66,7 +66,8 @@ class EpisodeData:
         self.cache_dir = Path(cache_dir)
         self.layout = json.loads((self.cache_dir / 'meta.json').read_text())
         self.metadata: Dict[str, Any] = self.layout['metadata']
-        load = lambda name: np.load(self.cache_dir / f'{name}.npy', mmap_mode='r')  # noqa: E731
+        # plain ndarray views of read-only memory maps: pages come from the page cache on demand
+        load = lambda name: np.asarray(np.load(self.cache_dir / f'{name}.npy', mmap_mode='r'))  # noqa: E731
         self.stamps_ns = load('stamps_ns')
         self.state = load('state')
         self.actions = load('actions')
@@ -289,26 +290,32 @@ class TransitionSampler:
             for i in range(b):
                 e = ep_i[i]
                 # newest first; before tick 0 the first frame repeats (FrameStacker padding)
-                rows[i] = self.episodes[e].state[np.maximum(t[i] - lag, 0)][:, self._cols[e]]
+                rows[i] = self.episodes[e].state[np.ix_(np.maximum(t[i] - lag, 0), self._cols[e])]
             for key in self.state_keys:
                 spec = _STATE[key]
                 out[key] = rows[:, :spec.stack, self._slices[key]].reshape((b,) + spec.shape)
         for key in self.image_keys:
             cam = _CAMERA_OF_KEY[key]
-            first = self.episodes[ep_i[0]].images[cam]
-            shape = first.shape[1:] if self.image_size is None else \
-                (self.image_size, self.image_size, first.shape[3])
-            arr = np.empty((b,) + tuple(shape), np.uint8)
-            for i in range(b):
-                img = self.episodes[ep_i[i]].images[cam][t[i]]
-                arr[i] = img if self.image_size is None else _resize(img, self.image_size)
-            out[key] = arr
+            shapes = {self.episodes[e].images[cam].shape[1:] for e in np.unique(ep_i)}
+            if len(shapes) == 1:
+                raw = np.empty((b,) + shapes.pop(), np.uint8)
+                for i in range(b):
+                    raw[i] = self.episodes[ep_i[i]].images[cam][t[i]]
+                out[key] = raw if self.image_size is None else resize_batch(raw, self.image_size)
+            else:                                            # episodes recorded at different sizes
+                size = self.image_size or max(s[0] for s in shapes)
+                out[key] = np.stack([resize_batch(self.episodes[ep_i[i]].images[cam][t[i]][None], size)[0]
+                                     for i in range(b)])
         return out
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
+def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """[B, H, W, C] uint8 -> [B, size, size, C], OpenCV INTER_AREA (area averaging)."""
+    b, h, w, c = images.shape
+    if h == size and w == size:
+        return images
     import cv2
-    out = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=cv2.INTER_AREA)
-    return out.reshape(size, size, -1)
+    out = np.empty((b, size, size, c), np.uint8)
+    for i in range(b):
+        out[i] = cv2.resize(images[i], (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, c)
+    return out

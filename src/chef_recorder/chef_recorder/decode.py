@@ -166,6 +166,10 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
                 continue
             if name in STATE_TOPICS + (T.OBJECT_POSES, T.REWARD_TERMS, T.POLICY_TWIST, T.TWIST_CMD):
                 msg = deserialize(m.raw, m.msgtype)
+                for f in ('position', 'velocity', 'effort'):     # JointState: views of the CDR
+                    v = getattr(msg, f, None)                    # buffer are unaligned and slow
+                    if isinstance(v, np.ndarray):
+                        setattr(msg, f, np.array(v))
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 by_topic.setdefault(name, []).append((stamp, m.log_time_ns, msg))
     except BagError as exc:

@@ -211,6 +211,8 @@ def _node_class():
             if self.p.episodes and self.e >= self.p.episode_offset + self.p.episodes:
                 self.done = True
                 self._report()
+                import rclpy
+                rclpy.try_shutdown(context=self.context)        # spin_node: clean exit 0
                 return
             eid = f'{self.p.id_prefix}-{self.cell.cell}-{self.e:05d}'
             stamp = self._stamp()

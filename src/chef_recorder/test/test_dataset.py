@@ -126,7 +126,8 @@ def test_cache_is_derived_and_rebuilt_when_the_bag_changes(dataset):
     rec = dataset.query()[0]
     ep = dataset.load(rec)
     cache = ep.cache_dir
-    assert (cache / 'state.npy').is_file() and isinstance(ep.state, np.memmap)
+    assert (cache / 'state.npy').is_file() and not ep.state.flags['OWNDATA']        # a memory map
+    assert not ep.frames[image_key(CAMS[0])].flags['WRITEABLE']
     (cache / 'meta.json').write_text('{"decoder": 0}')            # stale or damaged cache
     ep2 = dataset.load(rec)
     assert ep2.layout['decoder'] > 0 and ep2.steps == 12
