@@ -253,7 +253,7 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
         tw = c[2].twist
         actions[k] = from_command((tw.linear.x, tw.linear.y, tw.linear.z), tw.angular.z,
                                   0.0 if g is None else g)
-        action_ok[k] = True
+        action_ok[k] = bool(np.all(np.isfinite(actions[k])))      # a NaN command is recorded, not used
         last_grip = g
     executed = _executed_actions(by_topic.get(T.TWIST_CMD, []), unstamped.get(T.GRIPPER_CMD, []), ticks,
                                  period_s)

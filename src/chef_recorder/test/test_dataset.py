@@ -157,3 +157,39 @@ def test_asynchronous_sensors_align_to_the_latest_sample_before_the_command(make
     assert ep.steps == 6
     np.testing.assert_array_equal(ep.frames['sawyer/joints/angle'][:, 0], 100 + np.arange(7))
     assert ep.metadata['source'] == 'real'
+
+
+def test_non_finite_values_are_kept_in_the_bag_but_never_sampled(make_recorder, tmp_path):
+    """NaN in a policy command or an observation: the bag keeps the data as sent, the reader marks
+    the affected transitions invalid and the sampler never returns them."""
+    from chef_recorder.synthetic import PERIOD_NS as P
+    rec = make_recorder()
+    s = Stream(cameras=(), image_px=PX)
+    t0 = 9_000 * 10**9
+    s.cell.event('start', 'nan0', 0, t0)
+    sink = s.cell.sink
+
+    def poison(name, msg):
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec if hasattr(msg, 'header') else None
+        if name == T.POLICY_TWIST and stamp == t0 + 2 * P:
+            msg.twist.linear.x = float('nan')
+        if name == T.JOINT_STATES and stamp == t0 + 5 * P:
+            msg.position[3] = float('nan')
+        sink(name, msg)
+    s.cell.sink = poison
+    for k in range(9):
+        s.cell.observation(0, k, t0 + k * P)
+        if k < 8:
+            s.cell.command(0, k, t0 + k * P)
+    s.cell.event('end', 'nan0', 0, t0 + 8 * P, steps=8)
+    feed(rec, s.take())
+    ds = Dataset(tmp_path / 'data')
+    ep = ds.load('nan0')
+    assert ep.steps == 8
+    assert list(np.flatnonzero(~np.asarray(ep.valid))) == [2, 4, 5]      # NaN action; NaN obs at tick 5
+    assert not ep.obs_ok[5] and np.all(np.isfinite(ep.state))
+    sampler = TransitionSampler(ds, [ds.get('nan0')], ['sawyer/joints/angle'], n_step=2, progress=False)
+    batch = sampler.sample(200, np.random.default_rng(0))
+    assert set(batch['t'].tolist()) == {0, 1, 3, 6, 7}
+    assert np.all(np.isfinite(batch['action'])) and np.all(np.isfinite(batch['next_obs']['sawyer/joints/angle']))
+    assert batch['n'][batch['t'] == 1].max() == 1 and batch['n'][batch['t'] == 6].max() == 2
