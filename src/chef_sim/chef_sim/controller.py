@@ -23,6 +23,7 @@ reports as `action/environment`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -95,19 +96,20 @@ class CartesianVelocityController:
         self.q_ref = np.asarray(params.q_reference_rad, np.float64)
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
+        self._jac = np.zeros((6, len(self.dof)))
 
     # --- step 2 + 3 ------------------------------------------------------------------------------
     def twist(self, data: mujoco.MjData, linear_mps: np.ndarray, yaw_rps: float) -> np.ndarray:
         """World-frame 6-D twist [v (m/s), w (rad/s)] of the wrist site, norm-scaled (spec X1)."""
         rot = data.site_xmat[self.site].reshape(3, 3)
-        # Target z axis (world -z) expressed in the site frame; rotate the site z onto it.
-        z_to = rot.T @ np.array([0.0, 0.0, -1.0])
-        axis = np.cross(np.array([0.0, 0.0, 1.0]), z_to)
-        s = float(np.linalg.norm(axis))
-        angle = float(np.arctan2(s, z_to[2]))
+        # Target z axis (world -z) in the site frame is -(third row of R); turning the site z axis
+        # (0, 0, 1) onto it: axis = z x z_to = (-z_to[1], z_to[0], 0), angle = atan2(|axis|, z_to[2]).
+        zx, zy, zz = -rot[2, 0], -rot[2, 1], -rot[2, 2]
+        s = math.hypot(zx, zy)
         w_site = np.zeros(3)
         if s > 1e-12:
-            w_site[:2] = self.p.rotation_gain * angle * axis[:2] / s
+            k = self.p.rotation_gain * math.atan2(s, zz) / s
+            w_site[0], w_site[1] = -zy * k, zx * k
         w_site[2] = -yaw_rps
         lin = scale_by_norm(np.asarray(linear_mps, np.float64), self.p.max_linear_speed_mps)
         ang = scale_by_norm(rot @ w_site, self.p.max_angular_speed_rps)
@@ -117,7 +119,9 @@ class CartesianVelocityController:
     def joint_velocities(self, data: mujoco.MjData, twist: np.ndarray) -> np.ndarray:
         """Joint velocities (rad/s, 7) that realise `twist` at the wrist site, within limits."""
         mujoco.mj_jacSite(self.model, data, self._jacp, self._jacr, self.site)
-        jac = np.vstack([self._jacp[:, self.dof], self._jacr[:, self.dof]])
+        jac = self._jac
+        jac[:3] = self._jacp[:, self.dof]
+        jac[3:] = self._jacr[:, self.dof]
         q = data.qpos[self.qpos_adr]
         dt = self.p.control_period_s
         scale = self.p.joint_limit_velocity_scale
@@ -127,9 +131,15 @@ class CartesianVelocityController:
         if self.p.nullspace_gain > 0 and free.any():
             qd_null = self.p.nullspace_gain * (self.q_ref - q) / dt
             jf = jac[:, free]
-            proj = np.eye(int(free.sum())) - np.linalg.pinv(jf, rcond=1e-6) @ jf
-            qd[free] += proj @ qd_null[free]
-            qd = np.clip(qd, lb, ub)
+            n_free = jf.shape[1]
+            if n_free > jf.shape[0]:       # a null space exists: project the bias into it
+                # I - J+ J with J+ = J^T (J J^T)^-1 (J has full row rank away from singularities)
+                try:
+                    proj = np.eye(n_free) - jf.T @ np.linalg.solve(jf @ jf.T, jf)
+                except np.linalg.LinAlgError:
+                    proj = np.eye(n_free) - np.linalg.pinv(jf, rcond=1e-6) @ jf
+                qd[free] += proj @ qd_null[free]
+                qd = np.clip(qd, lb, ub)
         return qd
 
     def command(self, data: mujoco.MjData, linear_mps: np.ndarray, yaw_rps: float) -> np.ndarray:

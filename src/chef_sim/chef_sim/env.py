@@ -151,7 +151,17 @@ class RgbStackingEnv:
         self._joint_cmd = np.zeros(8)
         self._episode_seed: Optional[int] = None
         self._closed = False
-        self._pad_pair = set(ix.pad_geoms)
+        ng = self.model.ngeom
+
+        def mask(ids):
+            out = np.zeros(ng, bool)
+            out[list(ids)] = True
+            return out
+        self._masks = {c: mask(ix.prop_geoms[c]) for c in OBJECT_COLOURS}
+        self._masks.update(pad_right=mask([ix.pad_geoms[0]]), pad_left=mask([ix.pad_geoms[1]]),
+                           not_pad=~mask(ix.pad_geoms), robot=ix.robot_geom_mask.copy(),
+                           ground=ix.ground_geom_mask.copy(), any=np.ones(ng, bool))
+        self._pairs = (_EMPTY, _EMPTY)
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -324,14 +334,14 @@ class RgbStackingEnv:
             d.qpos[a:a + 7] = [0.0, 3.0 * (k - 1), 5.0, 1.0, 0.0, 0.0, 0.0]
         for colour in OBJECT_COLOURS:
             a = ix.prop_qpos[colour]
-            geoms = set(ix.prop_geoms[colour])
+            mask = self._masks[colour]
             for _ in range(PROP_PLACEMENT_ATTEMPTS):
                 pos = rng.uniform(PROP_POSITION_LOW_M, PROP_POSITION_HIGH_M)
                 quat = _uniform_quaternion(rng)
                 d.qpos[a:a + 3] = pos
                 d.qpos[a + 3:a + 7] = quat
                 mujoco.mj_forward(m, d)
-                if not self._in_contact(geoms, max_dist=0.0):
+                if not self._touching(self._contact_pairs(max_dist=0.0), mask, self._masks['any']):
                     break
         d.qvel[:] = 0.0
         mujoco.mj_forward(m, d)
@@ -370,34 +380,28 @@ class RgbStackingEnv:
         return np.concatenate([qd, [gripper]]), zeroed
 
     # --- observations ----------------------------------------------------------------------------
-    def _in_contact(self, geoms, others=None, max_dist: float = CONTACT_MARGIN_M, exclude=()) -> bool:
+    def _contact_pairs(self, max_dist: float = CONTACT_MARGIN_M) -> Tuple[np.ndarray, np.ndarray]:
+        """Geom ids (geom1, geom2) of the current contacts with dist <= max_dist."""
         d = self.data
         n = d.ncon
         if n == 0:
-            return False
-        g1 = d.contact.geom1[:n]
-        g2 = d.contact.geom2[:n]
-        dist = d.contact.dist[:n]
-        for i in range(n):
-            if dist[i] > max_dist:
-                continue
-            a, b = int(g1[i]), int(g2[i])
-            if a in geoms:
-                other = b
-            elif b in geoms:
-                other = a
-            else:
-                continue
-            if other in exclude:
-                continue
-            if others is None or others(other):
-                return True
-        return False
+            return _EMPTY, _EMPTY
+        keep = d.contact.dist[:n] <= max_dist
+        return d.contact.geom1[:n][keep], d.contact.geom2[:n][keep]
 
-    def _grasp_flag(self) -> int:
-        """Robotiq object-detection status as moma emulates it (spec §B.6)."""
-        pads = self._pad_pair
-        if not all(self._in_contact({g}, exclude=pads) for g in pads):
+    @staticmethod
+    def _touching(pairs, a_mask: np.ndarray, b_mask: np.ndarray) -> bool:
+        """True if some contact joins a geom of a_mask with a geom of b_mask (bool masks over ngeom)."""
+        g1, g2 = pairs
+        if len(g1) == 0:
+            return False
+        return bool(np.any((a_mask[g1] & b_mask[g2]) | (a_mask[g2] & b_mask[g1])))
+
+    def _grasp_flag(self, pairs) -> int:
+        """Robotiq object-detection status as moma emulates it: both fingertip pads touch something
+        other than each other, and the finger command is non-trivial (spec §B.6)."""
+        m = self._masks
+        if not (self._touching(pairs, m['pad_right'], m['not_pad']) and self._touching(pairs, m['pad_left'], m['not_pad'])):
             return GRASP_NONE
         ctrl = float(self.data.ctrl[self.index.finger_actuator])
         if abs(ctrl) < GRASP_CTRL_TOLERANCE:
@@ -419,7 +423,8 @@ class RgbStackingEnv:
         frame: Dict[str, np.ndarray] = {}
         finger = self._finger_angle()
         frame['action/environment'] = f32(self._joint_cmd)
-        frame['gripper/grasp'] = f32([self._grasp_flag()])
+        self._pairs = self._contact_pairs()
+        frame['gripper/grasp'] = f32([self._grasp_flag(self._pairs)])
         frame['gripper/joints/angle'] = f32([finger])
         frame['gripper/joints/velocity'] = f32([finger - self._prev_finger])
         self._prev_finger = finger
@@ -453,11 +458,10 @@ class RgbStackingEnv:
 
     def _reward_terms(self, frame: Dict[str, np.ndarray]) -> Dict[str, float]:
         terms = R.frame_reward_terms(frame)
-        ix = self.index
-        red, blue = set(ix.prop_geoms['red']), set(ix.prop_geoms['blue'])
-        touches_blue = self._in_contact(red, lambda g: g in blue)
-        touches_ground = self._in_contact(red, lambda g: bool(ix.ground_geom_mask[g]))
-        touches_robot = self._in_contact(red, lambda g: bool(ix.robot_geom_mask[g]))
+        m, pairs = self._masks, self._pairs
+        touches_blue = self._touching(pairs, m['red'], m['blue'])
+        touches_ground = self._touching(pairs, m['red'], m['ground'])
+        touches_robot = self._touching(pairs, m['red'], m['robot'])
         success = R.sparse_success_contacts(frame['rgb30_red/abs_pose'][:3], frame['rgb30_blue/abs_pose'][:3],
                                             touches_blue, touches_ground, touches_robot)
         terms['sparse_success'] = float(success)
@@ -489,7 +493,8 @@ class RgbStackingEnv:
             raise RuntimeError('environment is closed')
 
 
-S_DEFAULT_OBJECTS = ('r3', 's0', 'b2')      # props of the freshly compiled scene (build_spec default)
+S_DEFAULT_OBJECTS = ('r3', 's0', 'b2')
+_EMPTY = np.zeros(0, np.int64)      # props of the freshly compiled scene (build_spec default)
 
 
 def _uniform_quaternion(rng: np.random.Generator) -> np.ndarray:

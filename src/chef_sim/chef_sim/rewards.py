@@ -96,15 +96,22 @@ def inside_workspace(pos_m: Sequence[float]) -> float:
 
 
 def stack_pair(red_pos: Sequence[float], blue_pos: Sequence[float], grasp_flag: float) -> float:
-    red = np.asarray(red_pos, np.float64)
-    blue = np.asarray(blue_pos, np.float64)
-    if float(np.linalg.norm(red[:2] - blue[:2])) > STACK_HORIZONTAL_TOLERANCE_M:
+    red, blue = red_pos, blue_pos
+    if math.hypot(red[0] - blue[0], red[1] - blue[1]) > STACK_HORIZONTAL_TOLERANCE_M:
         return 0.0
     if abs((red[2] - blue[2]) - STACK_HEIGHT_M) > STACK_VERTICAL_TOLERANCE_M:
         return 0.0
     if int(round(float(grasp_flag))) == GRASP_INWARD:
         return 0.0
     return 1.0
+
+
+def _tol3(d, p, margin: float) -> float:
+    """tolerance_reward for 3-vectors with plain floats (the hot path of every env step)."""
+    if math.sqrt((d[0] / p[0]) ** 2 + (d[1] / p[1]) ** 2 + (d[2] / p[2]) ** 2) <= 1.0:
+        return 1.0
+    w = math.atanh(math.sqrt(LOSS_AT_MARGIN)) / margin
+    return 1.0 - math.tanh(w * math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])) ** 2
 
 
 def reward_terms(red_pos: Sequence[float], blue_pos: Sequence[float], pinch_pos: Sequence[float],
@@ -114,32 +121,33 @@ def reward_terms(red_pos: Sequence[float], blue_pos: Sequence[float], pinch_pos:
     finger_angle_255: gripper opening on the benchmark scale (0 open .. 255 closed);
     grasp_flag: Robotiq object-detection status 1 / 2 (grasp while closing) / 3.
     """
-    red = np.asarray(red_pos, np.float64)[:3]
-    blue = np.asarray(blue_pos, np.float64)[:3]
-    pinch = np.asarray(pinch_pos, np.float64)[:3]
-    reach = tolerance_reward(red - pinch, REACH_TOLERANCE_M, REACH_MARGIN_M)
+    rx, ry, rz = (float(v) for v in list(red_pos)[:3])
+    bx, by, bz = (float(v) for v in list(blue_pos)[:3])
+    px, py, pz = (float(v) for v in list(pinch_pos)[:3])
+    inward = int(round(float(grasp_flag))) == GRASP_INWARD
+    reach = _tol3((rx - px, ry - py, rz - pz), REACH_TOLERANCE_M, REACH_MARGIN_M)
     close_fingers = tolerance_reward([FINGER_CLOSED - float(finger_angle_255)], None, FINGER_CLOSED)
-    grasp = max(0.5 * close_fingers, 1.0 * float(int(round(float(grasp_flag))) == GRASP_INWARD))
+    grasp = max(0.5 * close_fingers, 1.0 if inward else 0.0)
     reach_grasp = (0.5 + grasp / 2.0) * reach if reach > CONDITIONAL_AND_THRESHOLD else 0.5 * reach
-    lift = grasp * lift_shaped(red[2]) * inside_workspace(red)
-    if red[2] < HOVER_Z_MIN_M:
+    cx, cy, cz = WORKSPACE_CENTER_M
+    inside = _tol3((cx - rx, cy - ry, cz - rz), tuple(s / 2.0 for s in WORKSPACE_SIZE_M), 1e-12)
+    lift = grasp * lift_shaped(rz) * inside
+    if rz < HOVER_Z_MIN_M:
         hover = 0.0
     else:
-        hover = tolerance_reward(blue + np.array([0.0, 0.0, STACK_HEIGHT_M]) - red,
-                                 PLACE_TOLERANCE_M, PLACE_MARGIN_M)
-    stack = stack_pair(red, blue, grasp_flag)
-    above = tolerance_reward(red + np.array([0.0, 0.0, HOVER_OFFSET_M]) - pinch,
-                             ABOVE_TOLERANCE_M, ABOVE_MARGIN_M)
+        hover = _tol3((bx - rx, by - ry, bz + STACK_HEIGHT_M - rz), PLACE_TOLERANCE_M, PLACE_MARGIN_M)
+    stack = stack_pair((rx, ry, rz), (bx, by, bz), grasp_flag)
+    above = _tol3((rx - px, ry - py, rz + HOVER_OFFSET_M - pz), ABOVE_TOLERANCE_M, ABOVE_MARGIN_M)
     terms = {'reach_grasp': reach_grasp, 'lift': lift, 'hover': hover, 'stack': stack,
              'stack_leave': stack * above}
-    terms = {k: float(np.clip(v, 0.0, 1.0)) for k, v in terms.items()}
+    terms = {k: min(1.0, max(0.0, float(v))) for k, v in terms.items()}
     terms['staged'] = staged_reward(terms)
     return terms
 
 
 def staged_reward(terms: Dict[str, float], threshold: float = STAGE_THRESHOLD) -> float:
     """rgb_stacking Staged: highest stage above `threshold` wins, normalised by the 5 stages."""
-    values = [float(np.clip(terms[k], 0.0, 1.0)) for k in REWARD_STAGE_TERMS]
+    values = [min(1.0, max(0.0, float(terms[k]))) for k in REWARD_STAGE_TERMS]
     n = len(values)
     last = 0.0
     for i, v in enumerate(reversed(values)):
