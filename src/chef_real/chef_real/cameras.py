@@ -20,7 +20,7 @@ with the *output* intrinsics, so it works on exactly the images the policy sees.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 

@@ -63,6 +63,7 @@ FT_YAW_RAD = math.pi / 2                       # dm_robotics mounts the FTS-300 
 GRIPPER_YAW_RAD = FT_YAW_RAD - math.pi         # then two -90 deg turns about z (base_mount, base)
 PINCH_Z_IN_GRIPPER_M = 0.1489                  # pinch_site in the gripper base
 FINGER_JOINT_XYZ_M = (0.0, 0.0306011, 0.054904)   # right_driver body in the gripper base
+assert abs(GRIPPER_BASE_Z_M + PINCH_Z_IN_GRIPPER_M - PINCH_TO_WRIST_M) < 1e-9   # spec §B.6: 0.2012 m
 FINGER_VELOCITY_RPS = 2.0                      # 2F-85 at full speed closes 0.8 rad in ~0.5 s
 FINGER_EFFORT = 100.0
 

@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
-import numpy as np
 import yaml
 from rclpy.node import Node
 
