@@ -79,7 +79,9 @@ def test_kill_9_mid_episode_loses_no_completed_episode(tmp_path, capsys):
     # completed episodes: intact, checksummed, catalogued
     for e in (0, 1):
         assert verify_bag(layout.episode_dir('cell0', f'crash{e}'), deep=True) == []
-    assert sorted(r['id'] for r in Catalog(layout).rows()) == ['crash0', 'crash1']
+    cat = Catalog(layout)
+    cat.sync()                  # the kill may fall between a bag's rename and its catalog row
+    assert sorted(r['id'] for r in cat.rows()) == ['crash0', 'crash1']
     # the partial one is detected
     assert partial.is_dir() and partial_state(partial) == 'crashed'
     assert chef(['data', '--data-dir', str(data), 'ls']) == 0
@@ -99,8 +101,9 @@ def test_kill_9_mid_episode_loses_no_completed_episode(tmp_path, capsys):
     assert rec.metadata['status'] == 'recovered' and not rec.metadata['complete']
     assert 'crashed partial' in rec.metadata['recovered_from']
     ep = ds.load(rec)
-    assert ep.steps >= 10                                  # most of the 30 ticks survive
-    np.testing.assert_array_equal(ep.frames['sawyer/joints/angle'][:, 0], np.arange(ep.steps + 1))
-    assert ep.valid.all()
+    assert ep.steps >= 10                                  # whole MCAP chunks survive (~10 ticks each)
+    ok = np.asarray(ep.obs_ok)                             # a chunk boundary may split the last tick
+    assert ok[:-1].all() and np.asarray(ep.valid)[:-1].all()
+    np.testing.assert_array_equal(ep.frames['sawyer/joints/angle'][:, 0][ok], np.arange(ep.steps + 1)[ok])
     assert verify_bag(rec.path, deep=True) == []
     assert chef(['data', '--data-dir', str(data), 'verify']) == 0
