@@ -9,8 +9,9 @@ training tensors (same FrameStacker, same obs_to_tensors).
 Policies:
 * `NetworkPolicy`: a MultiTaskActor from a checkpoint (chef_policy.checkpoint); stochastic
   (mean + std * N(0, 1), gripper sampled) or deterministic (mean, most likely gripper class).
-* `ScriptedPolicy`: wraps chef_sim.expert.ScriptedStacker (privileged sim expert); noise from its
-  own `noise_std`; ignores the intention (it always does the full stacking task).
+* `ScriptedPolicy`: wraps chef_sim.expert.ScriptedStacker (privileged sim expert, reads the
+  stacked observation incl. object poses); action noise `noise_std` seeded per episode; it ignores
+  the intention (it always does the full stacking task).
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ class ScriptedPolicy:
         self.warmup_ms = 0.0
 
     def reset(self, seed: int) -> None:
-        self.expert.reset(seed=int(seed))
+        """A fresh expert per episode, its noise seeded from the episode (reproducible)."""
+        from chef_sim.expert import ScriptedStacker
+        self.expert = ScriptedStacker(noise_std=self.noise_std, seed=(self.seed, int(seed)))
 
     def act(self, obs, frame, intention: int, deterministic: bool) -> np.ndarray:
-        return np.asarray(self.expert.act(frame), np.float32).reshape(5)
+        return np.asarray(self.expert.act(obs), np.float32).reshape(5)
 
     def warmup(self, iterations: int) -> float:
         return 0.0

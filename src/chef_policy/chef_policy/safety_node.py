@@ -38,6 +38,7 @@ from chef_contract.spec import (
 from chef_policy.safety import SafetyFilter, SafetyLimits
 
 WRIST_JOINT = ARM_JOINT_NAMES[-1]          # right_j6
+_DEFAULT = SafetyLimits()
 
 
 @dataclass
@@ -46,8 +47,24 @@ class Params:
                                          help='cap on the TCP linear speed (norm), m/s')
     max_yaw_rate_rps: float = field_(MAX_YAW_RATE_RPS, min=1e-4, max=MAX_YAW_RATE_RPS,
                                      help='cap on the yaw rate, rad/s')
-    lookahead_s: float = field_(CONTROL_PERIOD_S, min=0.0, max=1.0,
-                                help='workspace/wrist prediction horizon; 0 = benchmark rule')
+    lookahead_s: float = field_(_DEFAULT.lookahead_s, min=0.0, max=1.0,
+                                help='workspace/wrist prediction horizon, s; 0 = benchmark rule')
+    drift_margin_m: float = field_(_DEFAULT.drift_margin_m, min=0.0, max=0.1,
+                                   help='band inside each face where uncommanded outward motion '
+                                        'stops the other components (drift guard), m')
+    drift_speed_mps: float = field_(_DEFAULT.drift_speed_mps, min=0.0, max=0.1,
+                                    help='measured outward TCP speed that counts as drift, m/s')
+    workspace_margin_m: float = field_(_DEFAULT.workspace_margin_m, min=0.0, max=0.05,
+                                       help='rules act on the box shrunk by this (room to coast), m')
+    return_speed_mps: float = field_(_DEFAULT.return_speed_mps, min=0.0, max=0.07,
+                                     help='inward speed given to a TCP just outside the shrunk box, '
+                                          'm/s (0 = zeroing only)')
+    return_band_m: float = field_(_DEFAULT.return_band_m, min=0.0, max=0.1,
+                                  help='how far outside the box the return still applies, m')
+    wrist_margin_rad: float = field_(_DEFAULT.wrist_margin_rad, min=0.0, max=0.5,
+                                     help='right_j6 rules act on +-(pi/2 - this), rad')
+    wrist_return_rps: float = field_(_DEFAULT.wrist_return_rps, min=0.0, max=1.0,
+                                     help='yaw rate that turns right_j6 back inside, rad/s')
     stale_timeout_s: float = field_(2 * CONTROL_PERIOD_S, min=0.01, max=1.0,
                                     help='observation older than this -> zero twist, gripper hold')
     wrist_yaw_sign: float = field_(-1.0, choices=(-1.0, 1.0),
@@ -65,7 +82,9 @@ class SafetyFilterNode(Node):
         self.filter = SafetyFilter(self._limits())
         self._tcp = None                  # latest pinch position (x, y, z), m
         self._tcp_stamp: Optional[float] = None
+        self._tcp_velocity = None         # finite difference of the last two pinch poses, m/s
         self._yaw: Optional[float] = None
+        self._yaw_rate: Optional[float] = None   # finite difference of right_j6, rad/s
         self._js_stamp: Optional[float] = None
         self._estop_input = False
         self._last_state = None
@@ -86,12 +105,20 @@ class SafetyFilterNode(Node):
 
     # --- helpers ---------------------------------------------------------------------------------
     def _limits(self) -> SafetyLimits:
-        return SafetyLimits(max_linear_speed_mps=self.p.max_linear_speed_mps,
-                            max_yaw_rate_rps=self.p.max_yaw_rate_rps, lookahead_s=self.p.lookahead_s,
-                            stale_timeout_s=self.p.stale_timeout_s, wrist_yaw_sign=self.p.wrist_yaw_sign)
+        p = self.p
+        return SafetyLimits(
+            max_linear_speed_mps=p.max_linear_speed_mps, max_yaw_rate_rps=p.max_yaw_rate_rps,
+            lookahead_s=p.lookahead_s, drift_margin_m=p.drift_margin_m, drift_speed_mps=p.drift_speed_mps,
+            workspace_margin_m=p.workspace_margin_m, return_speed_mps=p.return_speed_mps,
+            return_band_m=p.return_band_m, wrist_margin_rad=p.wrist_margin_rad,
+            wrist_return_rps=p.wrist_return_rps, stale_timeout_s=p.stale_timeout_s,
+            wrist_yaw_sign=p.wrist_yaw_sign)
 
     def _on_params(self, p: Params) -> None:
-        self.filter.limits = self._limits()
+        try:
+            self.filter.limits = self._limits()
+        except ValueError as exc:          # inconsistent combination: keep the old limits
+            self.get_logger().error(f'safety limits not changed: {exc}')
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -107,15 +134,24 @@ class SafetyFilterNode(Node):
     # --- inputs ----------------------------------------------------------------------------------
     def _on_pinch(self, msg) -> None:
         p = msg.pose.position
-        self._tcp = (p.x, p.y, p.z)
-        self._tcp_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        tcp = (p.x, p.y, p.z)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if self._tcp_stamp is not None and 1e-3 < stamp - self._tcp_stamp < 0.5:
+            dt = stamp - self._tcp_stamp
+            self._tcp_velocity = tuple((a - b) / dt for a, b in zip(tcp, self._tcp))
+        elif self._tcp_stamp is None or stamp - self._tcp_stamp >= 0.5 or stamp < self._tcp_stamp:
+            self._tcp_velocity = None          # first pose, a gap or a reset: velocity unknown
+        self._tcp, self._tcp_stamp = tcp, stamp
 
     def _on_joints(self, msg) -> None:
         if WRIST_JOINT in msg.name:
             i = list(msg.name).index(WRIST_JOINT)
             if i < len(msg.position):
-                self._yaw = float(msg.position[i])
-                self._js_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                yaw = float(msg.position[i])
+                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                dt = stamp - self._js_stamp if self._js_stamp is not None else 0.0
+                self._yaw_rate = (yaw - self._yaw) / dt if 1e-3 < dt < 0.5 else None
+                self._yaw, self._js_stamp = yaw, stamp
 
     def _on_estop(self, msg) -> None:
         self._estop_input = bool(msg.data)
@@ -142,7 +178,8 @@ class SafetyFilterNode(Node):
     def _on_twist(self, msg: TwistStamped) -> None:
         t, a = msg.twist.linear, msg.twist.angular
         twist, _, status = self.filter.filter((t.x, t.y, t.z, a.x, a.y, a.z), None, self._tcp, self._yaw,
-                                              self._now(), self._obs_stamp())
+                                              self._now(), self._obs_stamp(), self._tcp_velocity,
+                                              self._yaw_rate)
         out = TwistStamped()
         out.header.stamp = msg.header.stamp                   # preserved: lockstep waits for it
         out.header.frame_id = msg.header.frame_id or T.WORLD_FRAME

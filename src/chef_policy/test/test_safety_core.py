@@ -18,6 +18,12 @@ def run(f, twist, gripper=None, tcp=CENTRE, yaw=0.0, now=NOW, obs=NOW):
     return f.filter(twist, gripper, tcp, yaw, now, obs)
 
 
+def test_input_command_is_never_modified():
+    cmd = np.array([0.5, 0.0, 0.0, 0.1, 0.0, 3.0])
+    SafetyFilter().filter(cmd, None, CENTRE, 0.0, NOW, NOW)
+    assert cmd.tolist() == [0.5, 0.0, 0.0, 0.1, 0.0, 3.0]
+
+
 def test_unchanged_command_passes_through():
     f = SafetyFilter()
     tw, g, st = run(f, (0.01, -0.02, 0.03, 0.0, 0.0, 0.5), 0.8)
@@ -37,12 +43,17 @@ def test_velocity_limits_scale_the_linear_norm_and_clip_yaw():
 def test_workspace_faces_zero_outward_components_only():
     f = SafetyFilter()
     hi, lo = WORKSPACE_HIGH_M, WORKSPACE_LOW_M
-    at_high_x = (hi[0] - 0.001, 0.0, 0.17)
+    at_high_x = (hi[0] - 0.004, 0.0, 0.17)                  # 1 mm inside the 3 mm margin
     tw, _, st = run(f, (0.05, 0.02, -0.01, 0, 0, 0), tcp=at_high_x)
     assert tw[:3] == (0.0, 0.02, -0.01) and 'workspace_x' in st.reasons
     tw, _, _ = run(f, (-0.05, 0.0, 0.0, 0, 0, 0), tcp=at_high_x)
     assert tw[0] == -0.05                                   # back inside is always allowed
-    below = (0.6, 0.0, lo[2] - 0.05)                        # outside (below): may come back up
+    in_margin = (hi[0] - 0.001, 0.0, 0.17)                  # in the margin: eased back in
+    tw, _, st = run(f, (0.05, 0.02, -0.01, 0, 0, 0), tcp=in_margin)
+    assert tw[:3] == (-0.01, 0.02, -0.01) and 'workspace_return_x' in st.reasons
+    tw, _, _ = run(f, (-0.05, 0.0, 0.0, 0, 0, 0), tcp=in_margin)
+    assert tw[0] == -0.05                                   # already coming back faster: kept
+    below = (0.6, 0.0, lo[2] - 0.05)                        # far outside: may come back up
     tw, _, _ = run(f, (0.0, 0.0, 0.05, 0, 0, 0), tcp=below)
     assert tw[2] == 0.05
     tw, _, st = run(f, (0.0, 0.0, -0.01, 0, 0, 0), tcp=below)
@@ -50,20 +61,59 @@ def test_workspace_faces_zero_outward_components_only():
     above = (0.6, 0.0, 0.40)                                # initial TCP may start above the box
     tw, _, _ = run(f, (0.0, 0.0, -0.05, 0, 0, 0), tcp=above)
     assert tw[2] == -0.05
-    # lookahead: 0.07 m/s for one period moves 3.5 mm; 3 mm from the face is already too close
-    tw, _, _ = run(f, (0.0, 0.07, 0.0, 0, 0, 0), tcp=(0.6, hi[1] - 0.003, 0.17))
+    # lookahead 0.2 s at 0.07 m/s = 14 mm before the face of the box shrunk by 3 mm: 15 mm from
+    # the real face is too close, 18 mm is fine; a slower command may come closer
+    tw, _, _ = run(f, (0.0, 0.07, 0.0, 0, 0, 0), tcp=(0.6, hi[1] - 0.015, 0.17))
     assert tw[1] == 0.0
-    benchmark_rule = SafetyFilter(SafetyLimits(lookahead_s=0.0))
+    tw, _, _ = run(f, (0.0, 0.07, 0.0, 0, 0, 0), tcp=(0.6, hi[1] - 0.018, 0.17))
+    assert tw[1] == 0.07
+    tw, _, _ = run(f, (0.0, 0.01, 0.0, 0, 0, 0), tcp=(0.6, hi[1] - 0.008, 0.17))
+    assert tw[1] == 0.01
+    benchmark_rule = SafetyFilter(SafetyLimits(lookahead_s=0.0, workspace_margin_m=0.0))
     tw, _, _ = run(benchmark_rule, (0.0, 0.07, 0.0, 0, 0, 0), tcp=(0.6, hi[1] - 0.003, 0.17))
     assert tw[1] == 0.07
 
 
+def test_drift_guard_stops_uncommanded_outward_motion_near_a_face():
+    f = SafetyFilter()
+    hi = WORKSPACE_HIGH_M
+    near = (0.6, hi[1] - 0.005, 0.17)
+    cmd = (0.03, 0.0, 0.02, 0, 0, 0.8)               # nothing pushes +y ...
+    out, _, st = f.filter(cmd, None, near, 0.0, NOW, NOW, tcp_velocity=(0.0, 0.02, 0.0))
+    assert out == (0.0,) * 6 and 'workspace_drift_y' in st.reasons    # ... yet the TCP slides +y
+    out, _, _ = f.filter((0.03, -0.02, 0.02, 0, 0, 0.8), None, near, 0.0, NOW, NOW,
+                         tcp_velocity=(0.0, 0.02, 0.0))
+    assert out[1] == -0.02                           # moving back in is always kept
+    out, _, _ = f.filter(cmd, None, near, 0.0, NOW, NOW, tcp_velocity=(0.0, -0.02, 0.0))
+    assert out == (0.03, 0.0, 0.02, 0.0, 0.0, 0.8)   # sliding inwards: untouched
+    far = (0.6, 0.0, 0.17)
+    out, _, _ = f.filter(cmd, None, far, 0.0, NOW, NOW, tcp_velocity=(0.0, 0.02, 0.0))
+    assert out == (0.03, 0.0, 0.02, 0.0, 0.0, 0.8)   # far from the faces: untouched
+    fast = (0.6, hi[1] - 0.03, 0.17)                 # 30 mm away but heading out at 0.2 m/s
+    out, _, st = f.filter(cmd, None, fast, 0.0, NOW, NOW, tcp_velocity=(0.0, 0.2, 0.0))
+    assert out == (0.0,) * 6
+    # slow creep in the band of an x/y face: yaw alone is zeroed
+    out, _, st = f.filter(cmd, None, near, 0.0, NOW, NOW, tcp_velocity=(0.0, 0.001, 0.0))
+    assert out == (0.03, 0.0, 0.02, 0.0, 0.0, 0.0) and 'workspace_yaw_band' in st.reasons
+
+
 def test_wrist_yaw_limit():
-    f = SafetyFilter()                 # d(j6)/dt = -yaw rate
-    tw, _, st = run(f, (0, 0, 0, 0, 0, -1.0), yaw=math.pi / 2 - 0.01)
-    assert tw[5] == 0.0 and 'wrist_yaw' in st.reasons
-    tw, _, _ = run(f, (0, 0, 0, 0, 0, 1.0), yaw=math.pi / 2 - 0.01)
-    assert tw[5] == 1.0
+    f = SafetyFilter()                 # d(j6)/dt = -yaw rate; rules act on +-(pi/2 - 0.05)
+    tw, _, st = run(f, (0, 0, 0, 0, 0, -1.0), yaw=math.pi / 2 - 0.1)
+    assert tw[5] == 0.0 and 'wrist_yaw' in st.reasons      # would pass the limit within 0.2 s
+    tw, _, _ = run(f, (0, 0, 0, 0, 0, 1.0), yaw=math.pi / 2 - 0.1)
+    assert tw[5] == 1.0                                     # turning back is free
+    tw, _, st = run(f, (0, 0, 0, 0, 0, -0.3), yaw=math.pi / 2 - 0.01)
+    assert tw[5] == 0.2 and 'wrist_return' in st.reasons   # past the margin: turned back in
+    tw, _, st = run(f, (0, 0, 0, 0, 0, 0.0), yaw=-math.pi / 2 + 0.01)
+    assert tw[5] == -0.2
+    tw, _, st = run(f, (0, 0, 0, 0, 0, -0.3), yaw=math.pi / 2 - 0.3,
+                    )
+    assert tw[5] == -0.3
+    # measured j6 motion counts: creeping out at 1 rad/s from 0.25 rad inside -> zero the push
+    out, _, st = f.filter((0, 0, 0, 0, 0, -0.1), None, CENTRE, math.pi / 2 - 0.25, NOW, NOW,
+                          wrist_rate=1.0)
+    assert out[5] == 0.0
     tw, _, st = run(f, (0, 0, 0, 0, 0, 1.0), yaw=None)
     assert tw[5] == 0.0 and 'wrist_unknown' in st.reasons
 
@@ -136,10 +186,14 @@ def test_kinematic_fuzz_keeps_tcp_inside_the_box():
     lo, hi = np.array(WORKSPACE_LOW_M), np.array(WORKSPACE_HIGH_M)
     pos = rng.uniform(lo, hi)
     yaw = 0.0
+    vel = np.zeros(3)
+    out_yaw = 0.0
     for i in range(10000):
         cmd = rng.uniform(-0.2, 0.2, 6) if rng.random() < 0.5 else np.sign(rng.normal(size=6)) * 0.07
-        out, _, _ = f.filter(cmd, None, pos, yaw, NOW, NOW)
-        pos = pos + np.array(out[:3]) * CONTROL_PERIOD_S
+        out, _, _ = f.filter(cmd, None, pos, yaw, NOW, NOW, tcp_velocity=vel, wrist_rate=-out_yaw)
+        vel = np.array(out[:3])
+        pos = pos + vel * CONTROL_PERIOD_S
+        out_yaw = out[5]
         yaw = yaw - out[5] * CONTROL_PERIOD_S
         assert np.all(pos >= lo - 1e-12) and np.all(pos <= hi + 1e-12), (i, pos)
         assert -math.pi / 2 - 1e-12 <= yaw <= math.pi / 2 + 1e-12

@@ -104,7 +104,7 @@ def test_forwards_with_stamp_and_enforces_limits_and_workspace():
         assert c.send_and_get((0.01, -0.02, 0.03, 0.0, 0.0, 0.2)) == (0.01, -0.02, 0.03, 0.0, 0.0, 0.2)
         out = c.send_and_get((0.2, 0.0, 0.0, 0.5, 0.0, 0.0))
         assert math.isclose(out[0], 0.07) and out[3] == 0.0
-        out = c.send_and_get((0.05, 0.03, 0.0, 0, 0, 0), xyz=(WORKSPACE_HIGH_M[0] - 0.001, 0.0, 0.17))
+        out = c.send_and_get((0.05, 0.03, 0.0, 0, 0, 0), xyz=(WORKSPACE_HIGH_M[0] - 0.005, 0.0, 0.17))
         assert out[0] == 0.0 and out[1] == 0.03
         h.pub(T.POLICY_GRIPPER, Float64MultiArray(data=[0.8]))
         assert wait_for(lambda: [m.data[0] for m in h.msgs(T.GRIPPER_CMD)] == [0.8])
