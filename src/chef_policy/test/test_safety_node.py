@@ -29,8 +29,9 @@ def graph():
 class Cell:
     """Drives the harness: observations at the node's clock, commands with given stamps."""
 
-    def __init__(self, h: Harness):
+    def __init__(self, h: Harness, node=None):
         self.h = h
+        self.node = node
         h.prepare(IN)
         wait_matched(h, IN)
 
@@ -49,6 +50,9 @@ class Cell:
         js.position = [0.0] * 6 + [yaw, 0.0]
         self.h.pub(T.PINCH_POSE, ps)
         self.h.pub(T.JOINT_STATES, js)
+        if self.node is not None:              # wait until the filter has seen both
+            want = ps.header.stamp.sec + ps.header.stamp.nanosec * 1e-9
+            assert wait_for(lambda: self.node._tcp_stamp == want and self.node._js_stamp == want, 5.0)
 
     def command(self, v=(0.01, 0.0, 0.0, 0.0, 0.0, 0.0), stamp_ns=None):
         tw = TwistStamped()
@@ -87,7 +91,8 @@ class Cell:
     def send_and_get(self, v, observe=True, **kw):
         if observe:
             self.observe(**kw)
-            time.sleep(0.02)
+            time.sleep(0.005)
+            self.observe(**kw)           # twice: a teleported TCP would read as a fast drift
         stamp = self.command(v)
         assert wait_for(lambda: self.out_with_stamp(stamp) is not None, 5.0), 'command not forwarded'
         m = self.out_with_stamp(stamp).twist
@@ -100,7 +105,7 @@ class Cell:
 
 def test_forwards_with_stamp_and_enforces_limits_and_workspace():
     with graph() as (node, h):
-        c = Cell(h)
+        c = Cell(h, node)
         assert c.send_and_get((0.01, -0.02, 0.03, 0.0, 0.0, 0.2)) == (0.01, -0.02, 0.03, 0.0, 0.0, 0.2)
         out = c.send_and_get((0.2, 0.0, 0.0, 0.5, 0.0, 0.0))
         assert math.isclose(out[0], 0.07) and out[3] == 0.0
@@ -116,7 +121,7 @@ def test_forwards_with_stamp_and_enforces_limits_and_workspace():
 
 def test_stale_observations_zero_the_twist_within_two_periods():
     with graph() as (node, h):
-        c = Cell(h)
+        c = Cell(h, node)
         for _ in range(10):                        # a healthy 20 Hz cell
             c.observe()
             c.command()
@@ -144,7 +149,7 @@ def test_stale_observations_zero_the_twist_within_two_periods():
 
 def test_estop_latches_until_reset_service():
     with graph() as (node, h):
-        c = Cell(h)
+        c = Cell(h, node)
         cli = h.create_client(Trigger, T.SAFETY_RESET)
         assert cli.wait_for_service(timeout_sec=5.0)
 
@@ -180,7 +185,7 @@ def test_estop_latches_until_reset_service():
 
 def test_nan_never_reaches_the_output():
     with graph() as (node, h):
-        c = Cell(h)
+        c = Cell(h, node)
         c.observe()
         time.sleep(0.02)
         c.gripper(node, [0.8])
