@@ -28,12 +28,15 @@ Rules, applied in this order to each policy command (base_link frame, m/s and ra
      command does not already bring it back gets `return_speed_mps` (0.01 m/s) inwards on that
      axis, which ends the slow creep no zeroing can stop. A TCP far outside (e.g. an episode
      that starts above the box) is only zeroed, as in the benchmark.
-6. Wrist yaw, on the range WRIST_YAW_LIMITS_RAD (+-pi/2) shrunk by `wrist_margin_rad` (0.05 rad),
-   with d(right_j6)/dt = wrist_yaw_sign * yaw rate: an outward yaw rate is zeroed if right_j6,
-   heading out at the larger of its commanded and measured (`wrist_rate`) rate, would pass the
-   limit within `lookahead_s`; past the shrunk range (by at most `wrist_return_band_rad` more) the
-   yaw is set to turn right_j6 back in at `wrist_return_rps` (0.2 rad/s) - linear motion alone
-   makes the controller turn right_j6 (~0.02 rad/s in chef_sim), which zeroing cannot stop.
+6. Wrist yaw (d(right_j6)/dt = wrist_yaw_sign * yaw rate): an outward yaw rate is zeroed once
+   right_j6 is at or past WRIST_YAW_LIMITS_RAD (+-pi/2) - the benchmark's rule. The limit is a task
+   convention (the Sawyer's right_j6 turns +-4.7 rad), and linear motion alone turns right_j6 a
+   little (~0.02 rad/s in chef_sim), so the benchmark lets it overshoot slightly (<= 0.1 rad seen).
+   Strict containment is available: `wrist_lookahead_s` (zero if right_j6, heading out at the
+   larger of its commanded and measured `wrist_rate`, would pass within that time),
+   `wrist_margin_rad` (act on the range shrunk by this) and `wrist_return_rps` (past the shrunk
+   range, by at most `wrist_return_band_rad` more, turn right_j6 back in at this rate); with
+   0.2 s / 0.05 rad / 0.2 rad/s right_j6 never left +-pi/2 under fuzzing (test_safety_sim.py).
 7. Gripper target clamped to [open, closed] rad.
 
 `SafetyFilter.filter` never raises on bad numbers; it returns what may reach the actuators and a
@@ -68,8 +71,9 @@ class SafetyLimits:
     workspace_high_m: Tuple[float, float, float] = WORKSPACE_HIGH_M
     wrist_yaw_limits_rad: Tuple[float, float] = WRIST_YAW_LIMITS_RAD
     wrist_yaw_sign: float = -1.0      # gripper pointing down: right_j6 turns about -z of base_link
-    wrist_margin_rad: float = 0.05    # rule 6 acts on the yaw range shrunk by this
-    wrist_return_rps: float = 0.2     # yaw that turns right_j6 back in when past the shrunk range
+    wrist_lookahead_s: float = 0.0    # 0 = the benchmark's wrist rule (zero once past the limit)
+    wrist_margin_rad: float = 0.0     # rule 6 acts on the yaw range shrunk by this
+    wrist_return_rps: float = 0.0     # yaw that turns right_j6 back in when past the shrunk range
     wrist_return_band_rad: float = 0.2
     workspace_margin_m: float = 0.003     # rules act on the box shrunk by this (room to coast)
     lookahead_s: float = 4 * CONTROL_PERIOD_S
@@ -87,7 +91,7 @@ class SafetyLimits:
             raise ValueError(f'max_yaw_rate_rps must be in (0, {MAX_YAW_RATE_RPS}]')
         if any(lo >= hi for lo, hi in zip(self.workspace_low_m, self.workspace_high_m)):
             raise ValueError('workspace_low_m must be below workspace_high_m on every axis')
-        if self.lookahead_s < 0 or self.stale_timeout_s <= 0:
+        if self.lookahead_s < 0 or self.wrist_lookahead_s < 0 or self.stale_timeout_s <= 0:
             raise ValueError('lookahead_s must be >= 0 and stale_timeout_s > 0')
         if min(self.drift_margin_m, self.drift_speed_mps, self.return_speed_mps, self.return_band_m,
                self.workspace_margin_m, self.wrist_margin_rad, self.wrist_return_rps,
@@ -276,7 +280,7 @@ class SafetyFilter:
             out_meas = sign * j6_rate if j6_rate is not None and math.isfinite(j6_rate) else 0.0
             room = sign * (face - j6)
             heading = max(out_cmd, out_meas)
-            if out_cmd > 0.0 and room - heading * lim.lookahead_s < 0.0:
+            if out_cmd > 0.0 and room - heading * lim.wrist_lookahead_s <= 0.0:
                 v[5] = 0.0
                 reasons.append('wrist_yaw')
                 self.counters['wrist_zeroed'] += 1

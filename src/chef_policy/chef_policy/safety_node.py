@@ -61,6 +61,8 @@ class Params:
                                           'm/s (0 = zeroing only)')
     return_band_m: float = field_(_DEFAULT.return_band_m, min=0.0, max=0.1,
                                   help='how far outside the box the return still applies, m')
+    wrist_lookahead_s: float = field_(_DEFAULT.wrist_lookahead_s, min=0.0, max=1.0,
+                                      help='right_j6 prediction horizon, s; 0 = benchmark rule')
     wrist_margin_rad: float = field_(_DEFAULT.wrist_margin_rad, min=0.0, max=0.5,
                                      help='right_j6 rules act on +-(pi/2 - this), rad')
     wrist_return_rps: float = field_(_DEFAULT.wrist_return_rps, min=0.0, max=1.0,
@@ -110,7 +112,8 @@ class SafetyFilterNode(Node):
             max_linear_speed_mps=p.max_linear_speed_mps, max_yaw_rate_rps=p.max_yaw_rate_rps,
             lookahead_s=p.lookahead_s, drift_margin_m=p.drift_margin_m, drift_speed_mps=p.drift_speed_mps,
             workspace_margin_m=p.workspace_margin_m, return_speed_mps=p.return_speed_mps,
-            return_band_m=p.return_band_m, wrist_margin_rad=p.wrist_margin_rad,
+            return_band_m=p.return_band_m, wrist_lookahead_s=p.wrist_lookahead_s,
+            wrist_margin_rad=p.wrist_margin_rad,
             wrist_return_rps=p.wrist_return_rps, stale_timeout_s=p.stale_timeout_s,
             wrist_yaw_sign=p.wrist_yaw_sign)
 

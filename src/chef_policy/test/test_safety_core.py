@@ -98,24 +98,29 @@ def test_drift_guard_stops_uncommanded_outward_motion_near_a_face():
 
 
 def test_wrist_yaw_limit():
-    f = SafetyFilter()                 # d(j6)/dt = -yaw rate; rules act on +-(pi/2 - 0.05)
-    tw, _, st = run(f, (0, 0, 0, 0, 0, -1.0), yaw=math.pi / 2 - 0.1)
-    assert tw[5] == 0.0 and 'wrist_yaw' in st.reasons      # would pass the limit within 0.2 s
-    tw, _, _ = run(f, (0, 0, 0, 0, 0, 1.0), yaw=math.pi / 2 - 0.1)
+    f = SafetyFilter()                 # benchmark rule: d(j6)/dt = -yaw; zero once at/past the limit
+    tw, _, st = run(f, (0, 0, 0, 0, 0, -1.0), yaw=math.pi / 2 + 0.01)
+    assert tw[5] == 0.0 and 'wrist_yaw' in st.reasons
+    tw, _, _ = run(f, (0, 0, 0, 0, 0, 1.0), yaw=math.pi / 2 + 0.01)
     assert tw[5] == 1.0                                     # turning back is free
-    tw, _, st = run(f, (0, 0, 0, 0, 0, -0.3), yaw=math.pi / 2 - 0.01)
-    assert tw[5] == 0.2 and 'wrist_return' in st.reasons   # past the margin: turned back in
-    tw, _, st = run(f, (0, 0, 0, 0, 0, 0.0), yaw=-math.pi / 2 + 0.01)
-    assert tw[5] == -0.2
-    tw, _, st = run(f, (0, 0, 0, 0, 0, -0.3), yaw=math.pi / 2 - 0.3,
-                    )
-    assert tw[5] == -0.3
-    # measured j6 motion counts: creeping out at 1 rad/s from 0.25 rad inside -> zero the push
-    out, _, st = f.filter((0, 0, 0, 0, 0, -0.1), None, CENTRE, math.pi / 2 - 0.25, NOW, NOW,
-                          wrist_rate=1.0)
-    assert out[5] == 0.0
+    tw, _, _ = run(f, (0, 0, 0, 0, 0, -1.0), yaw=math.pi / 2 - 0.01)
+    assert tw[5] == -1.0                                    # not yet at the limit
     tw, _, st = run(f, (0, 0, 0, 0, 0, 1.0), yaw=None)
     assert tw[5] == 0.0 and 'wrist_unknown' in st.reasons
+    strict = SafetyFilter(SafetyLimits(wrist_lookahead_s=0.2, wrist_margin_rad=0.05,
+                                       wrist_return_rps=0.2))   # rules on +-(pi/2 - 0.05)
+    tw, _, st = run(strict, (0, 0, 0, 0, 0, -1.0), yaw=math.pi / 2 - 0.1)
+    assert tw[5] == 0.0 and 'wrist_yaw' in st.reasons      # would pass the limit within 0.2 s
+    tw, _, st = run(strict, (0, 0, 0, 0, 0, -0.3), yaw=math.pi / 2 - 0.01)
+    assert tw[5] == 0.2 and 'wrist_return' in st.reasons   # past the margin: turned back in
+    tw, _, _ = run(strict, (0, 0, 0, 0, 0, 0.0), yaw=-math.pi / 2 + 0.01)
+    assert tw[5] == -0.2
+    tw, _, _ = run(strict, (0, 0, 0, 0, 0, -0.3), yaw=math.pi / 2 - 0.3)
+    assert tw[5] == -0.3
+    # measured j6 motion counts: moving out at 1 rad/s from 0.25 rad inside -> zero the push
+    out, _, _ = strict.filter((0, 0, 0, 0, 0, -0.1), None, CENTRE, math.pi / 2 - 0.25, NOW, NOW,
+                              wrist_rate=1.0)
+    assert out[5] == 0.0
 
 
 def test_stale_observation_zeroes_within_two_periods_and_holds_gripper():
@@ -182,7 +187,7 @@ def test_fuzzed_commands_never_produce_unsafe_output():
 def test_kinematic_fuzz_keeps_tcp_inside_the_box():
     """Integrate the filtered twist for 10,000 ticks of random commands: the TCP never leaves."""
     rng = np.random.default_rng(1)
-    f = SafetyFilter()
+    f = SafetyFilter(SafetyLimits(wrist_lookahead_s=0.2, wrist_margin_rad=0.05, wrist_return_rps=0.2))
     lo, hi = np.array(WORKSPACE_LOW_M), np.array(WORKSPACE_HIGH_M)
     pos = rng.uniform(lo, hi)
     yaw = 0.0
