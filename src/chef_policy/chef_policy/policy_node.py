@@ -41,6 +41,7 @@ import torch
 from geometry_msgs.msg import TwistStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray, String
 
 from chef_contract import topics as T
@@ -94,6 +95,8 @@ class PolicyNode(Node):
         timing = self.p.timing
         if timing == 'auto':
             timing = 'lockstep' if self.get_parameter('use_sim_time').value else 'realtime'
+        elif timing == 'lockstep' and not self.get_parameter('use_sim_time').value:
+            self.set_parameters([Parameter('use_sim_time', Parameter.Type.BOOL, True)])
         self.lockstep = timing == 'lockstep'
         self._lock = threading.Lock()
         self._pending = None                      # policy loaded in the background, not yet acting

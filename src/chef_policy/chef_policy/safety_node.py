@@ -11,8 +11,9 @@ is refused while safety/estop still reads True.
 Watchdog: a timer every `watchdog_period_s` re-evaluates the state; when it turns stale or
 e-stopped it publishes a zero twist at once and then once per control period while it lasts
 (`active_stop`), so a real arm halts even if the policy has gone silent. In a lockstep sim
-(use_sim_time) nothing moves without a command, so the watchdog only filters and never sends
-commands of its own (a zero twist stamped 'now' would be taken for the policy's command).
+(`timing: lockstep`, which switches use_sim_time on: freshness is judged in sim time) nothing
+moves without a command, so the watchdog only filters and never sends commands of its own (a zero
+twist stamped 'now' would be taken for the policy's command).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Optional
 
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
@@ -75,12 +77,17 @@ class Params:
     active_stop: bool = field_(True, help='publish zero twists while stale/e-stopped (ignored with '
                                           'use_sim_time: a lockstep sim needs no active stop)')
     status_period_s: float = field_(1.0, min=0.05, max=60.0, help='safety/status heartbeat')
+    timing: str = field_('auto', choices=('auto', 'realtime', 'lockstep'),
+                         help='lockstep: sim time from /clock (sets use_sim_time), no active stop; '
+                              'auto: follow use_sim_time')
 
 
 class SafetyFilterNode(Node):
     def __init__(self, **kwargs):
         super().__init__('safety_filter', **kwargs)
         self.p = declare_params(self, Params, on_change=self._on_params)
+        if self.p.timing == 'lockstep' and not self._lockstep():
+            self.set_parameters([Parameter('use_sim_time', Parameter.Type.BOOL, True)])
         self.filter = SafetyFilter(self._limits())
         self._tcp = None                  # latest pinch position (x, y, z), m
         self._tcp_stamp: Optional[float] = None
@@ -132,6 +139,8 @@ class SafetyFilterNode(Node):
         return min(self._tcp_stamp, self._js_stamp)
 
     def _lockstep(self) -> bool:
+        if self.p.timing == 'realtime':
+            return False
         return bool(self.get_parameter('use_sim_time').value)
 
     # --- inputs ----------------------------------------------------------------------------------
