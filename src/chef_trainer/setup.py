@@ -19,6 +19,8 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'trainer = chef_trainer.trainer_node:main',
+            'learn = chef_trainer.cli:main',
         ],
     },
 )

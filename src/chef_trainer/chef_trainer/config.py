@@ -23,7 +23,7 @@ OFFLINE_ALGORITHMS = ('crr', 'bc')
 class OptimConfig:
     actor_lr: float = field_(3e-4, min=0.0, help='Adam learning rate of the actor')
     critic_lr: float = field_(3e-4, min=0.0, help='Adam learning rate of the critic')
-    dual_lr: float = field_(1e-2, min=0.0, help='Adam learning rate of the MPO dual variables')
+    dual_lr: float = field_(5e-2, min=0.0, help='Adam learning rate of the MPO duals (log-parametrised)')
     adam_eps: float = field_(1e-8, min=0.0, help='Adam epsilon')
     grad_clip: float = field_(40.0, min=0.0, help='global gradient-norm clip per network (0 = off)')
     fused: bool = field_(True, help='fused Adam kernel (CPU and CUDA); False = the for-each one')

@@ -346,16 +346,17 @@ class MPOLearner(Learner):
         super().__init__(config, device)
         k = config.network.n_intentions
         m = config.mpo
-        inv_softplus = lambda x: math.log(math.expm1(x))    # noqa: E731
+        # log-parametrised duals: Adam then changes eta and alpha by a bounded *factor* per update,
+        # so they adapt to any reward scale in a few dozen updates.
         self.temperature_param = nn.Parameter(
-            torch.full((k,), inv_softplus(m.init_temperature), device=self.device))
-        self.alpha_param = nn.Parameter(torch.full((3, k), inv_softplus(m.init_alpha), device=self.device))
+            torch.full((k,), math.log(m.init_temperature), device=self.device))
+        self.alpha_param = nn.Parameter(torch.full((3, k), math.log(m.init_alpha), device=self.device))
         self.dual_opt = _make_adam([self.temperature_param, self.alpha_param], config.optim.dual_lr,
                                    config.optim, self.device)
 
     def _duals(self):
-        f = torch.nn.functional.softplus
-        return f(self.temperature_param) + 1e-8, f(self.alpha_param) + 1e-8
+        return (self.temperature_param.clamp(-18.0, 18.0).exp(),
+                self.alpha_param.clamp(-18.0, 18.0).exp())
 
     def _losses(self, b):
         cfg, m = self.config, self.config.mpo

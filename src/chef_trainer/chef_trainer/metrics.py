@@ -35,6 +35,21 @@ class MetricsWriter:
             if header:
                 self._fields = header
 
+    def truncate_after(self, step: int) -> int:
+        """Drop rows logged after `step` (a resumed run re-does those updates); returns rows kept."""
+        if not self.path.is_file():
+            return 0
+        with open(self.path, newline='') as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return 0
+        keep = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
+        tmp = self.path.with_suffix('.csv.tmp')
+        with open(tmp, 'w', newline='') as f:
+            csv.writer(f).writerows(keep)
+        os.replace(tmp, self.path)
+        return len(keep) - 1
+
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         row = {'step': int(step), 'wall_s': round(time.monotonic() - self._t0, 3)}
         row.update({k: float(v) for k, v in metrics.items()})

@@ -78,6 +78,7 @@ class LearningRun:
             self.extra = load_learner_checkpoint(latest['path'], self.learner, self.rng)
             self.started_from = f'resumed:{latest["path"]}'
             self.last_checkpoint = latest
+            self.metrics.truncate_after(self.learner.steps)     # rows past the checkpoint are redone
         elif init_checkpoint:
             load_learner_checkpoint(init_checkpoint, self.learner, weights_only=True)
             self.started_from = f'init:{init_checkpoint}'
@@ -139,8 +140,12 @@ class LearningRun:
                 bar.close()
         return self.finish()
 
-    def finish(self) -> Dict[str, Any]:
-        info = self.checkpoint()
+    def finish(self, save: bool = True) -> Dict[str, Any]:
+        """Final checkpoint (unless `save` is False and the current step is already saved) and
+        summary.json."""
+        info = self.last_checkpoint
+        if save or info is None or info.get('step') != self.steps:
+            info = self.checkpoint()
         n = max(1, self.steps)
         summary = self.metrics.summary(
             algorithm=self.cfg.algorithm, steps=self.steps, checkpoint=info['path'],

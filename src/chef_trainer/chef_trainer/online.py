@@ -62,7 +62,8 @@ class OnlineLearner:
         self.run.sampler = None
         self.schedule = make_schedule(self.ocfg.scheduler, cfg.learner.intentions, self.ocfg.switch_every,
                                       self.ocfg.scheduler_temperature,
-                                      self.ocfg.episode_steps or 400, self.net.n_intentions)
+                                      self.ocfg.episode_steps or 400, self.net.n_intentions,
+                                      cfg.learner.intentions)
         self.env_steps = int(self.run.extra.get('env_steps', 0))
         self.episodes = int(self.run.extra.get('episodes', 0))
         self._seed = int(cfg.learner.seed if seed is None else seed) + 1000 * self.episodes
@@ -181,8 +182,8 @@ class OnlineLearner:
                  deterministic: bool = True, steps: Optional[int] = None,
                  triplet: Optional[str] = None) -> Dict[str, Any]:
         """Run `episodes` episodes with one fixed intention; per-term returns and final-tick terms."""
-        from chef_policy.schedule import intention_index
-        k = intention_index(intention, self.net.n_intentions)
+        k = list(self.cfg.learner.intentions).index(intention) if isinstance(intention, str) \
+            else int(intention)
         limit = steps or self.ocfg.episode_steps or None
         per_episode = []
         for e in range(episodes):

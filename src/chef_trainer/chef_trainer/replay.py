@@ -232,7 +232,8 @@ def concat_batches(parts: Sequence[Mapping[str, object]]) -> Dict[str, object]:
     if len(parts) == 1:
         return dict(parts[0])
     out: Dict[str, object] = {}
-    for key in parts[0]:
+    common = [k for k in parts[0] if all(k in p for p in parts[1:])]   # e.g. sampler-only extras
+    for key in common:
         if isinstance(parts[0][key], Mapping):
             out[key] = {k: np.concatenate([p[key][k] for p in parts]) for k in parts[0][key]}
         else:

@@ -21,7 +21,11 @@ from chef_policy.schedule import IntentionSchedule, intention_index
 
 def make_schedule(kind: str, candidates: Sequence[str] = INTENTIONS, switch_every: int = 100,
                   temperature: float = 1.0, episode_steps: int = EPISODE_STEPS,
-                  n_intentions: int = len(INTENTIONS)):
+                  n_intentions: int = len(INTENTIONS), intentions: Sequence[str] = INTENTIONS):
+    """A scheduler over `candidates` (names or indices), given as head indices into `intentions`
+    (the learner's intention list, which may be a subset of the contract's INTENTIONS)."""
+    names = list(intentions)
+    candidates = [names.index(c) if isinstance(c, str) else int(c) for c in candidates]
     if kind == 'uniform':
         return IntentionSchedule(candidates, switch_every, n_intentions=n_intentions)
     if kind == 'learned':

@@ -1,0 +1,182 @@
+"""Offline learners on small fixed datasets: Q equals Monte-Carlo returns on a deterministic toy,
+BC fits, CRR prefers the better of two logged actions, and train_offline's run directory
+(checkpoints, metrics, resume, fine-tune) behaves."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from chef_contract.spec import INTENTIONS
+from chef_policy.checkpoint import build_policy_from_checkpoint
+from chef_policy.networks import NetworkConfig
+from chef_trainer.checkpointing import CheckpointDir
+from chef_trainer.config import CRRConfig, LearnerConfig, OptimConfig
+from chef_trainer.learners import batch_to_torch, make_learner
+from chef_trainer.metrics import read_metrics
+from chef_trainer.offline import LearningRun, train_offline
+from chef_trainer.replay import ReplayBuffer
+
+KEY = 'sawyer/joints/angle'          # any contract state key: (3, 7) = 21 floats
+
+
+def small_net(**kw):
+    base = dict(obs_mode='state', state_keys=(KEY,), use_wrench=False, use_prev_action=False,
+                state_feature_dim=64, actor_torso=(64, 64), critic_torso=(64, 64))
+    base.update(kw)
+    return NetworkConfig(**base)
+
+
+def one_hot(t):
+    x = np.zeros(21, np.float32)
+    x[t] = 1.0
+    return x.reshape(3, 7)
+
+
+def chain_dataset(T=8, discount=0.8, n_step=2, episodes=4):
+    """Deterministic chain: state = one-hot(tick), reward of term j at tick t = 1[(t + j) % 3 == 0],
+    true terminal after T ticks. Returns (replay, monte-carlo returns [T, 7])."""
+    rewards = np.array([[float((t + j) % 3 == 0) for j in range(7)] for t in range(T)], np.float32)
+    buf = ReplayBuffer(1000, {KEY: (3, 7)}, n_step=n_step, discount=discount)
+    actions = np.tile(np.float32([0.3, -0.2, 0.1, 0.0, 1.0]), (T, 1))
+    for _ in range(episodes):
+        buf.add_episode({KEY: np.stack([one_hot(t) for t in range(T + 1)])}, actions, rewards,
+                        terminal=True)
+    mc = np.zeros_like(rewards)
+    g = np.zeros(7, np.float32)
+    for t in reversed(range(T)):
+        g = rewards[t] + discount * g
+        mc[t] = g
+    return buf, mc, actions
+
+
+def test_crr_critic_matches_monte_carlo_returns_on_a_deterministic_toy():
+    buf, mc, actions = chain_dataset()
+    cfg = LearnerConfig(algorithm='crr', network=small_net(), batch_size=64, n_step=2, discount=0.8,
+                        next_action_samples=1, target_update_period=0, target_tau=0.1, seed=0,
+                        optim=OptimConfig(actor_lr=1e-3, critic_lr=2e-3))
+    learner = make_learner(cfg, 'cpu')
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        learner.update(buf.sample(64, rng))
+    obs = {KEY: torch.from_numpy(np.stack([one_hot(t) for t in range(8)]))}
+    with torch.no_grad():
+        q = learner.critic(obs, torch.from_numpy(actions)).numpy()          # [T, K]
+    expected = mc[:, :len(INTENTIONS)]
+    assert np.abs(q - expected).max() < 0.05, np.round(np.c_[q, expected], 2)
+
+
+def expert_dataset(n=512, seed=0):
+    """States with a red-object offset; the logged action moves towards it (a fixed dataset)."""
+    rng = np.random.default_rng(seed)
+    buf = ReplayBuffer(4 * n, {KEY: (3, 7)}, n_step=1, discount=0.9)
+    offsets = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+    for i in range(0, n, 16):
+        seg = offsets[i:i + 16]
+        frames = np.zeros((len(seg) + 1, 3, 7), np.float32)
+        frames[:-1, 0, :3] = seg
+        act = np.zeros((len(seg), 5), np.float32)
+        act[:, :3] = np.clip(0.8 * seg, -1, 1)
+        act[:, 4] = np.where(seg[:, 2] > 0, 1.0, -1.0)
+        buf.add_episode({KEY: frames}, act, np.zeros((len(seg), 7), np.float32))
+    return buf
+
+
+def test_bc_loss_falls_and_the_policy_reproduces_the_logged_actions():
+    buf = expert_dataset()
+    cfg = LearnerConfig(algorithm='bc', network=small_net(), batch_size=128, seed=1,
+                        optim=OptimConfig(actor_lr=1e-3))
+    learner = make_learner(cfg, 'cpu')
+    rng = np.random.default_rng(1)
+    first = [learner.update(buf.sample(128, rng))['bc_loss'].item() for _ in range(10)]
+    for _ in range(600):
+        out = learner.update(buf.sample(128, rng))
+    last = [learner.update(buf.sample(128, rng))['bc_loss'].item() for _ in range(10)]
+    assert np.mean(last) < np.mean(first) - 2.0
+    b = batch_to_torch(buf.sample(256, rng), learner.keys, learner.device)
+    with torch.no_grad():
+        a = learner.actor.act(b['obs'], INTENTIONS.index('staged'), deterministic=True)
+    assert (a[:, :3] - b['action'][:, :3]).abs().mean() < 0.05
+    assert (a[:, 4] == b['action'][:, 4]).float().mean() > 0.97
+    assert out['policy_std'].item() < 0.2
+
+
+def bandit_dataset(n=256):
+    """One state, two logged actions: vx = +0.6 earns reward 1 on every term, vx = -0.6 earns 0."""
+    buf = ReplayBuffer(4 * n, {KEY: (3, 7)}, n_step=1, discount=0.9)
+    s = np.zeros((3, 7), np.float32)
+    for i in range(n):
+        good = i % 2 == 0
+        a = np.float32([[0.6 if good else -0.6, 0.0, 0.0, 0.0, 1.0]])
+        r = np.full((1, 7), 1.0 if good else 0.0, np.float32)
+        buf.add_episode({KEY: np.stack([s, s])}, a, r, terminal=True)
+    return buf
+
+
+@pytest.mark.parametrize('mode', ['binary', 'exp'])
+def test_crr_prefers_the_better_logged_action_where_bc_averages(mode):
+    buf = bandit_dataset()
+    rng = np.random.default_rng(2)
+    means = {}
+    for alg in ('bc', 'crr'):
+        cfg = LearnerConfig(algorithm=alg, network=small_net(), batch_size=64, n_step=1, seed=2,
+                            target_update_period=0, target_tau=0.05,
+                            crr=CRRConfig(weight_mode=mode, beta=0.1, advantage_samples=8),
+                            optim=OptimConfig(actor_lr=1e-3, critic_lr=1e-3))
+        learner = make_learner(cfg, 'cpu')
+        for _ in range(300):
+            learner.update(buf.sample(64, rng))
+        with torch.no_grad():
+            mean, _, _ = learner.actor({KEY: torch.zeros(1, 3, 7)})
+        means[alg] = mean[0, :, 0].numpy()                     # vx mean of every intention
+    assert np.all(np.abs(means['bc']) < 0.25), means           # BC: the average of +-0.6
+    assert np.all(means['crr'] > 0.4), means                   # CRR: the rewarded action
+
+
+def test_train_offline_run_dir_resume_and_fine_tune(tmp_path):
+    buf = expert_dataset(256)
+    cfg = LearnerConfig(algorithm='crr', network=small_net(), batch_size=32, log_every=5, seed=3)
+    path, summary = train_offline(cfg, buf, steps=20, run_dir=tmp_path / 'a', progress=False,
+                                  checkpoint_every=10)
+    assert summary['steps'] == 20 and summary['rows'] == 4
+    rows = read_metrics(tmp_path / 'a' / 'metrics.csv')
+    assert [r['step'] for r in rows] == [5, 10, 15, 20]
+    assert {'critic_loss', 'actor_loss', 'q_mean', 'adv_mean', 'weight_mean',
+            'q_per_intention/staged'} <= set(rows[0])
+    latest = json.loads((tmp_path / 'a' / 'latest.json').read_text())
+    assert latest['path'] == path and latest['step'] == 20
+    # the policy node can load the actor of a learner checkpoint
+    actor, net, sha = build_policy_from_checkpoint(path)
+    assert sha == latest['sha256'] and net.to_dict() == cfg.network.to_dict()
+    # same run_dir again: resumes at 20 and continues to 30 (the step count is not restarted)
+    path2, summary2 = train_offline(cfg, buf, steps=30, run_dir=tmp_path / 'a', progress=False)
+    assert summary2['steps'] == 30 and summary2['started_from'].startswith('resumed:')
+    assert [r['step'] for r in read_metrics(tmp_path / 'a' / 'metrics.csv')][-2:] == [25, 30]
+    # fine-tune: a fresh run dir starting from those weights, step count from 0
+    run = LearningRun(cfg, tmp_path / 'b', buf, init_checkpoint=path2)
+    ref = torch.load(path2, weights_only=True)['modules']['actor']
+    assert run.steps == 0 and run.started_from.startswith('init:')
+    assert all(torch.equal(v, ref[k]) for k, v in run.learner.actor.state_dict().items())
+    run.close()
+
+
+def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
+    buf = expert_dataset(256)
+    cfg = LearnerConfig(algorithm='crr', network=small_net(), batch_size=32, seed=4)
+
+    def params(run):
+        return torch.cat([p.detach().flatten() for p in run.learner.actor.parameters()]
+                         + [p.detach().flatten() for p in run.learner.critic.parameters()])
+
+    straight = LearningRun(cfg, tmp_path / 'straight', buf)
+    straight.run(16, progress=False)
+    first = LearningRun(cfg, tmp_path / 'split', buf)
+    first.run(8, progress=False)
+    del first                                  # as if the process died after its checkpoint
+    torch.manual_seed(12345)                   # a restarted process has other global RNG state
+    second = LearningRun(cfg, tmp_path / 'split', buf)
+    assert second.steps == 8
+    second.run(16, progress=False)
+    assert torch.equal(params(straight), params(second))
+    assert CheckpointDir(tmp_path / 'split').latest()['step'] == 16
