@@ -14,7 +14,7 @@ from rclpy.node import Node
 
 from chef_contract import topics as T
 from chef_contract.frames import frame_to_messages
-from chef_contract.ros import create_contract_publisher, create_contract_subscription, qos
+from chef_contract.ros import create_contract_publisher, msg_class, qos
 from chef_contract.testing import unique_domain_id
 
 
@@ -50,8 +50,12 @@ class Harness(Node):
         self.pubs: Dict[str, object] = {}
         self.received: Dict[str, List] = {t: [] for t in listen}
         self.lock = threading.Lock()
-        for t in listen:
-            create_contract_subscription(self, t, lambda m, _t=t: self._record(_t, m))
+        for t in listen:        # deep reader history: a test must see every message, even bursts
+            spec = T.topic(t)
+            profile = qos(spec.qos, 'sub')
+            profile.depth = 1000
+            self.create_subscription(msg_class(spec.msg_type), t,
+                                     lambda m, _t=t: self._record(_t, m), profile)
 
     def _record(self, topic, msg):
         with self.lock:

@@ -115,6 +115,7 @@ def test_lockstep_hot_reload_swaps_weights_without_a_missed_tick(tmp_path):
             f'{len(twists_by_stamp(h))} commands for {len(stamps)} ticks'
         tw = twists_by_stamp(h)
         assert sorted(tw) == stamps                       # one command per stamp, none missed
+        assert node.counters['acted'] == len(stamps) and node.counters['swaps'] == 1
         signs = [np.sign(tw[s].twist.linear.x) for s in stamps]
         switch = signs.index(-1.0)
         assert 20 <= switch < 60 and set(signs[:switch]) == {1.0} and set(signs[switch:]) == {-1.0}
