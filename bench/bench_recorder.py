@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -97,8 +96,11 @@ def record(data: Path, episodes: int, steps: int) -> dict:
         'missing_ticks': int(sum(m['missing_ticks'] for m in metas)),
         'missed_period_ticks': int(sum(m['missed_period_ticks'] for m in metas)),
         'rate_ok_episodes': int(sum(bool(m['rate_ok']) for m in metas)),
-        'messages_published': int(sum(o['published'] for o in offered)),
-        'messages_recorded': int(sum(m['message_count'] for m in metas)),
+        # policy/info is latched: published once per cell, repeated at the head of every bag
+        'messages_published': int(sum(o['published'] - o.get('policy_info', 0) for o in offered)),
+        'messages_recorded': int(sum(m['message_count'] - sum(n for t, n in m['topics'].items()
+                                                              if t.endswith('/policy/info')) for m in metas)),
+        'cell_missed_periods': int(sum(o.get('missed_periods', 0) for o in offered)),
         'payload_mb': payload / 1e6, 'files_mb': sum(r['file_bytes'] for r in rows) / 1e6,
         'image_mb_offered': image_bytes / 1e6,
         'written_mb_s': sum(r['file_bytes'] for r in rows) / 1e6 / max(rec_wall, 1e-9),
@@ -217,11 +219,12 @@ def main() -> int:
         'drops_total': drops,
     }
     print(f"recording: {rec['episodes']}/{rec['episodes_expected']} episodes, {rec['ticks']} ticks, "
-          f"{rec['messages_recorded']} of {rec['messages_published']} messages "
+          f"{rec['messages_recorded']} of {rec['messages_published']} data messages "
           f"(ratio {result['ratios']['recorded_vs_offered_messages']:.4f})")
     print(f"  drops: {rec['dropped_messages']} lost, {rec['incomplete_ticks']} incomplete ticks, "
-          f"{rec['missing_ticks']} missing ticks; missed periods {rec['missed_period_ticks']} "
-          f"(rate_ok {rec['rate_ok_episodes']}/{rec['episodes']})")
+          f"{rec['missing_ticks']} missing ticks; missed periods seen by the recorder "
+          f"{rec['missed_period_ticks']}, by the cells' own timers {rec['cell_missed_periods']} "
+          f"(rate_ok {rec['rate_ok_episodes']}/{rec['episodes']} episodes)")
     print(f"  written {rec['written_mb_s']:.1f} MB/s for a required {required:.1f} MB/s of images "
           f"(ratio {result['ratios']['written_vs_required_mb_s']:.2f}); recorder CPU "
           f"{rec['recorder_cpu_pct_per_cell']:.0f} % of a core per cell")

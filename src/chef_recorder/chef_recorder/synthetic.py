@@ -195,7 +195,8 @@ def _node_class():
             self.k = -1
             self.sim_ns = int(self.p.stamp_base_s * NS)
             self.t0 = time.monotonic() + self.p.start_delay_s
-            self.ticks_late = 0
+            self.missed_periods = 0                     # own tick intervals > 1.5 periods
+            self.last_stamp = None
             self.done = False
             self.create_timer(1.0 / self.p.rate_hz, self._tick)
 
@@ -220,6 +221,9 @@ def _node_class():
                 self.start_ns = stamp
                 self.cell.event('start', eid, self.e, stamp)
                 self.k = 0
+            if self.k > 0 and self.last_stamp is not None and stamp - self.last_stamp > 1.5 * PERIOD_NS:
+                self.missed_periods += 1
+            self.last_stamp = stamp
             self.cell.observation(self.e, self.k, stamp)
             if self.k < self.p.steps:
                 self.cell.command(self.e, self.k, stamp)
@@ -234,6 +238,7 @@ def _node_class():
                 from pathlib import Path
                 Path(self.p.report_file).write_text(json.dumps({
                     'published': self.cell.published, 'image_bytes': self.cell.bytes,
+                    'missed_periods': self.missed_periods, 'policy_info': 1,
                     'episodes': self.e - self.p.episode_offset}))
 
         def close(self):

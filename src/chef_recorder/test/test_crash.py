@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import numpy as np
-import pytest
 import rclpy
 
 from chef_bringup.cli import main as chef
