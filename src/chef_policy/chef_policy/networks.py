@@ -464,6 +464,23 @@ class MultiTaskCritic(nn.Module):
             return out.squeeze(-1)
         return (torch.softmax(out, -1) * self.atoms).sum(-1)
 
+    def q_for_actions(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q of S actions per state from encoder features: features [B, F], actions [B, S, 5] ->
+        q [B, S, K] (expected Q for a distributional critic). Equal to forward() per action, but the
+        state part of the first torso layer is computed once per state, not once per action (what
+        makes sampled-action baselines and expectations cheap for the learners)."""
+        b, s, _ = actions.shape
+        first = self.torso[0]
+        f_dim = features.shape[-1]
+        h = (F.linear(features, first.weight[:, :f_dim], first.bias).unsqueeze(1)
+             + F.linear(actions.clamp(-1.0, 1.0).to(features.dtype), first.weight[:, f_dim:]))
+        out = self.head(self.torso[1:](h.reshape(b * s, -1)))
+        if self.n_atoms:
+            out = (torch.softmax(out, -1) * self.atoms).sum(-1)
+        else:
+            out = out.squeeze(-1)
+        return out.reshape(b, s, -1)
+
     def logits(self, obs: Mapping[str, torch.Tensor], action: torch.Tensor,
                detach_encoder: bool = False) -> torch.Tensor:
         if not self.n_atoms:
