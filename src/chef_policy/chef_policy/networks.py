@@ -49,6 +49,8 @@ MIN_STD = 1e-4                        # scale = softplus(x) + MIN_STD (released 
 WRENCH_KEYS = ('wrist/force', 'wrist/torque')
 PREV_ACTION_KEY = 'action/environment'
 _KEY_SPECS = {k.name: k for k in STATE_OBSERVATIONS}
+POSE_KEYS = tuple(k.name for k in STATE_OBSERVATIONS                      # 7-D (x, y, z, qw, qx, qy, qz)
+                  if k.name.endswith(('/pose', '/abs_pose', '/to_pinch')))
 
 TensorDict = Dict[str, torch.Tensor]
 
@@ -78,6 +80,9 @@ class NetworkConfig:
     layer_norm: bool = field_(True, help='LayerNorm + tanh after the encoders (False: ELU only)')
     use_wrench: bool = field_(True, help='feed wrist/force and wrist/torque')
     use_prev_action: bool = field_(True, help='feed action/environment (previous joint command)')
+    pose_positions_only: bool = field_(False, help='feed only x, y, z of the 7-D pose keys (drop the '
+                                                   'quaternions; to_pinch quaternions are element-'
+                                                   'wise differences, spec X4)')
     critic_atoms: int = field_(0, min=0, max=1001,
                                help='0: scalar Q per task; N > 1: distributional (categorical) critic')
     critic_v_min: float = field_(0.0, help='support minimum of the distributional critic')
@@ -143,7 +148,14 @@ class NetworkConfig:
 
     @property
     def state_dim(self) -> int:
-        return sum(math.prod(_KEY_SPECS[k].shape) for k in self.input_keys)
+        return sum(math.prod(self.key_input_shape(k)) for k in self.input_keys)
+
+    def key_input_shape(self, key: str) -> Tuple[int, ...]:
+        """Shape of stacked key `key` as the encoder reads it (pose keys may drop quaternions)."""
+        shape = _KEY_SPECS[key].shape
+        if self.pose_positions_only and key in POSE_KEYS:
+            return shape[:-1] + (3,)
+        return shape
 
     def conv_output_hw(self) -> int:
         hw = self.image_size
@@ -304,6 +316,11 @@ class ImageEncoder(nn.Module):
 class ObservationEncoder(nn.Module):
     """Dict of batched observation tensors -> features [B, output_dim]."""
 
+    def _state_part(self, x: torch.Tensor, key: str) -> torch.Tensor:
+        if self.config.pose_positions_only and key in POSE_KEYS:
+            return x[..., :3]
+        return x
+
     def __init__(self, config: NetworkConfig):
         super().__init__()
         self.config = config
@@ -323,7 +340,8 @@ class ObservationEncoder(nn.Module):
         parts = []
         if self.state_keys:
             b = obs[self.state_keys[0]].shape[0]
-            x = torch.cat([obs[k].reshape(b, -1).float() for k in self.state_keys], dim=1)
+            x = torch.cat([self._state_part(obs[k], k).reshape(b, -1).float() for k in self.state_keys],
+                          dim=1)
             x = self.state_linear(x)
             parts.append(torch.tanh(self.state_norm(x)) if self.state_norm is not None else F.elu(x))
         if self.images is not None:
