@@ -118,7 +118,11 @@ def test_recorder_records_the_mujoco_sim_bridge_in_lockstep(tmp_path):
         policy.close()
     ds = Dataset(data)
     records = ds.query()
-    assert len(records) == 2, [r.metadata['status'] for r in ds.query(complete=None)]
+    if len(records) != 2:
+        logs = {n: p.stdout.read().decode(errors='replace')[-2000:] for n, p in
+                (('bridge', bridge), ('recorder', recorder))}
+        raise AssertionError(f'{[r.metadata["status"] for r in ds.query(complete=None)]}; '
+                             f'{len(policy.sent)} ticks acted on; logs: {logs}')
     for rec in records:
         m = rec.metadata
         assert m['source'] == 'sim' and m['steps'] == 8 and m['steps_recorded'] == 8 and m['complete']
