@@ -1,0 +1,239 @@
+"""Observation -> command latency of the policy at 20 Hz with 2 x 128x128 images on CPU (p50/p99): in-process pipeline and end-to-end over DDS through policy_node and safety_filter; ratio to a bare actor forward pass.
+
+Pipeline (in-process): per-tick contract messages (chef_contract.frames.frame_to_messages: 2 front
+cameras 128x128 rgb8 + the real-robot state topics) -> messages_to_frame -> FrameStacker ->
+obs_to_tensors -> MultiTaskActor (default pixel NetworkConfig: Nature-CNN-like strided encoder) ->
+sampled action -> TwistStamped + gripper command: exactly what policy_node does per tick.
+End-to-end (DDS): this process publishes the tick's messages at 20 Hz; policy_node (event-driven
+`timing: lockstep`, a random-weight checkpoint) and safety_filter run as separate processes; the
+latency is from publishing the tick's last message to receiving the safe twist stamped with it on
+servo_node/delta_twist_cmds. Baseline: the actor's forward pass alone on ready tensors.
+Run: python bench/bench_policy_latency.py [--quick] [--threads N] [--no-dds]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+for pkg in ('chef_contract', 'chef_policy'):
+    sys.path.insert(0, str(ROOT / 'src' / pkg))
+
+from chef_contract import topics as T  # noqa: E402
+from chef_contract.action import to_command  # noqa: E402
+from chef_contract.spec import CONTROL_PERIOD_S, POLICY_CAMERAS, STATE_OBSERVATIONS, image_key  # noqa: E402
+from chef_policy.checkpoint import save_checkpoint  # noqa: E402
+from chef_policy.networks import MultiTaskActor, NetworkConfig, dummy_observation  # noqa: E402
+from chef_policy.runner import NetworkPolicy, PolicyRunner  # noqa: E402
+
+RESULTS = ROOT / 'bench' / 'results' / 'policy_latency.json'
+TARGET_P99_MS = 10.0
+
+
+def make_frame(rng, size=128):
+    frame = {k.name: rng.normal(size=k.raw_shape).astype(np.float32) for k in STATE_OBSERVATIONS
+             if k.real}
+    frame['sawyer/pinch/pose'] = np.array([0.6, 0.0, 0.17, 0.0, 1.0, 0.0, 0.0], np.float32)
+    for cam in POLICY_CAMERAS:
+        frame[image_key(cam)] = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return frame
+
+
+def stats(ms):
+    a = np.asarray(ms, np.float64)
+    return {'n': int(a.size), 'p50_ms': round(float(np.percentile(a, 50)), 3),
+            'p90_ms': round(float(np.percentile(a, 90)), 3), 'p99_ms': round(float(np.percentile(a, 99)), 3),
+            'max_ms': round(float(a.max()), 3), 'mean_ms': round(float(a.mean()), 3)}
+
+
+def paced(ticks, fn):
+    """Call fn(k) at 20 Hz for `ticks` ticks; return its latencies (ms)."""
+    out = []
+    t_next = time.perf_counter()
+    for k in range(ticks):
+        t_next += CONTROL_PERIOD_S
+        out.append(fn(k))
+        time.sleep(max(0.0, t_next - time.perf_counter()))
+    return out
+
+
+def bench_forward(actor, cfg, ticks):
+    obs = dummy_observation(cfg)
+
+    def one(_):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            actor(obs)
+        return (time.perf_counter() - t0) * 1e3
+    return paced(ticks, one)
+
+
+def bench_pipeline(actor, cfg, ticks, rng):
+    from geometry_msgs.msg import TwistStamped
+    from std_msgs.msg import Float64MultiArray
+
+    from chef_contract.frames import frame_to_messages, messages_to_frame
+    from chef_contract.ros import ns_to_stamp
+    runner = PolicyRunner(NetworkPolicy(actor, cfg, 'bench'))
+    runner.start_episode(0)
+    frames = [make_frame(rng) for _ in range(8)]
+    msgs = [frame_to_messages(f, (k + 1) * 50_000_000, cameras=POLICY_CAMERAS) for k, f in enumerate(frames)]
+    commands = []
+
+    def one(k):
+        m = msgs[k % len(msgs)]
+        t0 = time.perf_counter()
+        frame = messages_to_frame(m, cameras=POLICY_CAMERAS)
+        step = runner.act(frame)
+        linear, yaw, gripper = to_command(step.action)
+        commands.append(Float64MultiArray(data=[gripper]))
+        tw = TwistStamped()
+        tw.header.stamp = ns_to_stamp((k + 1) * 50_000_000)
+        tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = linear
+        tw.twist.angular.z = yaw
+        commands.append(tw)
+        return (time.perf_counter() - t0) * 1e3
+    return paced(ticks, one)
+
+
+def bench_dds(ckpt, ticks, threads, rng, log_path):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from chef_contract.frames import frame_to_messages
+    from chef_contract.ros import create_contract_publisher, msg_class, qos, stamp_to_ns
+    from chef_contract.testing import executable, ros_env, unique_domain_id
+    domain = unique_domain_id()
+    env = ros_env(domain)
+    log = open(log_path, 'w')
+    ns = ['-r', '__ns:=/cell0']
+    procs = [
+        subprocess.Popen([executable('chef_policy', 'policy_node'), '--ros-args', '-r', '__node:=policy'] + ns
+                         + ['-p', f'policy:={ckpt}', '-p', 'timing:=lockstep', '-p', f'torch_threads:={threads}',
+                            '-p', 'follow_trainer:=false'], env=env, stdout=log, stderr=subprocess.STDOUT),
+        subprocess.Popen([executable('chef_policy', 'safety_filter'), '--ros-args', '-r', '__node:=safety_filter']
+                         + ns + ['-p', 'timing:=realtime'], env=env, stdout=log, stderr=subprocess.STDOUT),
+    ]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node('bench', namespace='/cell0', context=ctx)
+    received = {}
+    lock = threading.Lock()
+
+    def on_twist(msg):
+        t = time.perf_counter()
+        with lock:
+            received.setdefault(stamp_to_ns(msg.header.stamp), t)
+    prof = qos('command', 'sub')
+    prof.depth = 100
+    node.create_subscription(msg_class('geometry_msgs/msg/TwistStamped'), T.TWIST_CMD, on_twist, prof)
+    frames = [make_frame(rng) for _ in range(8)]
+    topics = list(frame_to_messages(frames[0], 1, cameras=POLICY_CAMERAS))
+    pubs = {t: create_contract_publisher(node, t) for t in topics}
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    stop = threading.Event()
+    th = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)],
+                          daemon=True)
+    th.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+                all(p.get_subscription_count() > 0 for p in pubs.values())
+                and node.count_publishers(T.TWIST_CMD) > 0):
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f'a node exited; see {log_path}')
+            time.sleep(0.1)
+        time.sleep(1.0)
+        sent = {}
+
+        def one(k):
+            stamp = int(time.time() * 1e9)
+            for t, m in frame_to_messages(frames[k % len(frames)], stamp, cameras=POLICY_CAMERAS).items():
+                pubs[t].publish(m)
+            sent[stamp] = time.perf_counter()
+            return 0.0
+        warm = 20
+        paced(ticks + warm, one)
+        time.sleep(0.5)
+        with lock:
+            lat = [(received[s] - t0) * 1e3 for s, t0 in sorted(sent.items())[warm:] if s in received]
+        missing = sum(1 for s in sorted(sent)[warm:] if s not in received)
+        return lat, missing
+    finally:
+        stop.set()
+        th.join(timeout=2)
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        log.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--quick', action='store_true', help='60 ticks instead of 400 (a smoke run)')
+    ap.add_argument('--threads', type=int, default=1, help='torch intra-op threads (policy_node default 1)')
+    ap.add_argument('--no-dds', action='store_true', help='skip the end-to-end DDS measurement')
+    args = ap.parse_args()
+    ticks = 60 if args.quick else 400
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = NetworkConfig()                       # pixels, 2 front cameras, 128 px, the defaults
+    actor = MultiTaskActor(cfg).eval()
+    with torch.inference_mode():
+        for _ in range(10):
+            actor(dummy_observation(cfg))
+    result = {'config': cfg.to_dict(), 'torch_threads': args.threads, 'ticks': ticks, 'rate_hz': 20,
+              'torch': str(torch.__version__), 'machine': f'{platform.processor() or platform.machine()}, '
+              f'{os.cpu_count()} cpus', 'target_p99_ms': TARGET_P99_MS,
+              'actor_parameters': sum(p.numel() for p in actor.parameters())}
+    print(f'policy latency: {ticks} ticks at 20 Hz, 2 x 128x128 images, torch threads {args.threads}')
+    fwd = stats(bench_forward(actor, cfg, ticks))
+    result['baseline_forward'] = fwd
+    print(f'  baseline actor forward      p50 {fwd["p50_ms"]:6.2f} ms  p99 {fwd["p99_ms"]:6.2f} ms')
+    pipe = stats(bench_pipeline(actor, cfg, ticks, rng))
+    result['pipeline_in_process'] = pipe
+    result['pipeline_vs_forward_p50'] = round(pipe['p50_ms'] / fwd['p50_ms'], 2)
+    print(f'  pipeline (msgs -> command)  p50 {pipe["p50_ms"]:6.2f} ms  p99 {pipe["p99_ms"]:6.2f} ms  '
+          f'({result["pipeline_vs_forward_p50"]}x forward)')
+    if not args.no_dds:
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Path(tmp) / 'bench_actor.pt'
+            save_checkpoint(ckpt, {'actor': actor}, cfg)
+            lat, missing = bench_dds(ckpt, ticks, args.threads, rng, Path(tmp) / 'nodes.log')
+        dds = stats(lat)
+        dds['missing'] = missing
+        result['end_to_end_dds'] = dds
+        result['dds_vs_forward_p50'] = round(dds['p50_ms'] / fwd['p50_ms'], 2)
+        print(f'  end-to-end over DDS         p50 {dds["p50_ms"]:6.2f} ms  p99 {dds["p99_ms"]:6.2f} ms  '
+              f'({result["dds_vs_forward_p50"]}x forward; {missing} ticks without a command)')
+    worst = result.get('end_to_end_dds', pipe)['p99_ms']
+    result['meets_target'] = worst <= TARGET_P99_MS
+    print(f'  target p99 <= {TARGET_P99_MS} ms: {"met" if result["meets_target"] else "NOT met"}')
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + '\n')
+    print(f'  wrote {RESULTS.relative_to(ROOT)}')
+
+
+if __name__ == '__main__':
+    main()
