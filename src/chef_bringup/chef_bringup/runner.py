@@ -13,7 +13,8 @@ Behaviour:
     twice that; exit code 0 when every node stopped cleanly;
   * a required node that exits (for any reason) stops the graph; if it failed, the runner prints
     which node and how, and exits non-zero;
-  * ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID are set unless already set.
+  * ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID are set unless already set;
+  * nodes die with the runner: even a SIGKILLed runner leaves no orphans (prctl PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ class GraphRunner:
                 env = dict(self.env, **spec.env)
                 proc = await asyncio.create_subprocess_exec(
                     *cmd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                    stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+                    stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+                    preexec_fn=die_with_parent)
                 self.procs[spec.fqn] = proc
                 self.results[spec.fqn] = NodeResult(spec.fqn, spec.required, started=time.monotonic())
                 watchers.append(asyncio.create_task(self._watch(spec, idx)))
@@ -224,6 +226,20 @@ class GraphRunner:
             self._reason = f'received {signal.Signals(sig).name}'
             self.note(f'{self._reason}; stopping {len(self.procs)} node(s)')
             self._stop.set()
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """preexec_fn: the kernel sends `sig` to this child when its parent dies (Linux prctl).
+
+    A runner killed with SIGKILL then cannot leave orphaned nodes behind: they get SIGTERM, which
+    the node idiom treats as a clean stop. A no-op where prctl is unavailable.
+    """
+    try:
+        import ctypes
+        libc = ctypes.CDLL('libc.so.6', use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)     # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:

@@ -48,3 +48,22 @@ def test_unknown_graph_argument_is_a_usage_error():
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "no argument(s) ['rate']" in out
+
+
+def test_killed_runner_leaves_no_orphan_nodes():
+    import psutil
+    proc = chef('run', 'selfcheck', domain=unique_domain_id())
+    runner = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        kids = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                if 'dds_probe' in ' '.join(c.cmdline())]
+        if len(kids) == 2:
+            break
+        time.sleep(0.2)
+    assert len(kids) == 2
+    # the chef wrapper execs python; kill the runner process itself with SIGKILL
+    proc.kill()
+    proc.wait(timeout=10)
+    gone, alive = psutil.wait_procs(kids, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
