@@ -75,22 +75,10 @@ def check_batch_keys(batch: Mapping[str, Any], keys) -> None:
 # --------------------------------------------------------------------------------------------------
 def critic_q_for_actions(critic: MultiTaskCritic, features: torch.Tensor,
                          actions: torch.Tensor) -> torch.Tensor:
-    """Q of several actions per state from precomputed encoder features.
-
-    features [B, F]; actions [B, S, 5] -> q [B, S, K]. Uses the critic's own method when chef_policy
-    provides it, else the same maths here (first torso layer split into state and action parts, so
-    the state part is computed once per state, not once per sampled action).
-    """
-    fn = getattr(critic, 'q_for_actions', None)
-    if fn is not None:
-        return fn(features, actions)
-    b, s, _ = actions.shape
-    first = critic.torso[0]
-    f_dim = features.shape[-1]
-    h = (features @ first.weight[:, :f_dim].T + first.bias).unsqueeze(1) \
-        + actions.clamp(-1.0, 1.0) @ first.weight[:, f_dim:].T
-    h = critic.torso[1:](h.reshape(b * s, -1)) if len(critic.torso) > 1 else h.reshape(b * s, -1)
-    return critic.head(h).squeeze(-1).reshape(b, s, -1)
+    """Q of several actions per state from precomputed encoder features: features [B, F],
+    actions [B, S, 5] -> q [B, S, K] (MultiTaskCritic.q_for_actions: the state part of the first
+    torso layer is computed once per state, not once per sampled action)."""
+    return critic.q_for_actions(features, actions)
 
 
 def diagonal_q(q_all: torch.Tensor) -> torch.Tensor:

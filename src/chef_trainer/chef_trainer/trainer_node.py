@@ -11,8 +11,9 @@ directory (one bag per episode, published atomically at episode end). This node
   3. runs the learner of its config (crr / bc / mpo; chef_trainer.offline.LearningRun) on a
      background thread, so ROS callbacks never wait for a gradient step;
   4. every `publish_every` updates writes a checkpoint (networks + optimisers + step + RNG) and
-     announces {path, sha256, step, algorithm} on the latched `trainer/checkpoint` topic, which the
-     policy nodes hot-reload.
+     announces {path, sha256, step, algorithm} on the latched `trainer/checkpoint` topic of every
+     cell (`/cell<i>/trainer/checkpoint`, what the policy nodes subscribe to and hot-reload) and of
+     its own namespace.
 
 A killed trainer restarts from its run directory's newest checkpoint (`resume`), so the update
 count continues where the last checkpoint left it.
@@ -40,7 +41,8 @@ from chef_contract.ros import create_contract_publisher, create_contract_subscri
 
 @dataclass
 class Params:
-    config: str = field_('', help='learner config YAML (config/learners/*.yaml); empty = defaults')
+    config: str = field_('', help='learner config: a YAML path or the name of one in config/learners '
+                                  "(e.g. 'mpo_sacx_state'); empty = the built-in defaults")
     overrides: str = field_('', help="config overrides 'a.b=value;c=value' (YAML values)")
     data_dir: str = field_('data', help='recorder data directory (catalog + bags)')
     run_dir: str = field_('runs/trainer', help='checkpoints, latest.json, metrics.csv, summary.json')
@@ -54,6 +56,23 @@ class Params:
     init_checkpoint: str = field_('', help='fine-tune: start a fresh run from these weights')
     torch_threads: int = field_(0, min=0, max=256, help='torch intra-op threads (0 = torch default)')
     device: str = field_('', help="override the config's device ('cpu', 'cuda', ...)")
+    publish_initial: bool = field_(True, help='a fresh run announces its initial weights (step 0) at '
+                                              'once, so cells waiting for a checkpoint start acting')
+
+
+def resolve_config_path(name: str):
+    """'' -> None (defaults); an existing path -> itself; else config/learners/<name>.yaml."""
+    if not name:
+        return None
+    if Path(name).is_file():
+        return name
+    from chef_trainer.config import default_config_dir
+    cfg_dir = default_config_dir()
+    cand = cfg_dir / f'{Path(name).stem}.yaml' if cfg_dir is not None else None
+    if cand is not None and cand.is_file():
+        return str(cand)
+    known = sorted(p.stem for p in cfg_dir.glob('*.yaml')) if cfg_dir is not None else []
+    raise ConfigError(f'learner config {name!r} not found (a path, or one of {known})')
 
 
 def parse_filters(text: str) -> Dict[str, Any]:
@@ -78,7 +97,7 @@ class TrainerNode(Node):
         from chef_trainer.feed import DataFeed
         from chef_trainer.offline import LearningRun
         overrides = [s for s in (x.strip() for x in self.p.overrides.split(';')) if s]
-        self.cfg = load_learner_config(self.p.config or None, overrides)
+        self.cfg = load_learner_config(resolve_config_path(self.p.config), overrides)
         lcfg = self.cfg.learner
         net = lcfg.network
         self.feed = DataFeed(
@@ -90,7 +109,11 @@ class TrainerNode(Node):
                                init_checkpoint=self.p.init_checkpoint or None, resume=self.p.resume,
                                device=self.p.device or None)
         self.feed_lock = threading.Lock()
-        self.pub = create_contract_publisher(self, T.CHECKPOINT_ANNOUNCE)
+        # one learner serves every cell: announce on each cell's trainer/checkpoint (the policy node
+        # subscribes cell-relative) and on the node's own namespace
+        self.pubs = [create_contract_publisher(self, T.CHECKPOINT_ANNOUNCE)] + [
+            create_contract_publisher(self, T.CHECKPOINT_ANNOUNCE, remap=f'/cell{i}/{T.CHECKPOINT_ANNOUNCE}')
+            for i in range(self.p.cells)]
         self.subs = [create_contract_subscription(self, T.EPISODE_EVENTS, self._on_event,
                                                   remap=f'/cell{i}/{T.EPISODE_EVENTS}')
                      for i in range(self.p.cells)]
@@ -102,6 +125,8 @@ class TrainerNode(Node):
         self.published_step = -1
         if self.run.last_checkpoint is not None:        # re-announce what we resumed from
             self._announce(self.run.last_checkpoint)
+        elif self.p.publish_initial:                     # Collect from scratch: actors need weights
+            self._announce(self.run.checkpoint())
         self.get_logger().info(
             f'{lcfg.algorithm} learner, {self.run.started_from}, step {self.run.steps}; '
             f'{self.feed.episodes} episodes / {len(self.feed)} transitions in {self.p.data_dir}')
@@ -161,7 +186,9 @@ class TrainerNode(Node):
         payload = {'path': str(info['path']), 'sha256': info['sha256'], 'step': int(info['step']),
                    'algorithm': self.run.cfg.algorithm, 'run_dir': str(Path(self.p.run_dir).resolve()),
                    'stamp_unix': time.time()}
-        self.pub.publish(String(data=json.dumps(payload, sort_keys=True)))
+        msg = String(data=json.dumps(payload, sort_keys=True))
+        for pub in self.pubs:
+            pub.publish(msg)
         self.published_step = int(info['step'])
         self.get_logger().info(f'checkpoint step {info["step"]} sha256 {info["sha256"][:12]}')
 

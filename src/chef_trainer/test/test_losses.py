@@ -153,3 +153,34 @@ def test_mpo_mstep_moves_towards_the_weighted_sample_and_duals_have_the_right_si
     # gradient descent moves the mean towards the good sample and the gripper towards close
     assert torch.all(torch.sign(-mean.grad[0, 0, :3]) == torch.sign(good[:3]))
     assert -logits.grad[0, 0, 1] > 0 > -logits.grad[0, 0, 0]
+
+
+def test_q_of_policy_samples_equals_per_action_critic_calls():
+    from chef_policy.networks import MultiTaskCritic, NetworkConfig, dummy_observation
+    from chef_trainer.learners import q_of_policy_samples
+    net = NetworkConfig(obs_mode='state')
+    critic = MultiTaskCritic(net)
+    g = torch.Generator().manual_seed(3)
+    obs = {k: torch.randn(v.shape, generator=g) for k, v in dummy_observation(net, 4).items()}
+    samples = torch.rand(4, 3, 6, 5, generator=g) * 2 - 1                 # [B, N, K, 5]
+    q = q_of_policy_samples(critic, critic.encoder(obs), samples)          # [B, N, K]
+    for n in range(3):
+        for k in range(6):
+            assert torch.allclose(q[:, n, k], critic(obs, samples[:, n, k])[:, k], atol=1e-5)
+
+
+def test_pose_positions_only_ignores_quaternions():
+    from chef_policy.networks import MultiTaskActor, NetworkConfig
+    net = NetworkConfig(obs_mode='state', state_keys=('rgb30_red/to_pinch', 'sawyer/joints/angle'),
+                        pose_positions_only=True)
+    assert net.state_dim == 3 * 3 + 3 * 7                       # joints keep all 7 values
+    actor = MultiTaskActor(net)
+    g = torch.Generator().manual_seed(0)
+    obs = {'rgb30_red/to_pinch': torch.randn(2, 3, 7, generator=g),
+           'sawyer/joints/angle': torch.randn(2, 3, 7, generator=g)}
+    other_quat = {k: v.clone() for k, v in obs.items()}
+    other_quat['rgb30_red/to_pinch'][..., 3:] += 1.0
+    other_pos = {k: v.clone() for k, v in obs.items()}
+    other_pos['rgb30_red/to_pinch'][..., :3] += 0.1
+    assert torch.equal(actor(obs)[0], actor(other_quat)[0])
+    assert not torch.allclose(actor(obs)[0], actor(other_pos)[0])

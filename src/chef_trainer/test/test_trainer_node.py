@@ -38,7 +38,7 @@ class Watcher:
         self.announced = []
         create_contract_subscription(self.node, T.CHECKPOINT_ANNOUNCE,
                                      lambda m: self.announced.append(json.loads(m.data)),
-                                     remap='/' + T.CHECKPOINT_ANNOUNCE)
+                                     remap='/cell0/' + T.CHECKPOINT_ANNOUNCE)
         self.events = create_contract_publisher(self.node, T.EPISODE_EVENTS, remap='/cell0/episode/events')
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
