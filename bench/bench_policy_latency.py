@@ -212,7 +212,8 @@ def main():
     with torch.inference_mode():
         for _ in range(10):
             actor(dummy_observation(cfg))
-    result = {'load_average_start': list(os.getloadavg()), 'config': cfg.to_dict(), 'torch_threads': args.threads, 'ticks': ticks, 'rate_hz': 20,
+    result = {'load_average_start': list(os.getloadavg()), 'config': cfg.to_dict(),
+              'torch_threads': args.threads, 'ticks': ticks, 'rate_hz': 20,
               'torch': str(torch.__version__), 'machine': f'{platform.processor() or platform.machine()}, '
               f'{os.cpu_count()} cpus', 'target_p99_ms': TARGET_P99_MS,
               'actor_parameters': sum(p.numel() for p in actor.parameters())}

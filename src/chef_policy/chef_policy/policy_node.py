@@ -103,7 +103,8 @@ class PolicyNode(Node):
         self._requested: Optional[Tuple[str, str]] = None
         self._loader: Optional[threading.Thread] = None
         self._load_error = ''
-        self._spec = (self.p.policy, self.p.checkpoint_sha256)
+        self._spec = (self.p.policy, self.p.checkpoint_sha256,
+                      self.p.noise_std if self.p.policy == 'scripted' else None)
         self._last_stamp: Optional[int] = None
         self._episode_active = False
         self._episodes_seen = False
@@ -263,10 +264,10 @@ class PolicyNode(Node):
 
     def _on_params(self, p: Params) -> None:
         self.runner.deterministic = p.deterministic
-        spec = (p.policy, p.checkpoint_sha256)
+        spec = (p.policy, p.checkpoint_sha256, p.noise_std if p.policy == 'scripted' else None)
         if spec != self._spec:
             self._spec = spec
-            self.request_reload(*spec)
+            self.request_reload(p.policy, p.checkpoint_sha256)
 
     # --- acting ----------------------------------------------------------------------------------
     def _may_act(self) -> bool:

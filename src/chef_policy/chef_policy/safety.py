@@ -125,9 +125,8 @@ class FilterStatus:
 
 
 COUNTERS = ('commands', 'gripper_commands', 'unchanged', 'rejected_nonfinite', 'stopped_estop',
-            'stopped_stale', 'speed_limited', 'workspace_zeroed', 'workspace_returned', 'drift_zeroed', 'wrist_zeroed', 'wrist_returned',
-            'angular_xy_zeroed',
-            'gripper_clamped', 'gripper_held')
+            'stopped_stale', 'speed_limited', 'workspace_zeroed', 'workspace_returned', 'drift_zeroed',
+            'wrist_zeroed', 'wrist_returned', 'angular_xy_zeroed', 'gripper_clamped', 'gripper_held')
 
 
 @dataclass
