@@ -127,6 +127,7 @@ class PolicyNode(Node):
         self._subs: Dict[str, object] = {}
         self._base_sync = self._make_sync(BASE_TOPICS)
         self._sync = self._base_sync
+        self._next_sync: Optional[ApproximateTimeSync] = None   # inputs of a policy about to swap in
         self._configure_inputs(policy)
         create_contract_subscription(self, T.EPISODE_EVENTS, self._on_event)
         create_contract_subscription(self, T.CHECKPOINT_ANNOUNCE, self._on_checkpoint)
@@ -179,15 +180,29 @@ class PolicyNode(Node):
                 self._publish_info()
 
     def _maybe_swap(self) -> None:
+        """Swap a loaded policy in between two ticks. If it reads other topics (cameras, object
+        poses), subscribe first and keep the old policy acting until the new set is complete."""
         with self._lock:
-            policy, self._pending = self._pending, None
+            policy = self._pending
         if policy is None:
             return
-        old = self.runner.policy
+        topics = self._topics_for(policy)
+        if topics != self._sync.topics:
+            if self._next_sync is None or self._next_sync.topics != topics:
+                self._subscribe(topics)
+                self._next_sync = self._base_sync if topics == BASE_TOPICS else self._make_sync(topics)
+            # one complete set of the new inputs (any tick, also one the old policy acted on)
+            # proves they flow; until then the old policy acts
+            if self.runner.policy is not None and self._next_sync.latest() is None:
+                self.get_logger().info(f'{policy.policy_id} waits for its inputs {topics}',
+                                       throttle_duration_sec=2.0)
+                return                      # the old policy acts until the new inputs flow
+            self._sync, self._next_sync = self._next_sync, None
+        with self._lock:
+            if self._pending is policy:
+                self._pending = None
         self.runner.swap(policy)
         self.counters['swaps'] += 1
-        if old is None or old.cameras != policy.cameras or old.needs_objects != policy.needs_objects:
-            self._configure_inputs(policy)
         self._publish_info()
         self.get_logger().info(f'now acting: {policy.policy_id}')
 
@@ -200,24 +215,32 @@ class PolicyNode(Node):
         slop = 0 if self.lockstep else int(self.p.sync_slop_s * 1e9)
         return ApproximateTimeSync(topics, slop, self.p.queue_size)
 
-    def _configure_inputs(self, policy) -> None:
+    @staticmethod
+    def _topics_for(policy) -> Tuple[str, ...]:
         cams = tuple(policy.cameras) if policy is not None else ()
         topics = [T.image_topic(c) for c in cams] + list(BASE_TOPICS)
         if policy is not None and policy.needs_objects:
             topics.append(T.OBJECT_POSES)
+        return tuple(topics)
+
+    def _subscribe(self, topics) -> None:
         for name in topics:
             if name not in self._subs:
                 self._subs[name] = create_contract_subscription(
                     self, name, lambda msg, _n=name: self._on_obs(_n, msg))
-        if tuple(topics) != tuple(self._sync.topics):
-            self._sync = self._base_sync if tuple(topics) == BASE_TOPICS else self._make_sync(topics)
+
+    def _configure_inputs(self, policy) -> None:
+        topics = self._topics_for(policy)
+        self._subscribe(topics)
+        if topics != self._sync.topics:
+            self._sync = self._base_sync if topics == BASE_TOPICS else self._make_sync(topics)
 
     def _on_obs(self, name: str, msg) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
-        if name in self._base_sync.topics:
-            self._base_sync.add(name, stamp, msg)
-        if self._sync is not self._base_sync and name in self._sync.topics:
-            self._sync.add(name, stamp, msg)
+        for sync in {id(s): s for s in (self._base_sync, self._sync, self._next_sync)
+                     if s is not None}.values():
+            if name in sync.topics:
+                sync.add(name, stamp, msg)
         if self.lockstep:
             self._try_act()
 

@@ -1,10 +1,11 @@
 """The sim graph's per-cell command path across processes: sim_bridge (lockstep, chef_sim) ->
-policy_node (scripted expert) -> safety_filter -> sim_bridge, started from config/graphs/sim.yaml
-exactly as `chef run sim` starts them. One full 400-tick episode: every tick gets exactly one
-command, stamped with its observation stamp, through the safety filter, and the expert stacks.
+policy_node -> safety_filter -> sim_bridge, started from config/graphs/sim.yaml exactly as
+`chef run sim` starts them. A full 400-tick scripted episode: every tick gets exactly one command,
+stamped with its observation stamp, through the safety filter, and the expert stacks. A pixel
+checkpoint announced on trainer/checkpoint is hot-loaded into a running cell without a missed tick.
 
-Slow-ish (~20-40 s): the bridge process loads MuJoCo and the cell (~5-15 s on 2 busy cores), then
-400 lockstep ticks of 'fast' physics through three processes."""
+Slow-ish (~20-40 s each): the bridge process loads MuJoCo and the cell (~5-15 s on 2 busy cores),
+then lockstep ticks of 'fast' physics through three processes."""
 
 import json
 import signal
@@ -94,6 +95,80 @@ def stop(proc, timeout=20.0):
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def start_cell(tmp_path, probe, domain, args, bridge_overrides):
+    graph = load_graph(WS / 'config' / 'graphs' / 'sim.yaml')
+    specs = {s.name: s for s in graph.resolve(args)}
+    assert {'sim_bridge', 'policy', 'safety_filter'} <= set(specs)
+    log = open(tmp_path / 'cell.log', 'w')
+    procs = {}
+    for name in ('safety_filter', 'policy', 'sim_bridge'):
+        s = specs[name]
+        extra = bridge_overrides if name == 'sim_bridge' else []
+        procs[name] = subprocess.Popen([executable(s.package, s.executable)] + s.ros_args() + extra,
+                                       env=ros_env(domain), stdout=log, stderr=subprocess.STDOUT)
+    assert wait_for(lambda: probe.command.get_subscription_count() > 0
+                    and probe.node.count_publishers(T.TWIST_CMD) > 0
+                    and probe.node.count_subscribers(T.POLICY_TWIST) > 0, 120), 'cell not up'
+    time.sleep(1.0)
+    return procs, log
+
+
+def test_pixel_checkpoint_hot_loaded_into_a_running_cell(tmp_path):
+    """A cell started with no policy steps on zero commands; a pixel checkpoint announced on
+    trainer/checkpoint mid-episode takes over between two ticks - no tick without a command."""
+    pytest.importorskip('chef_sim.bridge_node')
+    import torch
+
+    from chef_policy.checkpoint import save_checkpoint
+    from chef_policy.networks import MultiTaskActor, NetworkConfig
+    cfg = NetworkConfig(image_size=64, encoder_channels=(8, 16), encoder_kernels=(8, 4),
+                        encoder_strides=(4, 2), image_feature_dim=16, state_feature_dim=32,
+                        actor_torso=(32,))
+    torch.manual_seed(0)
+    sha = save_checkpoint(tmp_path / 'pixels.pt', {'actor': MultiTaskActor(cfg)}, cfg)
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    procs, log = {}, None
+    try:
+        procs, log = start_cell(
+            tmp_path, probe, domain,
+            {'cells': 1, 'clock': 'lockstep', 'record': False, 'preset': 'fast', 'policy': '',
+             'image_size': 64},
+            ['-p', 'episode_steps:=80', '-p', 'lockstep_timeout_s:=5.0',
+             '-p', 'cameras:=["basket_front_left", "basket_front_right"]'])
+        announce = probe.node.create_publisher(msg_class('std_msgs/msg/String'), T.CHECKPOINT_ANNOUNCE,
+                                               qos('latched', 'pub'))
+        probe.command.publish(String(data=EpisodeCommand(op='start', seed=5).to_json()))
+        assert wait_for(lambda: len(probe.get(T.POLICY_TWIST)) >= 10, 60), 'no zero commands'
+        announce.publish(String(data=json.dumps({'path': str(tmp_path / 'pixels.pt'), 'sha256': sha})))
+        assert wait_for(lambda: any(e.event == 'end' for e in probe.events())
+                        or any(p.poll() is not None for p in procs.values()), 180), 'no end event'
+        assert all(p.poll() is None for p in procs.values()), f'a node died; log {log.name}'
+        start = next(e for e in probe.events() if e.event == 'start')
+        end = next(e for e in probe.events() if e.event == 'end')
+        time.sleep(0.5)
+        steps = [json.loads(m.data) for m in probe.get(T.POLICY_STEP)]
+        steps = [s for s in steps if start.stamp_ns <= s['stamp_ns'] <= end.stamp_ns]
+        stamps = [s['stamp_ns'] for s in steps]
+        assert len(stamps) == len(set(stamps)) == end.steps == 80     # every tick: one command
+        kinds = ['zero' if s['tick'] is None else s['checkpoint_sha256'] for s in steps]
+        switch = kinds.index(sha)
+        assert switch >= 10 and set(kinds[:switch]) == {'zero'} and set(kinds[switch:]) == {sha}
+        assert [s['tick'] for s in steps[switch:]] == list(range(len(steps) - switch))
+        # before: not ready; the first ticks after the swap may wait for the new image topics
+        assert {s.get('zero_reason') for s in steps[:switch]} <= {'not_ready', 'inputs_missing'}
+        safe = {stamp_to_ns(m.header.stamp) for m in probe.get(T.TWIST_CMD)}
+        assert set(stamps) <= safe
+        info = json.loads(probe.get(T.POLICY_INFO)[-1].data)
+        assert info['checkpoint_sha256'] == sha and info['config']['obs_mode'] == 'pixels'
+    finally:
+        codes = {n: stop(p) for n, p in procs.items()}
+        probe.close()
+        if log is not None:
+            log.close()
+    assert all(c == 0 for c in codes.values()), f'exit codes {codes}; log {tmp_path / "cell.log"}'
 
 
 def test_scripted_cell_runs_a_full_episode_through_the_safety_filter(tmp_path):

@@ -211,3 +211,36 @@ def test_pixel_policy_realtime_timer_acts_on_the_latest_synchronised_set(tmp_pat
         st = [s for s in steps(h) if s.get('tick') is not None]
         assert st and all(s['inference_ms'] < 50 for s in st)
         assert st[0]['intention'] in range(len(INTENTIONS))
+
+
+def test_swap_to_a_policy_with_new_inputs_waits_until_they_flow(tmp_path):
+    """State policy A acts while pixel policy B (needs camera topics) is loaded; A keeps acting
+    until B's complete input set arrives - no zero command, no missed tick at the handover."""
+    sha_a = constant_actor_checkpoint(tmp_path / 'a.pt', +2.0)
+    px = NetworkConfig(obs_mode='pixels', image_size=32, encoder_channels=(4,), encoder_kernels=(8,),
+                       encoder_strides=(4,), image_feature_dim=8, state_feature_dim=16, actor_torso=(16,))
+    sha_b = constant_actor_checkpoint(tmp_path / 'b.pt', -2.0, px)
+    with graph(policy=str(tmp_path / 'a.pt'), timing='lockstep', deterministic=True) as (node, h):
+        f = Feeder(h)
+        assert wait_for(lambda: info(h) and info(h)['checkpoint_sha256'] == sha_a)
+        h.pub(T.CHECKPOINT_ANNOUNCE, String(data=json.dumps({'path': str(tmp_path / 'b.pt'),
+                                                              'sha256': sha_b})))
+        assert wait_for(lambda: node._pending is not None or node.counters['swaps'] > 0)
+        stamps = []
+        for k in range(10):                        # no images yet: A must go on acting
+            stamps.append(f.tick(k))
+            time.sleep(0.05)
+        assert wait_for(lambda: len(twists_by_stamp(h)) == 10)
+        assert node.counters['swaps'] == 0
+        cams = Feeder(h, cameras=POLICY_CAMERAS, wait_objects=False)
+        for k in range(10, 25):                    # now the cameras publish too
+            stamps.append(cams.tick(k))
+            time.sleep(0.05)
+        assert wait_for(lambda: len(twists_by_stamp(h)) == 25, 5.0)
+        tw = twists_by_stamp(h)
+        assert sorted(tw) == stamps
+        signs = [np.sign(tw[s].twist.linear.x) for s in stamps]
+        switch = signs.index(-1.0)
+        assert switch >= 10 and set(signs[:switch]) == {1.0} and set(signs[switch:]) == {-1.0}
+        assert all(s['tick'] is not None for s in steps(h))        # never a zero command
+        assert node.counters['swaps'] == 1
