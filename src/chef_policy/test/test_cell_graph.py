@@ -108,9 +108,10 @@ def start_cell(tmp_path, probe, domain, args, bridge_overrides):
         extra = bridge_overrides if name == 'sim_bridge' else []
         procs[name] = subprocess.Popen([executable(s.package, s.executable)] + s.ros_args() + extra,
                                        env=ros_env(domain), stdout=log, stderr=subprocess.STDOUT)
-    assert wait_for(lambda: probe.command.get_subscription_count() > 0
-                    and probe.node.count_publishers(T.TWIST_CMD) > 0
-                    and probe.node.count_subscribers(T.POLICY_TWIST) > 0, 120), 'cell not up'
+    assert wait_for(lambda: probe.command.get_subscription_count() > 0        # sim_bridge
+                    and probe.node.count_publishers(T.TWIST_CMD) > 0           # safety_filter
+                    and probe.node.count_subscribers(T.POLICY_TWIST) > 0
+                    and probe.get(T.POLICY_INFO), 120), 'cell not up'           # policy_node ready
     time.sleep(1.0)
     return procs, log
 
@@ -150,7 +151,7 @@ def test_pixel_checkpoint_hot_loaded_into_a_running_cell(tmp_path):
         end = next(e for e in probe.events() if e.event == 'end')
         time.sleep(0.5)
         steps = [json.loads(m.data) for m in probe.get(T.POLICY_STEP)]
-        steps = [s for s in steps if start.stamp_ns <= s['stamp_ns'] <= end.stamp_ns]
+        steps = [s for s in steps if start.stamp_ns <= s['stamp_ns'] < end.stamp_ns]   # end: terminal obs
         stamps = [s['stamp_ns'] for s in steps]
         assert len(stamps) == len(set(stamps)) == end.steps == 80     # every tick: one command
         kinds = ['zero' if s['tick'] is None else s['checkpoint_sha256'] for s in steps]
@@ -174,24 +175,13 @@ def test_pixel_checkpoint_hot_loaded_into_a_running_cell(tmp_path):
 def test_scripted_cell_runs_a_full_episode_through_the_safety_filter(tmp_path):
     pytest.importorskip('chef_sim.bridge_node')
     domain = unique_domain_id()
-    graph = load_graph(WS / 'config' / 'graphs' / 'sim.yaml')
-    specs = {s.name: s for s in graph.resolve({'cells': 1, 'clock': 'lockstep', 'record': False,
-                                              'preset': 'fast', 'policy': 'scripted'})}
-    assert {'sim_bridge', 'policy', 'safety_filter'} <= set(specs)
-    log = open(tmp_path / 'cell.log', 'w')
     probe = Probe(domain)
-    procs = {}
+    procs, log = {}, None
     try:
-        for name in ('safety_filter', 'policy', 'sim_bridge'):
-            s = specs[name]
-            extra = BRIDGE_OVERRIDES if name == 'sim_bridge' else []
-            procs[name] = subprocess.Popen([executable(s.package, s.executable)] + s.ros_args() + extra,
-                                           env=ros_env(domain), stdout=log, stderr=subprocess.STDOUT)
+        procs, log = start_cell(tmp_path, probe, domain,
+                                {'cells': 1, 'clock': 'lockstep', 'record': False, 'preset': 'fast',
+                                 'policy': 'scripted'}, BRIDGE_OVERRIDES)
         # the CHEF loop's way of asking for an episode: a start command on episode/command
-        assert wait_for(lambda: probe.command.get_subscription_count() > 0
-                        and probe.node.count_publishers(T.TWIST_CMD) > 0
-                        and probe.node.count_subscribers(T.POLICY_TWIST) > 0, 120), 'cell not up'
-        time.sleep(1.0)
         probe.command.publish(String(data=EpisodeCommand(op='start', triplet='rgb_test_triplet1',
                                                          seed=2).to_json()))
         assert wait_for(lambda: any(e.event == 'end' for e in probe.events())
@@ -203,8 +193,8 @@ def test_scripted_cell_runs_a_full_episode_through_the_safety_filter(tmp_path):
         time.sleep(0.5)
         policy = [stamp_to_ns(m.header.stamp) for m in probe.get(T.POLICY_TWIST)]
         safe = [stamp_to_ns(m.header.stamp) for m in probe.get(T.TWIST_CMD)]
-        ticks = [s for s in policy if start.stamp_ns <= s <= end.stamp_ns]
-        assert len(ticks) == len(set(ticks)) >= EPISODE_STEPS     # one command per observed tick
+        ticks = [s for s in policy if start.stamp_ns <= s < end.stamp_ns]      # end: terminal obs
+        assert len(ticks) == len(set(ticks)) == EPISODE_STEPS     # one command per observed tick
         assert set(ticks) <= set(safe)                            # each went through the filter
         steps = [json.loads(m.data) for m in probe.get(T.POLICY_STEP)]
         acted = [s for s in steps if s.get('tick') is not None and s['stamp_ns'] >= start.stamp_ns]
@@ -217,5 +207,6 @@ def test_scripted_cell_runs_a_full_episode_through_the_safety_filter(tmp_path):
     finally:
         codes = {n: stop(p) for n, p in procs.items()}
         probe.close()
-        log.close()
+        if log is not None:
+            log.close()
     assert all(c == 0 for c in codes.values()), f'exit codes {codes}; log {tmp_path / "cell.log"}'
