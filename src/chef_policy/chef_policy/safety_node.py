@@ -189,12 +189,18 @@ class SafetyFilterNode(Node):
     # --- the command path ------------------------------------------------------------------------
     def _on_twist(self, msg: TwistStamped) -> None:
         t, a = msg.twist.linear, msg.twist.angular
-        twist, _, status = self.filter.filter((t.x, t.y, t.z, a.x, a.y, a.z), None, self._tcp, self._yaw,
+        values = (t.x, t.y, t.z, a.x, a.y, a.z)
+        if msg.header.frame_id not in ('', T.WORLD_FRAME):      # only base_link twists make sense
+            self.get_logger().error(f'twist in frame {msg.header.frame_id!r}, expected '
+                                    f'{T.WORLD_FRAME!r}: zeroed', throttle_duration_sec=1.0)
+            self.filter.counters['rejected_frame'] = self.filter.counters.get('rejected_frame', 0) + 1
+            values = (float('nan'),) * 6                        # -> rejected as non-finite: zero
+        twist, _, status = self.filter.filter(values, None, self._tcp, self._yaw,
                                               self._now(), self._obs_stamp(), self._tcp_velocity,
                                               self._yaw_rate)
         out = TwistStamped()
         out.header.stamp = msg.header.stamp                   # preserved: lockstep waits for it
-        out.header.frame_id = msg.header.frame_id or T.WORLD_FRAME
+        out.header.frame_id = T.WORLD_FRAME
         (out.twist.linear.x, out.twist.linear.y, out.twist.linear.z,
          out.twist.angular.x, out.twist.angular.y, out.twist.angular.z) = twist
         self.pub_twist.publish(out)

@@ -54,10 +54,10 @@ class Cell:
             want = ps.header.stamp.sec + ps.header.stamp.nanosec * 1e-9
             assert wait_for(lambda: self.node._tcp_stamp == want and self.node._js_stamp == want, 5.0)
 
-    def command(self, v=(0.01, 0.0, 0.0, 0.0, 0.0, 0.0), stamp_ns=None):
+    def command(self, v=(0.01, 0.0, 0.0, 0.0, 0.0, 0.0), stamp_ns=None, frame=T.WORLD_FRAME):
         tw = TwistStamped()
         tw.header.stamp = ns_to_stamp(stamp_ns if stamp_ns is not None else self.now_ns())
-        tw.header.frame_id = T.WORLD_FRAME
+        tw.header.frame_id = frame
         (tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z,
          tw.twist.angular.x, tw.twist.angular.y, tw.twist.angular.z) = v
         self.h.pub(T.POLICY_TWIST, tw)
@@ -88,12 +88,12 @@ class Cell:
                 return m
         return None
 
-    def send_and_get(self, v, observe=True, **kw):
+    def send_and_get(self, v, observe=True, frame=T.WORLD_FRAME, **kw):
         if observe:
             self.observe(**kw)
             time.sleep(0.005)
             self.observe(**kw)           # twice: a teleported TCP would read as a fast drift
-        stamp = self.command(v)
+        stamp = self.command(v, frame=frame)
         assert wait_for(lambda: self.out_with_stamp(stamp) is not None, 5.0), 'command not forwarded'
         m = self.out_with_stamp(stamp).twist
         return (m.linear.x, m.linear.y, m.linear.z, m.angular.x, m.angular.y, m.angular.z)
@@ -107,6 +107,7 @@ def test_forwards_with_stamp_and_enforces_limits_and_workspace():
     with graph() as (node, h):
         c = Cell(h, node)
         assert c.send_and_get((0.01, -0.02, 0.03, 0.0, 0.0, 0.2)) == (0.01, -0.02, 0.03, 0.0, 0.0, 0.2)
+        assert c.send_and_get((0.01, 0.0, 0.0, 0.0, 0.0, 0.0), frame='tcp') == (0.0,) * 6   # wrong frame
         out = c.send_and_get((0.2, 0.0, 0.0, 0.5, 0.0, 0.0))
         assert math.isclose(out[0], 0.07) and out[3] == 0.0
         out = c.send_and_get((0.05, 0.03, 0.0, 0, 0, 0), xyz=(WORKSPACE_HIGH_M[0] - 0.005, 0.0, 0.17))
