@@ -198,3 +198,32 @@ def build_policy_from_checkpoint(path: PathLike, expected_sha256: Optional[str] 
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise CheckpointError(f'{path}: {module}.{name} holds NaN or inf')
     return actor.to(device).eval(), config, sha
+
+
+def describe(path: PathLike) -> Dict[str, Any]:
+    """Summary of a checkpoint (sha256, config, module sizes, extra keys) - loads it safely."""
+    state, config, sha = load_checkpoint(path)
+    return {'path': str(path), 'sha256': sha, 'config': config.to_dict(),
+            'modules': {n: sum(int(t.numel()) for t in sd.values()) for n, sd in state['modules'].items()},
+            'extra_keys': sorted(state['extra']), 'meta': state['meta']}
+
+
+def main(argv=None) -> int:
+    """`python -m chef_policy.checkpoint PATH...`: print each checkpoint's summary as JSON."""
+    import sys
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if not paths:
+        print('usage: python -m chef_policy.checkpoint CHECKPOINT...', file=sys.stderr)
+        return 2
+    code = 0
+    for p in paths:
+        try:
+            print(json.dumps(describe(p), indent=2, sort_keys=True))
+        except CheckpointError as exc:
+            print(f'{p}: {exc}', file=sys.stderr)
+            code = 1
+    return code
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

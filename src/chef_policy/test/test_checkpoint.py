@@ -153,3 +153,13 @@ def test_save_rejects_values_that_would_not_load(tmp_path):
     with pytest.raises(CheckpointError, match='NetworkConfig'):
         save_checkpoint(tmp_path / 'x.pt', {'actor': MultiTaskActor(CFG)}, {'obs_mode': 'state'})
     assert not (tmp_path / 'x.pt').exists()
+
+
+def test_command_line_summary(tmp_path, capsys):
+    from chef_policy.checkpoint import main
+    sha = save_checkpoint(tmp_path / 'a.pt', {'actor': MultiTaskActor(CFG)}, CFG, {'step': 3})
+    (tmp_path / 'bad.pt').write_bytes(b'not a checkpoint')
+    assert main([str(tmp_path / 'a.pt')]) == 0
+    out = capsys.readouterr().out
+    assert sha in out and '"step"' in out and '"obs_mode": "state"' in out
+    assert main([str(tmp_path / 'bad.pt')]) == 1
