@@ -106,6 +106,7 @@ class PolicyNode(Node):
         self._spec = (self.p.policy, self.p.checkpoint_sha256,
                       self.p.noise_std if self.p.policy == 'scripted' else None)
         self._last_stamp: Optional[int] = None
+        self._last_frame = None                   # (stamp, frame) of the last tick acted on
         self._episode_active = False
         self._episodes_seen = False
         self._episode_id = ''
@@ -262,7 +263,11 @@ class PolicyNode(Node):
             self._episode_active = True
             self._episode_id = ev.episode_id
             if self._last_stamp is not None and self._last_stamp >= ev.stamp_ns:
-                self.get_logger().warning('start event arrived after its first tick was acted on')
+                if self._last_frame is not None and self._last_frame[0] == ev.stamp_ns:
+                    self.runner.count_acted(self._last_frame[1])   # tick 0 was acted on already
+                else:
+                    self.get_logger().warning(
+                        f'start event of {ev.episode_id} arrived after ticks of its episode were acted on')
             else:
                 self._last_stamp = ev.stamp_ns - 1      # act from tick 0 (stamp_ns) on, never before
             if self.lockstep:
@@ -341,6 +346,7 @@ class PolicyNode(Node):
                                     throttle_duration_sec=1.0)
             self._publish_zero(stamp, 'bad_observation')
             return
+        self._last_frame = (stamp, frame)
         try:
             result = self.runner.act(frame)
             linear, yaw, gripper = to_command(result.action)

@@ -192,6 +192,12 @@ class PolicyRunner:
         if self.policy is not None:
             self.policy.reset(self._policy_seed())
 
+    def count_acted(self, frame: Mapping[str, np.ndarray]) -> None:
+        """Record a tick that was already acted on (before its episode's start event arrived): push
+        its frame and count it, without asking the policy again."""
+        self.stacker.push(frame)
+        self.tick += 1
+
     def act(self, frame: Mapping[str, np.ndarray]) -> StepResult:
         if self.policy is None:
             raise PolicyError('no policy loaded')

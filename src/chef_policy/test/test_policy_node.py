@@ -244,3 +244,21 @@ def test_swap_to_a_policy_with_new_inputs_waits_until_they_flow(tmp_path):
         assert switch >= 10 and set(signs[:switch]) == {1.0} and set(signs[switch:]) == {-1.0}
         assert all(s['tick'] is not None for s in steps(h))        # never a zero command
         assert node.counters['swaps'] == 1
+
+
+def test_start_event_arriving_after_its_first_tick(tmp_path):
+    """Events and observations travel on different topics: when tick 0 was already acted on (no
+    episode seen yet), the late start event counts it instead of restarting the tick count."""
+    constant_actor_checkpoint(tmp_path / 'a.pt', 1.0)
+    with graph(policy=str(tmp_path / 'a.pt'), timing='lockstep', intention='lift') as (node, h):
+        f = Feeder(h)
+        f.tick(0)
+        assert wait_for(lambda: len(steps(h)) == 1)
+        f.event('start', T0, seed=1)
+        assert wait_for(lambda: node._episode_active)
+        for k in range(1, 4):
+            f.tick(k)
+            time.sleep(0.03)
+        assert wait_for(lambda: len(steps(h)) == 4)
+        assert [s['tick'] for s in steps(h)] == [0, 1, 2, 3]
+        assert node.runner.stacker is not None and node.runner.tick == 4
