@@ -1,0 +1,105 @@
+"""A running set of simulated cells for one CHEF stage: `chef run sim ...` + a CellFleet.
+
+Each session gets its own ROS domain, so nodes of an earlier (possibly crashed) session cannot
+answer its commands, and its own log file. The graph process dies with the loop (PDEATHSIG), and
+a session always stops its graph on exit, also on errors.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from chef_bringup.runner import die_with_parent
+from chef_contract.domains import release_domain_id, reserve_domain_id
+from chef_loop.config import CellsConfig
+from chef_loop.fleet import CellFleet, EpisodeJob, EpisodeOutcome, FleetError
+
+
+def _literal(v: Any) -> str:
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    return str(v)
+
+
+class CellSession:
+    """Context manager: start the sim graph with `graph_args`, wait for the cells, run episodes."""
+
+    def __init__(self, cells: CellsConfig, data_dir: Path, log_path: Path, graph: str = 'sim',
+                 graph_args: Optional[Dict[str, Any]] = None, policy_ready=None):
+        self.cells_cfg = cells
+        self.names = [f'cell{i}' for i in range(cells.cells)]
+        self.args = {'cells': cells.cells, 'clock': cells.clock, 'preset': cells.preset,
+                     'image_size': cells.image_size, 'record': True, 'data_dir': str(data_dir)}
+        self.args.update(graph_args or {})
+        self.graph = graph
+        self.log_path = Path(log_path)
+        self.policy_ready = policy_ready
+        self.proc: Optional[subprocess.Popen] = None
+        self.domain: Optional[int] = None
+        self._ctx = None
+        self._executor = None
+        self.fleet: Optional[CellFleet] = None
+
+    def __enter__(self) -> 'CellSession':
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.domain = reserve_domain_id()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, '-m', 'chef_bringup.cli', 'run', self.graph, '--domain', str(self.domain),
+               '--grace', '15', *(f'{k}:={_literal(v)}' for k, v in self.args.items())]
+        self._log = open(self.log_path, 'a')
+        self._log.write('+ ' + ' '.join(cmd) + '\n')
+        self._log.flush()
+        env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            self._ctx = rclpy.Context()
+            rclpy.init(context=self._ctx, domain_id=self.domain,
+                       signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+            self.fleet = CellFleet(self.names, context=self._ctx)
+            self._executor = SingleThreadedExecutor(context=self._ctx)
+            self._executor.add_node(self.fleet)
+            self.fleet.wait_ready(self._executor, self.cells_cfg.start_timeout_s,
+                                  policy_ready=self.policy_ready, alive=self.alive)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def run(self, jobs: Sequence[EpisodeJob], on_outcome: Optional[Callable[[EpisodeOutcome], None]] = None
+            ) -> List[EpisodeOutcome]:
+        try:
+            return self.fleet.run(self._executor, jobs, self.cells_cfg.episode_timeout_s,
+                                  on_outcome=on_outcome, alive=self.alive)
+        except FleetError as exc:
+            raise FleetError(f'{exc}; graph log: {self.log_path}') from None
+
+    def __exit__(self, *exc) -> None:
+        if self.fleet is not None:
+            try:
+                self.fleet.destroy_node()
+            except Exception:  # noqa: BLE001
+                pass
+        if self._ctx is not None:
+            import rclpy
+            rclpy.try_shutdown(context=self._ctx)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.domain is not None:
+            release_domain_id(self.domain)
+        if hasattr(self, '_log'):
+            self._log.close()

@@ -1,0 +1,146 @@
+"""Typed configuration of a CHEF run (config/chef/*.yaml); unknown keys are errors.
+
+The defaults are the README's small iteration (<= 20 min on 2 CPU cores); config/chef/large.yaml is
+the documented larger run. Every size is configurable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+from chef_contract.config import ConfigError, field_, load_config
+from chef_contract.spec import TEST_TRIPLETS
+
+TEST_TRIPLET_NAMES: Tuple[str, ...] = tuple(TEST_TRIPLETS)
+STAGES = ('collect', 'explore', 'execute', 'finetune')
+
+
+@dataclass
+class CellsConfig:
+    cells: int = field_(2, min=1, max=32, help='simulated cells run in parallel (namespaces cell0..)')
+    preset: str = field_('fast', choices=('faithful', 'fast'), help='sim physics preset (docs/sim.md)')
+    image_size: int = field_(64, min=16, max=512, help='camera images recorded (px, square)')
+    clock: str = field_('lockstep', choices=('lockstep', 'realtime'), help='sim clock of the cells')
+    episode_timeout_s: float = field_(240.0, min=10.0, help='wall time an episode may take before '
+                                                            'the loop gives up on the cell')
+    start_timeout_s: float = field_(120.0, min=5.0, help='wall time for the cells to come up')
+
+
+@dataclass
+class CollectConfig:
+    learner_config: str = field_('mpo_sacx_state.yaml', help='online learner (config/learners/)')
+    learner_overrides: List[str] = field_(default_factory=list, help='a.b=value overrides')
+    episodes: int = field_(4, min=0, help='episodes acted by the online learner (all cells together)')
+    max_updates: int = field_(2000, min=0, help='online learner updates during the stage (0 = no cap)')
+    scripted_episodes: int = field_(6, min=0, help='extra data source: the scripted expert with noise, '
+                                                   'tagged data_source=scripted_expert (0 = off)')
+    scripted_noise: float = field_(0.3, min=0.0, help='action noise of the scripted expert (normalised)')
+    triplets: List[str] = field_(default_factory=lambda: list(TEST_TRIPLET_NAMES),
+                                 help='triplets the episodes cycle through')
+
+
+@dataclass
+class ExploreConfig:
+    learner_config: str = field_('crr_state_ci.yaml', help='offline learner base config (config/learners/)')
+    learner_overrides: List[str] = field_(default_factory=list, help='a.b=value overrides of the base')
+    trials: int = field_(4, min=1, help='configurations sampled from the search space')
+    steps: int = field_(1500, min=1, help='updates per trial')
+    max_concurrent: int = field_(2, min=1, help='trials run at once')
+    search_space: Dict[str, Dict[str, List]] = field_(
+        default_factory=lambda: {
+            'learner.crr.weight_mode': {'choice': ['exp', 'binary']},
+            'learner.crr.beta': {'loguniform': [0.3, 3.0]},
+            'learner.optim.actor_lr': {'loguniform': [1e-4, 1e-3]},
+        },
+        help="dotted learner key -> {choice: [...]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]} | "
+             "{randint: [lo, hi]}")
+    select_metric: str = field_('policy_value', help='offline score that ranks trials: policy_value = '
+                                'Q_staged(s, mu_staged(s)) over data states, or any metric of the '
+                                "trial's summary.json (e.g. critic_loss with select_mode min)")
+    select_mode: str = field_('max', choices=('max', 'min'), help='larger or smaller metric is better')
+    candidates: int = field_(2, min=1, help='top trials that go on to Execute')
+    ray_address: str = field_('', help="'' = a local Ray; 'auto' or ray://host:10001 = a cluster")
+    cpus_per_trial: float = field_(1.0, min=0.1, help='Ray resources per trial')
+    torch_threads: int = field_(1, min=1, help='torch threads inside each trial')
+
+
+@dataclass
+class ExecuteConfig:
+    episodes_per_triplet: int = field_(2, min=1, help='evaluation episodes per test triplet per candidate')
+    triplets: List[str] = field_(default_factory=lambda: list(TEST_TRIPLET_NAMES),
+                                 help='triplets evaluated')
+    deterministic: bool = field_(True, help='act with the mean action (False: sample)')
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = field_(750, min=0, help='updates continuing the best policy on all data (0 = skip)')
+    episodes_per_triplet: int = field_(2, min=0, help='evaluation episodes per test triplet')
+    scratch_baseline: bool = field_(False, help='also train the best config from scratch for the '
+                                                'same number of updates and evaluate it (compute '
+                                                'comparison; costs one more training and evaluation)')
+
+
+@dataclass
+class LoopConfig:
+    name: str = field_('default', help='run name: runs/<name>/')
+    runs_dir: str = field_('runs', help='parent directory of run directories')
+    data_dir: str = field_('', help="episode store shared by every stage ('' = runs/<name>/data); "
+                                    'point several runs at one store to accumulate data')
+    iterations: int = field_(1, min=1, max=1000, help='CHEF iterations (collect -> ... -> finetune)')
+    seed: int = field_(0, min=0, help='seeds episodes and trials')
+    cells: CellsConfig = field(default_factory=CellsConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    execute: ExecuteConfig = field(default_factory=ExecuteConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    observation: str = field_('state', choices=('state', 'pixels'),
+                              help='policy inputs: privileged state (sim only, fast) or pixels + '
+                                   'real-robot state (the paper\'s setting)')
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else self.run_dir / 'data'
+
+
+def config_dir() -> Path:
+    from chef_contract.graph import default_config_dir
+    return default_config_dir()
+
+
+def resolve_config_path(name: Union[str, Path, None]) -> Optional[Path]:
+    """'default' | 'large' | a path -> config file (config/chef/<name>.yaml)."""
+    if name is None:
+        return None
+    p = Path(name)
+    if p.is_file():
+        return p
+    cand = config_dir() / 'chef' / f'{name}.yaml'
+    if cand.is_file():
+        return cand
+    known = sorted(x.stem for x in (config_dir() / 'chef').glob('*.yaml'))
+    raise ConfigError(f'no CHEF config {name!r} (known in config/chef: {known})')
+
+
+def load_loop_config(name: Union[str, Path, None] = 'default', overrides=()) -> LoopConfig:
+    cfg = load_config(LoopConfig, resolve_config_path(name), overrides)
+    for t in cfg.execute.triplets + cfg.collect.triplets:
+        if t not in TEST_TRIPLETS and not t.startswith('rgb_'):
+            raise ConfigError(f'unknown triplet {t!r}')
+    return cfg
+
+
+def learner_config_path(name: str) -> Path:
+    p = Path(name)
+    if p.is_file():
+        return p
+    cand = config_dir() / 'learners' / name
+    if not cand.is_file():
+        raise ConfigError(f'learner config {name!r} not found in {cand.parent}')
+    return cand

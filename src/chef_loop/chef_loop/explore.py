@@ -1,0 +1,159 @@
+"""H stage: offline-RL trials on Ray Tune, and the single-policy training used by fine-tuning.
+
+Trials are sampled up front by the stage (seeded, stored in trials.json) and handed to Ray Tune as
+a grid over trial indices, so a re-entered stage runs only the trials that have no result yet and a
+half-trained trial resumes from its own checkpoints (chef_trainer keeps them in its run dir).
+`ray_address` '' starts a local Ray sized to the trials; 'auto' or 'ray://host:10001' uses a
+cluster (the data directory and the run directory must then be on a shared filesystem).
+
+Offline selection score (`policy_value`): the critic's estimate of the main task's value under
+the trained policy, mean over states of the data, Q_staged(s, mu_staged(s)). Offline scores are
+known to be unreliable (peers.md §4 pain 7); that is why CHEF's Execute stage evaluates the top
+candidates on the cells and picks the best by measured success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+RESULT_FILE = 'result.json'
+
+
+def _overrides(params: Dict[str, Any]) -> List[str]:
+    return [f'{k}={json.dumps(v)}' for k, v in sorted(params.items())]
+
+
+def policy_value(run, sampler, samples: int = 1024, seed: int = 12345) -> Dict[str, float]:
+    """Q_k(s, mu_k(s)) averaged over `samples` states of the data, for every intention k."""
+    import numpy as np
+    import torch
+
+    from chef_trainer.learners import batch_to_torch
+    learner = run.learner
+    rng = np.random.default_rng(seed)
+    b = batch_to_torch(sampler.sample(samples, rng), learner.keys, learner.device)
+    out: Dict[str, float] = {}
+    with torch.no_grad():
+        mean, std, logits = learner.actor(b['obs'])
+        from chef_policy.networks import sample_action
+        for k, name in enumerate(run.cfg.intentions):
+            a = sample_action(mean, std, logits, k, deterministic=True)
+            q = learner.critic(b['obs'], a)[:, k]
+            out[f'policy_value/{name}'] = float(q.mean())
+            out[f'data_value/{name}'] = float(learner.critic(b['obs'], b['action'])[:, k].mean())
+    out['policy_value'] = out.get('policy_value/staged', next(iter(out.values())))
+    return out
+
+
+def train_policy(base_config: str, overrides: Sequence[str], data_dir: str, episode_ids: Sequence[str],
+                 steps: int, run_dir: Path, init_checkpoint: Optional[str] = None, progress: bool = True,
+                 torch_threads: Optional[int] = None) -> Tuple[str, str, Dict[str, Any]]:
+    """Train one offline policy on the given episodes; resumes in `run_dir`. -> (ckpt, sha256, summary)."""
+    import torch
+
+    from chef_recorder.dataset import Dataset
+    from chef_trainer.config import load_learner_config
+    from chef_trainer.offline import LearningRun, make_sampler
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    cfg = load_learner_config(base_config, list(overrides))
+    ds = Dataset(data_dir)
+    wanted = set(episode_ids)
+    records = [r for r in ds.query() if r.id in wanted]
+    if len(records) != len(wanted):
+        missing = sorted(wanted - {r.id for r in records})[:5]
+        raise RuntimeError(f'{len(wanted) - len(records)} episode(s) of the training set are not in the '
+                           f'catalog of {data_dir} (e.g. {missing})')
+    sampler = make_sampler((ds, records), cfg.learner)
+    run = LearningRun(cfg, run_dir, sampler, init_checkpoint=init_checkpoint, resume=True)
+    try:
+        remaining = max(0, steps - run.steps)
+        if remaining:
+            run.run(remaining, progress=progress)
+        summary = run.finish()
+        summary.update(policy_value(run, sampler))
+    finally:
+        run.close()
+    from chef_policy.checkpoint import file_sha256
+    ckpt = summary['checkpoint']
+    return ckpt, file_sha256(ckpt), summary
+
+
+def _trial(config: Dict[str, Any]) -> None:
+    """Ray Tune function trainable: one offline-RL configuration."""
+    from ray import tune
+    trial = config['trial']
+    run_dir = Path(config['trial_root']) / f'trial_{trial["trial"]:03d}'
+    t0 = time.time()
+    result: Dict[str, Any] = {'trial': trial['trial'], 'params': trial['params'],
+                              'overrides': config['base_overrides'] + _overrides(trial['params'])}
+    try:
+        ckpt, sha, summary = train_policy(config['base_config'], result['overrides'], config['data_dir'],
+                                          config['episode_ids'], config['steps'], run_dir, progress=False,
+                                          torch_threads=config['torch_threads'])
+        result.update(checkpoint=ckpt, sha256=sha, summary=summary, wall_s=time.time() - t0)
+        metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+        metrics.update({f'final/{k}': v for k, v in (summary.get('final') or {}).items()
+                        if isinstance(v, (int, float))})
+    except Exception as exc:  # noqa: BLE001 - a failing trial is a result, not a crash of the sweep
+        result.update(error=f'{type(exc).__name__}: {exc}', wall_s=time.time() - t0)
+        metrics = {'failed': 1.0}
+    (run_dir).mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (RESULT_FILE + '.tmp')
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, run_dir / RESULT_FILE)
+    metrics['trial'] = trial['trial']
+    tune.report(metrics)
+
+
+def load_result(trial_root: Path, trial: int) -> Optional[Dict[str, Any]]:
+    p = Path(trial_root) / f'trial_{trial:03d}' / RESULT_FILE
+    if p.is_file():
+        r = json.loads(p.read_text())
+        if not r.get('error'):
+            return r
+    return None
+
+
+def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overrides: List[str],
+               data_dir: str, episode_ids: Sequence[str], steps: int, trial_root: Path,
+               ray_address: str = '', max_concurrent: int = 2, cpus_per_trial: float = 1.0,
+               torch_threads: int = 1, log: Callable[[str], None] = print, progress: bool = True
+               ) -> List[Dict[str, Any]]:
+    """Run the trials that have no result yet on Ray Tune; return every trial's result."""
+    trial_root = Path(trial_root).resolve()
+    todo = [t for t in trials if load_result(trial_root, t['trial']) is None]
+    if todo:
+        import ray
+        from ray import tune
+        log(f'  explore: {len(todo)} of {len(trials)} trial(s) to run on Ray Tune '
+            f'({"local" if not ray_address else ray_address}, {max_concurrent} at once)')
+        init_kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level='WARNING',
+                           ignore_reinit_error=True)
+        if ray_address:
+            ray.init(address=ray_address, **init_kwargs)
+        else:
+            ray.init(num_cpus=max(1, int(round(max_concurrent * cpus_per_trial))), **init_kwargs)
+        try:
+            space = {'trial': tune.grid_search(list(todo)), 'trial_root': str(trial_root),
+                     'base_config': str(Path(base_config).resolve()), 'base_overrides': list(base_overrides),
+                     'data_dir': str(Path(data_dir).resolve()), 'episode_ids': list(episode_ids),
+                     'steps': int(steps), 'torch_threads': int(torch_threads)}
+            tuner = tune.Tuner(
+                tune.with_resources(_trial, {'cpu': cpus_per_trial}), param_space=space,
+                tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+                run_config=tune.RunConfig(name='explore', storage_path=str(trial_root.parent / 'ray'),
+                                          verbose=1 if progress else 0))
+            tuner.fit()
+        finally:
+            ray.shutdown()
+    results = []
+    for t in trials:
+        p = trial_root / f'trial_{t["trial"]:03d}' / RESULT_FILE
+        results.append(json.loads(p.read_text()) if p.is_file() else
+                       {'trial': t['trial'], 'params': t['params'], 'error': 'no result (trial did not run)'})
+    return results

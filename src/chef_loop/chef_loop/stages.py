@@ -1,0 +1,368 @@
+"""The four CHEF stages on simulated cells, with resume at stage granularity.
+
+  C collect  - online multi-task RL (the trainer node's SAC-X learner) acting on N cells, every
+               episode recorded; optionally a noisy scripted expert as an extra, tagged data source.
+  H explore  - K offline-RL configurations (CRR) sampled from a declared search space, each trained
+               on ALL episodes so far, run on Ray Tune (local by default, a cluster by address);
+               the top `candidates` by an offline metric go on.
+  E execute  - the candidates act on the cells for E episodes per test triplet: evaluation AND new
+               data; success per triplet with Wilson 95 % intervals. Selection rule: highest pooled
+               success over the evaluated triplets; ties -> higher mean staged return.
+  F finetune - the best policy continues training on all data (now including the Execute
+               episodes), then is evaluated like Execute; the update count is compared with the
+               from-scratch training that produced it.
+
+Every episode carries tags (stage, iteration, data_source, policy_id, candidate); stages count what
+the store already holds for their tags before acting, so a stage re-entered after a crash neither
+loses nor duplicates data. Explore trials train into fixed per-trial directories and resume there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from chef_contract.config import ConfigError, config_hash, load_config, save_config, to_dict
+from chef_loop.config import STAGES, LoopConfig, learner_config_path
+from chef_loop.fleet import EpisodeJob, EpisodeOutcome
+from chef_loop.state import RunState, atomic_write_json
+from chef_loop.stats import Rate, success_table
+
+_STAGE_SEED = {'collect': 0, 'collect_scripted': 1, 'explore': 2, 'execute': 3, 'finetune': 4,
+               'finetune_scratch': 5}
+
+
+def tag(record, key: str, default=None):
+    tags = record.metadata.get('tags') or {}
+    return tags.get(key, record.metadata.get(key, default))
+
+
+class ChefRun:
+    """One CHEF run directory: config, state, lineage, episode store, stages."""
+
+    def __init__(self, cfg: LoopConfig, log: Callable[[str], None] = print, progress: bool = True):
+        self.cfg = cfg
+        self.log = log
+        self.progress = progress
+        self.run_dir = cfg.run_dir
+        self.data_dir = cfg.data_path
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg_file = self.run_dir / 'config.yaml'
+        if cfg_file.is_file():
+            old = load_config(LoopConfig, cfg_file)
+            if config_hash(old) != config_hash(cfg):
+                raise ConfigError(f'{self.run_dir} was started with a different config ({cfg_file}); '
+                                  'resume with the same config or choose a new --name')
+        else:
+            save_config(cfg, cfg_file)
+        self.state = RunState(self.run_dir)
+        self._dataset = None
+
+    # --- helpers ----------------------------------------------------------------------------------
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            from chef_recorder.dataset import Dataset
+            self._dataset = Dataset(self.data_dir)
+        return self._dataset
+
+    def episodes(self, **filters) -> list:
+        return self.dataset.query(**filters)
+
+    def stage_dir(self, iteration: int, stage: str) -> Path:
+        d = self.run_dir / f'iter_{iteration:02d}' / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def seed(self, iteration: int, stage: str, index: int) -> int:
+        return (self.cfg.seed * 1_000_000 + iteration * 10_000 + _STAGE_SEED[stage] * 2_000 + index) % (2 ** 31)
+
+    def session(self, iteration: int, stage: str, label: str, graph_args: Dict[str, Any]):
+        from chef_loop.cells import CellSession
+        log = self.stage_dir(iteration, stage) / f'{label}.graph.log'
+        self.log(f'  starting {self.cfg.cells.cells} cell(s) for {stage}/{label} (log: {log})')
+        return CellSession(self.cfg.cells, self.data_dir, log, graph_args=graph_args)
+
+    def wait_recorded(self, outcomes: Sequence[EpisodeOutcome], timeout_s: float = 60.0) -> None:
+        """Block until the recorder has published every finished episode in the catalog."""
+        want = {o.event.episode_id for o in outcomes if o.event is not None}
+        deadline = time.monotonic() + timeout_s
+        while want:
+            have = {r.id for r in self.dataset.query(complete=None)}
+            want -= have
+            if not want or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if want:
+            self.log(f'  warning: {len(want)} episode(s) not in the catalog after {timeout_s:.0f} s '
+                     f'(run `chef data ls --all --data-dir {self.data_dir}`)')
+
+    def run_jobs(self, iteration: int, stage: str, label: str, graph_args: Dict[str, Any],
+                 jobs: List[EpisodeJob]) -> List[EpisodeOutcome]:
+        if not jobs:
+            return []
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs), desc=f'{stage}/{label}', unit='ep', disable=not self.progress)
+        wins = [0]
+
+        def on_outcome(o: EpisodeOutcome):
+            wins[0] += int(o.success)
+            bar.update(1)
+            bar.set_postfix(success=f'{wins[0]}/{bar.n}')
+        with self.session(iteration, stage, label, graph_args) as s:
+            outcomes = s.run(jobs, on_outcome=on_outcome)
+            self.wait_recorded(outcomes)
+        bar.close()
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            self.log(f'  {len(failed)} episode(s) failed: {sorted({o.reason for o in failed})}')
+        return outcomes
+
+    def triplet_jobs(self, iteration: int, stage: str, triplets: Sequence[str], per_triplet: int,
+                     existing: Sequence, tags: Dict[str, Any]) -> List[EpisodeJob]:
+        """Jobs that bring every triplet up to `per_triplet` complete episodes (resume-safe)."""
+        have: Dict[str, int] = {}
+        for r in existing:
+            have[r.metadata.get('triplet')] = have.get(r.metadata.get('triplet'), 0) + 1
+        jobs = []
+        for ti, t in enumerate(triplets):
+            for k in range(have.get(t, 0), per_triplet):
+                jobs.append(EpisodeJob(t, self.seed(iteration, stage, ti * 1000 + k), dict(tags)))
+        return jobs
+
+    def table(self, records: Sequence, triplets: Optional[Sequence[str]] = None) -> Dict[str, Rate]:
+        rows = [(r.metadata.get('triplet'), bool(r.metadata.get('success'))) for r in records
+                if triplets is None or r.metadata.get('triplet') in triplets]
+        return success_table(rows)
+
+    def mean_staged_return(self, records: Sequence) -> float:
+        vals = [float((r.metadata.get('returns') or {}).get('staged', 0.0)) for r in records]
+        return sum(vals) / len(vals) if vals else 0.0
+
+    def previous_best(self, iteration: int) -> Optional[Dict[str, Any]]:
+        if iteration == 0:
+            return None
+        art = self.state.artefacts(iteration - 1, 'finetune') or self.state.artefacts(iteration - 1, 'execute')
+        pid = art.get('best_policy')
+        return self.state.policy(pid) if pid else None
+
+    # --- C: collect -------------------------------------------------------------------------------
+    def collect(self, iteration: int) -> Dict[str, Any]:
+        c = self.cfg.collect
+        base = {'stage': 'collect', 'iteration': iteration}
+        mine = [r for r in self.episodes(stage='collect', iteration=iteration)]
+        scripted = [r for r in mine if tag(r, 'data_source') == 'scripted_expert']
+        learner = [r for r in mine if tag(r, 'data_source') == 'online_learner']
+        triplets = c.triplets
+        # 1. the noisy scripted expert (optional extra source, tagged as such)
+        n = max(0, c.scripted_episodes - len(scripted))
+        if n:
+            jobs = [EpisodeJob(triplets[(len(scripted) + k) % len(triplets)],
+                               self.seed(iteration, 'collect_scripted', len(scripted) + k),
+                               dict(base, data_source='scripted_expert',
+                                    policy_id=f'scripted(noise={c.scripted_noise:g})'))
+                    for k in range(n)]
+            self.run_jobs(iteration, 'collect', 'scripted', {'policy': 'scripted', 'noise': c.scripted_noise},
+                          jobs)
+        # 2. online multi-task RL: the trainer node learns from every episode while the cells act
+        parent = self.previous_best(iteration)
+        learner_dir = self.stage_dir(iteration, 'collect') / 'learner'
+        n = max(0, c.episodes - len(learner))
+        if n:
+            jobs = [EpisodeJob(triplets[(len(learner) + k) % len(triplets)],
+                               self.seed(iteration, 'collect', len(learner) + k),
+                               dict(base, data_source='online_learner', policy_id=f'collect-{iteration}'))
+                    for k in range(n)]
+            overrides = list(c.learner_overrides)
+            self.run_jobs(iteration, 'collect', 'learner', {
+                'policy': '', 'train': True, 'learner_config': str(learner_config_path(c.learner_config)),
+                'learner_overrides': ';'.join(overrides), 'trainer_run_dir': str(learner_dir.resolve()),
+                'trainer_init': parent['checkpoint'] if parent else '',
+                'trainer_max_updates': c.max_updates}, jobs)
+        mine = self.episodes(stage='collect', iteration=iteration)
+        arts: Dict[str, Any] = {'episodes': len(mine)}
+        for source in ('scripted_expert', 'online_learner'):
+            recs = [r for r in mine if tag(r, 'data_source') == source]
+            arts[source] = {'episodes': len(recs), 'success': self.table(recs)['mean'].to_dict(),
+                            'mean_staged_return': self.mean_staged_return(recs)}
+        latest = learner_dir / 'latest.json'
+        if latest.is_file():
+            info = json.loads(latest.read_text())
+            pid = f'collect-{iteration}'
+            self.state.add_policy(pid, checkpoint=info['path'], sha256=info['sha256'],
+                                  parent=parent['policy_id'] if parent else None,
+                                  config={'learner_config': c.learner_config, 'overrides': c.learner_overrides},
+                                  episodes=[r.id for r in self.episodes()], stage='collect',
+                                  iteration=iteration, metrics={'updates': info.get('step')})
+            arts['learner_policy'] = pid
+        return arts
+
+    # --- H: explore -------------------------------------------------------------------------------
+    def sample_trials(self, iteration: int) -> List[Dict[str, Any]]:
+        e = self.cfg.explore
+        rng = random.Random(self.seed(iteration, 'explore', 0))
+        trials = []
+        for k in range(e.trials):
+            params = {}
+            for key, spec in sorted(e.search_space.items()):
+                if len(spec) != 1:
+                    raise ConfigError(f'explore.search_space.{key}: exactly one distribution, got {spec}')
+                kind, arg = next(iter(spec.items()))
+                if kind == 'choice':
+                    params[key] = rng.choice(list(arg))
+                elif kind == 'uniform':
+                    params[key] = rng.uniform(float(arg[0]), float(arg[1]))
+                elif kind == 'loguniform':
+                    params[key] = math.exp(rng.uniform(math.log(float(arg[0])), math.log(float(arg[1]))))
+                elif kind == 'randint':
+                    params[key] = rng.randint(int(arg[0]), int(arg[1]))
+                else:
+                    raise ConfigError(f'explore.search_space.{key}: unknown distribution {kind!r} '
+                                      '(choice, uniform, loguniform, randint)')
+            trials.append({'trial': k, 'params': params})
+        return trials
+
+    def explore(self, iteration: int) -> Dict[str, Any]:
+        from chef_loop.explore import run_trials
+        e = self.cfg.explore
+        sdir = self.stage_dir(iteration, 'explore')
+        trials_file = sdir / 'trials.json'
+        if trials_file.is_file():
+            trials = json.loads(trials_file.read_text())
+        else:
+            trials = self.sample_trials(iteration)
+            atomic_write_json(trials_file, trials)
+        records = self.episodes()
+        if not records:
+            raise RuntimeError('explore: the episode store is empty; run collect first')
+        episode_ids = [r.id for r in records]
+        atomic_write_json(sdir / 'data.json', {'episodes': episode_ids})
+        base = str(learner_config_path(e.learner_config))
+        results = run_trials(trials, base_config=base, base_overrides=list(e.learner_overrides),
+                             data_dir=str(self.data_dir), episode_ids=episode_ids, steps=e.steps,
+                             trial_root=sdir / 'trials', ray_address=e.ray_address,
+                             max_concurrent=e.max_concurrent, cpus_per_trial=e.cpus_per_trial,
+                             torch_threads=e.torch_threads, log=self.log, progress=self.progress)
+        for r in results:
+            r['score'] = _metric(r.get('summary', {}), e.select_metric)
+        ok = [r for r in results if r.get('checkpoint') and r['score'] is not None]
+        if not ok:
+            raise RuntimeError(f'explore: no trial finished with metric {e.select_metric!r}; see {sdir}')
+        ok.sort(key=lambda r: r['score'], reverse=(e.select_mode == 'max'))
+        candidates = []
+        for r in ok[:e.candidates]:
+            pid = f'explore-{iteration}-t{r["trial"]}'
+            self.state.add_policy(pid, checkpoint=r['checkpoint'], sha256=r['sha256'], parent=None,
+                                  config={'learner_config': e.learner_config,
+                                          'overrides': list(e.learner_overrides) + r['overrides']},
+                                  episodes=episode_ids, stage='explore', iteration=iteration,
+                                  metrics={'score': r['score'], 'metric': e.select_metric, 'updates': e.steps})
+            candidates.append(pid)
+        atomic_write_json(sdir / 'results.json', results)
+        return {'trials': [{k: r.get(k) for k in ('trial', 'params', 'score', 'checkpoint', 'error')}
+                           for r in results],
+                'candidates': candidates, 'episodes': len(episode_ids), 'metric': e.select_metric}
+
+    # --- E: execute -------------------------------------------------------------------------------
+    def evaluate(self, iteration: int, stage: str, policy_id: str, episodes_per_triplet: int,
+                 triplets: Sequence[str]) -> Dict[str, Any]:
+        pol = self.state.policy(policy_id)
+        existing = [r for r in self.episodes(stage=stage, iteration=iteration)
+                    if tag(r, 'candidate') == policy_id]
+        tags = {'stage': stage, 'iteration': iteration, 'candidate': policy_id, 'policy_id': policy_id,
+                'data_source': 'evaluation', 'intention': 'staged'}
+        jobs = self.triplet_jobs(iteration, stage, triplets, episodes_per_triplet, existing, tags)
+        self.run_jobs(iteration, stage, policy_id, {
+            'policy': pol['checkpoint'], 'deterministic': self.cfg.execute.deterministic}, jobs)
+        recs = [r for r in self.episodes(stage=stage, iteration=iteration) if tag(r, 'candidate') == policy_id]
+        table = self.table(recs, triplets)
+        return {'policy': policy_id, 'episodes': len(recs),
+                'success': {k: v.to_dict() for k, v in table.items()},
+                'mean_staged_return': self.mean_staged_return(recs)}
+
+    def execute(self, iteration: int) -> Dict[str, Any]:
+        x = self.cfg.execute
+        candidates = self.state.artefacts(iteration, 'explore').get('candidates', [])
+        if not candidates:
+            raise RuntimeError('execute: no candidates (run explore first)')
+        evals = [self.evaluate(iteration, 'execute', pid, x.episodes_per_triplet, x.triplets)
+                 for pid in candidates]
+        best = max(evals, key=lambda ev: (ev['success']['mean']['rate'], ev['mean_staged_return']))
+        return {'evaluations': evals, 'best_policy': best['policy'],
+                'rule': 'highest pooled success over the evaluated triplets; ties: higher mean staged return'}
+
+    # --- F: finetune ------------------------------------------------------------------------------
+    def finetune(self, iteration: int) -> Dict[str, Any]:
+        from chef_loop.explore import train_policy
+        f = self.cfg.finetune
+        exe = self.state.artefacts(iteration, 'execute')
+        parent_id = exe['best_policy']
+        parent = self.state.policy(parent_id)
+        parent_eval = next(ev for ev in exe['evaluations'] if ev['policy'] == parent_id)
+        if f.steps == 0:
+            return {'best_policy': parent_id, 'skipped': True}
+        records = self.episodes()
+        sdir = self.stage_dir(iteration, 'finetune')
+        overrides = parent['config']['overrides']
+        ckpt, sha, summary = train_policy(str(learner_config_path(parent['config']['learner_config'])),
+                                          overrides, str(self.data_dir), [r.id for r in records],
+                                          f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
+                                          progress=self.progress)
+        pid = f'finetune-{iteration}'
+        self.state.add_policy(pid, checkpoint=ckpt, sha256=sha, parent=parent_id,
+                              config=parent['config'], episodes=[r.id for r in records], stage='finetune',
+                              iteration=iteration, metrics={'updates': f.steps})
+        arts: Dict[str, Any] = {'policy': pid, 'parent': parent_id, 'updates': f.steps,
+                                'parent_updates': parent['metrics'].get('updates')}
+        if f.episodes_per_triplet:
+            ev = self.evaluate(iteration, 'finetune', pid, f.episodes_per_triplet, self.cfg.execute.triplets)
+            arts['evaluation'] = ev
+            better = (ev['success']['mean']['rate'], ev['mean_staged_return']) >= (
+                parent_eval['success']['mean']['rate'], parent_eval['mean_staged_return'])
+            arts['best_policy'] = pid if better else parent_id
+        else:
+            arts['best_policy'] = pid
+        if f.scratch_baseline:
+            ckpt_s, sha_s, _ = train_policy(str(learner_config_path(parent['config']['learner_config'])),
+                                            overrides, str(self.data_dir), [r.id for r in records],
+                                            f.steps, sdir / 'scratch', progress=self.progress)
+            sid = f'scratch-{iteration}'
+            self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=parent['config'],
+                                  episodes=[r.id for r in records], stage='finetune_scratch',
+                                  iteration=iteration, metrics={'updates': f.steps})
+            arts['scratch'] = self.evaluate(iteration, 'finetune_scratch', sid, f.episodes_per_triplet or 1,
+                                            self.cfg.execute.triplets)
+        return arts
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run_stage(self, iteration: int, stage: str, force: bool = False) -> Dict[str, Any]:
+        if self.state.is_done(iteration, stage) and not force:
+            self.log(f'[iteration {iteration}] {stage}: done earlier, skipped')
+            return self.state.artefacts(iteration, stage)
+        self.log(f'[iteration {iteration}] {stage}')
+        self.state.mark_running(iteration, stage)
+        t0 = time.monotonic()
+        arts = getattr(self, stage)(iteration)
+        arts['wall_s'] = round(time.monotonic() - t0, 1)
+        self.state.mark_done(iteration, stage, arts)
+        return arts
+
+    def loop(self, stages: Sequence[str] = STAGES) -> None:
+        for i in range(self.cfg.iterations):
+            for stage in stages:
+                self.run_stage(i, stage)
+
+
+def _metric(summary: Dict[str, Any], name: str) -> Optional[float]:
+    """A metric of a trial summary: top level (policy_value, ...), else its final, else its mean row."""
+    for source in (summary, summary.get('final') or {}, summary.get('mean') or {}):
+        v = source.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    return None
