@@ -1,8 +1,8 @@
 """`learn`: run the learners from a shell, without ROS.
 
-    learn offline --config config/learners/crr_state.yaml --data data --steps 20000 --run-dir runs/crr
+    learn offline --config crr_state_ci --data data --steps 20000 --run-dir runs/crr
     learn offline ... --init runs/collect/checkpoints/step_000050000.pt      # fine-tune
-    learn online --config config/learners/mpo_reach_ci.yaml --env-steps 5000 --run-dir runs/mpo
+    learn online --config mpo_reach_ci --env-steps 3000 --run-dir runs/mpo --sim preset=fast
 
 Rerunning with the same --run-dir resumes from its newest checkpoint.
 """
@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='mode', required=True)
     for name in ('offline', 'online'):
         s = sub.add_parser(name)
-        s.add_argument('--config', default=None, help='learner YAML (config/learners/)')
+        s.add_argument('--config', default=None,
+                       help='learner YAML: a path or a name in config/learners (e.g. crr_state_ci)')
         s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                        help='config override, e.g. learner.crr.beta=0.5 (repeatable)')
         s.add_argument('--run-dir', required=True)
@@ -45,11 +46,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from chef_trainer.config import load_learner_config
-    cfg = load_learner_config(args.config, args.set)
+    from chef_trainer.config import resolve_config_path
+    cfg = load_learner_config(resolve_config_path(args.config or ''), args.set)
     if args.mode == 'offline':
         from chef_recorder.dataset import Dataset
         from chef_trainer.offline import make_sampler, train_offline
-        from chef_trainer.trainer_node import parse_filters
+        from chef_trainer.config import parse_filters
         ds = Dataset(args.data)
         records = ds.query(**parse_filters(','.join(args.filter)))
         sampler = make_sampler((ds, records), cfg.learner)

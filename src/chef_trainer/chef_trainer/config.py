@@ -7,9 +7,11 @@ the per-algorithm knobs. Online runs add `OnlineConfig` (replay, scheduler, acti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
+
+import yaml
 
 from chef_contract.config import ConfigError, field_, load_config
 from chef_contract.spec import INTENTIONS
@@ -144,3 +146,27 @@ def default_config_dir() -> Optional[Path]:
     if ws and (Path(ws) / 'config' / 'learners').is_dir():
         return Path(ws) / 'config' / 'learners'
     return None
+
+
+def resolve_config_path(name: str):
+    """'' -> None (defaults); an existing path -> itself; else config/learners/<name>.yaml."""
+    if not name:
+        return None
+    if Path(name).is_file():
+        return name
+    cfg_dir = default_config_dir()
+    cand = cfg_dir / f'{Path(name).stem}.yaml' if cfg_dir is not None else None
+    if cand is not None and cand.is_file():
+        return str(cand)
+    known = sorted(p.stem for p in cfg_dir.glob('*.yaml')) if cfg_dir is not None else []
+    raise ConfigError(f'learner config {name!r} not found (a path, or one of {known})')
+
+
+def parse_filters(text: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in text.split(','))):
+        if '=' not in item:
+            raise ConfigError(f"filter {item!r} must look like key=value")
+        k, v = item.split('=', 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out

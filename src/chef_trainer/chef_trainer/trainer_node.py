@@ -33,10 +33,11 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from chef_contract import topics as T
-from chef_contract.config import ConfigError, field_
+from chef_contract.config import field_
 from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.params import declare_params
 from chef_contract.ros import create_contract_publisher, create_contract_subscription, spin_node
+from chef_trainer.config import parse_filters, resolve_config_path
 
 
 @dataclass
@@ -58,32 +59,6 @@ class Params:
     device: str = field_('', help="override the config's device ('cpu', 'cuda', ...)")
     publish_initial: bool = field_(True, help='a fresh run announces its initial weights (step 0) at '
                                               'once, so cells waiting for a checkpoint start acting')
-
-
-def resolve_config_path(name: str):
-    """'' -> None (defaults); an existing path -> itself; else config/learners/<name>.yaml."""
-    if not name:
-        return None
-    if Path(name).is_file():
-        return name
-    from chef_trainer.config import default_config_dir
-    cfg_dir = default_config_dir()
-    cand = cfg_dir / f'{Path(name).stem}.yaml' if cfg_dir is not None else None
-    if cand is not None and cand.is_file():
-        return str(cand)
-    known = sorted(p.stem for p in cfg_dir.glob('*.yaml')) if cfg_dir is not None else []
-    raise ConfigError(f'learner config {name!r} not found (a path, or one of {known})')
-
-
-def parse_filters(text: str) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in text.split(','))):
-        if '=' not in item:
-            raise ConfigError(f"filter {item!r} must look like key=value")
-        k, v = item.split('=', 1)
-        import yaml
-        out[k.strip()] = yaml.safe_load(v)
-    return out
 
 
 class TrainerNode(Node):
