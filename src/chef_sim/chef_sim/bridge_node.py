@@ -13,7 +13,8 @@ reach the physics.
 Clocks (`clock_mode`):
   lockstep  - publish /clock = t_k, then tick k's topics; wait for the TwistStamped with
               header.stamp == t_k (and the gripper command: the latest one; if none came since
-              tick k was published, wait `gripper_wait_s` more); step; publish tick k+1. With no
+              tick k was published, wait `gripper_wait_s` more - so commanders publish the gripper
+              command first, then the twist); step; publish tick k+1. With no
               command within `lockstep_timeout_s` (wall) it applies zero velocity, warns, goes on.
               Sim time is monotonic across episodes and starts at `start_time_s`.
   realtime  - a 20 Hz wall-clock timer steps the cell with the latest command; a twist older than
@@ -62,6 +63,7 @@ from chef_sim.episodes import (
 from chef_sim.randomization import DomainRandomizationConfig
 
 TICK_NS = int(round(CONTROL_PERIOD_S * 1e9))
+LOCKSTEP_POLL_S = 0.01       # s, wall clock
 
 
 @dataclass
@@ -154,12 +156,15 @@ class SimBridge(Node):
         self._stale = False
         self._autostarted = 0
         self._pending_start: Optional[EpisodeCommand] = None
-        self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0}
+        self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0,
+                         'wait_ms': 0.0, 'step_ms': 0.0}
         self._closed = False
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.lockstep:
-            self.create_timer(0.002, self._lockstep_poll, clock=steady)
+            # Commands step the cell from their callbacks; this poll only ends gripper waits and
+            # lockstep timeouts (a faster poll costs a wait-set rebuild per wake-up).
+            self.create_timer(LOCKSTEP_POLL_S, self._lockstep_poll, clock=steady)
         else:
             self.create_timer(CONTROL_PERIOD_S, self._realtime_tick, clock=steady)
         self.autostart = p.autostart or p.episodes > 0
@@ -200,12 +205,14 @@ class SimBridge(Node):
     def _advance(self, linear: np.ndarray, yaw: float) -> None:
         """One transition with the given twist and the latest gripper target; publish the new tick."""
         action = command_to_action(linear, yaw, self._gripper_rad)
+        t0 = time.monotonic()
         done = self.runner.step(action)
         self.counters['ticks'] += 1
         if self.lockstep:
             self._sim_ns += TICK_NS
         stamp = self._now_ns()
         self._publish_tick(stamp)
+        self.counters['step_ms'] += 1e3 * (time.monotonic() - t0)
         if done:
             event = self.runner.finish(stamp)
             self._publish_event(event)
@@ -257,6 +264,7 @@ class SimBridge(Node):
                                           throttle_duration_sec=1.0)
             return                                        # an older tick's command: ignore
         self._twist, self._twist_wall = (lin, yaw), now
+        self.counters['wait_ms'] += 1e3 * (now - self._tick_wall)
         self._lockstep_poll()
 
     def _on_gripper(self, msg) -> None:
@@ -349,7 +357,9 @@ class SimBridge(Node):
         if self._closed:
             return
         self._closed = True
-        self.get_logger().info(f'{self.cell} closing: {self.counters}')
+        n = max(1, self.counters['ticks'])
+        self.get_logger().info(f'{self.cell} closing: {self.counters}; per tick: step+publish '
+                               f'{self.counters["step_ms"] / n:.2f} ms, command wait {self.counters["wait_ms"] / n:.2f} ms')
         try:
             self.stop_episode('shutdown')
         except Exception:  # noqa: BLE001 - the context may already be gone

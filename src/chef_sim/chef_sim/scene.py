@@ -81,8 +81,8 @@ class SceneOptions:
     msaa: bool = False
     reflections: bool = False             # the ground plane's 0.2 reflectance (one extra render pass)
     render_proxies: bool = True
-    proxy_cell_m: float = 0.005           # vertex-clustering grid of the render proxies
-    proxy_min_faces: int = 1000           # meshes with more triangles than this get a proxy
+    proxy_cell_m: float = 0.008           # m, vertex-clustering grid of the render proxies
+    proxy_min_faces: int = 500            # meshes with more triangles than this get a proxy
     offscreen_size_px: int = 256          # offscreen framebuffer (>= the largest rendered image)
 
 
