@@ -34,7 +34,10 @@ def qos(cls: str, role: str = 'pub') -> QoSProfile:
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=rel,
                           durability=DurabilityPolicy.VOLATILE)
     if cls == 'command':
-        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+        # Readers keep only the newest command (a late one is stale); writers keep 10, so a slow
+        # reader (recorder, test probe) still gets every command: with a writer depth of 1 a
+        # reliable sample not yet delivered is replaced by the next and lost (seen under load).
+        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if role == 'sub' else 10,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE)
         # Both roles: DDS matches a reader only if the writer's offered deadline is <= the

@@ -25,6 +25,7 @@ from chef_contract.graph import load_graph
 from chef_contract.ros import msg_class, qos, stamp_to_ns
 from chef_contract.spec import EPISODE_STEPS
 from chef_contract.testing import executable, ros_env, unique_domain_id
+from chef_policy.policy_node import BASE_TOPICS
 
 WS = Path(__file__).resolve().parents[3]
 LISTEN = (T.POLICY_TWIST, T.TWIST_CMD, T.POLICY_STEP, T.EPISODE_EVENTS, T.SAFETY_STATUS, T.POLICY_INFO)
@@ -112,6 +113,9 @@ def start_cell(tmp_path, probe, domain, args, bridge_overrides):
                     and probe.node.count_publishers(T.TWIST_CMD) > 0           # safety_filter
                     and probe.node.count_subscribers(T.POLICY_TWIST) > 0
                     and probe.get(T.POLICY_INFO), 120), 'cell not up'           # policy_node ready
+    inputs = BASE_TOPICS + ((T.OBJECT_POSES,) if args.get('policy') == 'scripted' else ())
+    assert wait_for(lambda: all(probe.node.count_subscribers(t) > 0 and probe.node.count_publishers(t) > 0
+                                for t in inputs), 60), 'policy inputs not matched'
     time.sleep(1.0)
     return procs, log
 
