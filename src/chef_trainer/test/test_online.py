@@ -10,7 +10,7 @@ from chef_trainer.config import default_config_dir, load_learner_config
 from chef_trainer.online import OnlineLearner, reward_vector
 from chef_trainer.scheduler import LearnedSchedule
 
-ENV_STEPS = 3000
+ENV_STEPS = 4500
 EVAL_SEEDS = 4
 
 
@@ -21,7 +21,7 @@ def reach_env(cfg):
 
 @pytest.mark.timeout(600)
 def test_sacx_mpo_masters_reach_in_the_sim(tmp_path):
-    # > 20 s (about a minute on a quiet 2-core machine): 3000 simulated ticks (20 episodes of
+    # > 20 s (about a minute on a quiet 2-core machine): 4500 simulated ticks (30 episodes of
     # 7.5 s) with one MPO update per tick; reaching needs that much experience.
     cfg = load_learner_config(default_config_dir() / 'mpo_reach_ci.yaml')
     env = reach_env(cfg)
@@ -33,10 +33,13 @@ def test_sacx_mpo_masters_reach_in_the_sim(tmp_path):
     assert summary['env_steps'] == ENV_STEPS and summary['steps'] > 0.8 * ENV_STEPS
     final_before = np.array([p['final'][0] for p in before['per_episode']])
     final_after = np.array([p['final'][0] for p in after['per_episode']])
-    # reach_grasp = 0.5 * reach while not grasping: 0.5 within 2 cm, 0.25 at ~6 cm, ~0 at 20 cm
+    # reach_grasp = 0.5 * reach while not grasping: 0.51 within 2 cm (the scripted reach), 0.25 at
+    # ~6 cm, 0.2 at ~7 cm, ~0 beyond 20 cm. The untrained policy stays ~0 (the TCP starts 20-40 cm
+    # away); the trained reach head brings the pinch to the object.
     assert final_before.mean() < 0.05, final_before
-    assert final_after.mean() > 0.3, (final_after, summary['final'])
+    assert final_after.mean() > 0.25, (final_after, summary['final'])
     assert (final_after > 0.2).sum() >= EVAL_SEEDS - 1, final_after
+    assert after['mean_return']['reach_grasp'] > 10 * before['mean_return']['reach_grasp']
     # every intention learned from the shared replay: the schedule used both heads
     used = {k for e in learner.episode_log for k in e['intentions']}
     assert used == {0, 1}
