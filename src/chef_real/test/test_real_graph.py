@@ -130,7 +130,7 @@ def test_camera_calibrations_reproduce_the_benchmark_cameras():
 
 
 def test_policy_acts_only_in_episodes_and_recorder_skips_plumbing():
-    pol = spec('policy_node')
+    pol = spec('policy')
     assert pol.parameters['act_without_episode'] is False and pol.parameters['timing'] == 'realtime'
     from chef_recorder.recorder_node import Params, selected_topics
     recorded = selected_topics(Params())
