@@ -181,7 +181,7 @@ class ChefRun:
                     for k in range(n)]
             overrides = list(c.learner_overrides)
             self.run_jobs(iteration, 'collect', 'learner', {
-                'policy': '', 'train': True, 'learner_config': str(learner_config_path(c.learner_config)),
+                'policy': '', 'train': True, 'learner': str(learner_config_path(c.learner_config)),
                 'learner_overrides': ';'.join(overrides), 'trainer_run_dir': str(learner_dir.resolve()),
                 'trainer_init': parent['checkpoint'] if parent else '',
                 'trainer_max_updates': c.max_updates}, jobs)
