@@ -18,7 +18,8 @@ RESULTS = ROOT / 'bench' / 'results' / 'sim.json'
 CAMS = ('basket_front_left', 'basket_front_right', 'basket_back_left')
 REAL_TIME_STEPS_PER_S = 20.0
 TARGETS = {            # issue 3, on 2 cores: multiples of real time (env) / ratio to raw env (ROS)
-    'faithful/3cam128': 1.0, 'fast/3cam64': 4.0, 'fast/state': 10.0, 'lockstep/fast/state': 0.8,
+    'faithful/3cam128': 1.0, 'fast/3cam64': 4.0, 'fast/state': 10.0,
+    'lockstep/fast/state': 0.8, 'lockstep/fast/3cam64': 0.8, 'lockstep/faithful/3cam128': 0.8,
 }
 
 
@@ -198,7 +199,8 @@ def main(argv=None) -> int:
         print(f'{name} vs untuned renderer: {results[name]["ratio_to_untuned"]:.1f}x')
     if not args.no_ros:
         for name, preset, size, cams in (('lockstep/fast/state', 'fast', 128, ()),
-                                         ('lockstep/fast/3cam64', 'fast', 64, CAMS)):
+                                         ('lockstep/fast/3cam64', 'fast', 64, CAMS),
+                                         ('lockstep/faithful/3cam128', 'faithful', 128, CAMS)):
             raw = results[name.split('/', 1)[1]]['steps_per_s']
             r = lockstep_rate(preset, size, cams, steps)
             r['ratio_to_raw_env'] = r['steps_per_s'] / raw

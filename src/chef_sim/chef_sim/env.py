@@ -47,6 +47,7 @@ PROP_PLACEMENT_ATTEMPTS = 20     # rejection-sampling attempts per prop (PropPla
 GRASP_CTRL_TOLERANCE = 2.0       # |gripper ctrl| below this never reports a grasp (moma)
 CONTACT_MARGIN_M = 1e-8          # contacts with dist above this are ignored (benchmark helpers)
 FINGER_SCALE = 255.0
+_EMPTY = np.zeros(0, np.int64)
 
 
 @dataclass
@@ -140,7 +141,7 @@ class RgbStackingEnv:
                             if cfg.domain_randomization.enabled else None)
         self._stacker = FrameStacker()
         self._renderer: Optional[mujoco.Renderer] = None
-        self._objects: Tuple[str, str, str] = tuple(S_DEFAULT_OBJECTS)   # type: ignore[assignment]
+        self._objects: Tuple[str, str, str] = S.COMPILED_TRIPLET      # props of the compiled model
         self._seed_seq = np.random.SeedSequence(cfg.seed)
         self._rng = np.random.default_rng(self._seed_seq.spawn(1)[0])
         self._triplet = cfg.triplet
@@ -493,8 +494,6 @@ class RgbStackingEnv:
             raise RuntimeError('environment is closed')
 
 
-S_DEFAULT_OBJECTS = ('r3', 's0', 'b2')
-_EMPTY = np.zeros(0, np.int64)      # props of the freshly compiled scene (build_spec default)
 
 
 def _uniform_quaternion(rng: np.random.Generator) -> np.ndarray:

@@ -55,7 +55,6 @@ class ScriptedStacker:
         self.phase = 'reach'
         self._ticks = 0            # ticks spent in the current phase
         self._grip_offset = 0.0    # red centre z - pinch z while grasped
-        self._place_target: Optional[np.ndarray] = None
         self._attempt = 0          # grasp attempts so far (selects the pair of faces)
         self._finger_prev = 0.0
         self._yaw_goal = None      # (attempt, object axis angle, closing-axis goal angle) rad

@@ -25,7 +25,7 @@ import functools
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import mujoco
 import numpy as np
@@ -50,6 +50,7 @@ PAD_GEOMS = (GRIPPER_PREFIX + 'reinforced_right_fingertip_geom',
              GRIPPER_PREFIX + 'reinforced_left_fingertip_geom')
 CAMERA_PREFIX = 'base/'                              # the basket's namespace
 VIDEO_CAMERA = 'main_camera'
+COMPILED_TRIPLET: Tuple[str, str, str] = TEST_TRIPLETS['rgb_test_triplet1']   # props as compiled
 CATALOG_SHELF = 'rgb_catalog_shelf'
 CATALOG_COLLISION_BIT = 1 << 20                      # collision bit used by the catalog shelf only
 SAWYER_JOINT_LIMITS_RAD = ((-3.0503, -3.8095, -3.0426, -3.0439, -2.9761, -2.9761, -4.7124),
@@ -120,7 +121,7 @@ def compose_benchmark_mjcf() -> Tuple[str, Dict[str, bytes]]:
         arena.mjcf_model.worldbody.add('camera', name=VIDEO_CAMERA, pos='1.4 0.0 0.45',
                                        quat='0.541  0.455  0.456  0.541', fovy='45')
         colours = {'red': [1, 0, 0, 1], 'green': [0, 1, 0, 1], 'blue': [0, 0, 1, 1]}
-        for colour, oid in zip(OBJECT_COLOURS, TEST_TRIPLETS['rgb_test_triplet1']):
+        for colour, oid in zip(OBJECT_COLOURS, COMPILED_TRIPLET):
             prop = rgb_object.RgbObjectProp(obj_id=oid, color=colours[colour],
                                             name=f'rgb_object_{colour}')
             arena.add_free_entity(prop)
@@ -132,9 +133,10 @@ def _catalog_assets() -> Dict[str, bytes]:
     return {f'{catalog_mesh(oid)}.stl': path.read_bytes() for oid, path in A.object_mesh_files().items()}
 
 
-def build_spec(options: SceneOptions, triplet: Tuple[str, str, str] = TEST_TRIPLETS['rgb_test_triplet1'],
-               ) -> mujoco.MjSpec:
-    """The cell as an MjSpec (not yet compiled) with props of object ids `triplet` (red, green, blue)."""
+def build_spec(options: SceneOptions, triplet: Optional[Tuple[str, str, str]] = None) -> mujoco.MjSpec:
+    """The cell as an MjSpec (not yet compiled) with props of object ids `triplet` (red, green,
+    blue; default COMPILED_TRIPLET)."""
+    triplet = tuple(triplet or COMPILED_TRIPLET)
     xml, base_assets = compose_benchmark_mjcf()
     assets = dict(base_assets)
     spec = mujoco.MjSpec.from_string(xml, assets)
