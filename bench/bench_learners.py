@@ -189,7 +189,11 @@ def main() -> int:
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--no-compile', action='store_true', help='skip the torch.compile variants')
     ap.add_argument('--variants', default='state,pixels')
+    ap.add_argument('--threads', type=int, default=0,
+                    help='torch threads for both sides (0 = torch default; 1 is steadier on a busy machine)')
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     steps = {'state': 30 if args.quick else 300, 'pixels': 8 if args.quick else 60}
     batch = {'state': 256, 'pixels': 32}
     compile_ = not args.no_compile and not args.quick
