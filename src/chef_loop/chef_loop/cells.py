@@ -34,7 +34,8 @@ class CellSession:
         self.cells_cfg = cells
         self.names = [f'cell{i}' for i in range(cells.cells)]
         self.args = {'cells': cells.cells, 'clock': cells.clock, 'preset': cells.preset,
-                     'image_size': cells.image_size, 'record': True, 'data_dir': str(data_dir)}
+                     'image_size': cells.image_size, 'episode_steps': cells.episode_steps,
+                     'record': True, 'data_dir': str(Path(data_dir).resolve())}
         self.args.update(graph_args or {})
         self.graph = graph
         self.log_path = Path(log_path)
@@ -84,6 +85,8 @@ class CellSession:
             raise FleetError(f'{exc}; graph log: {self.log_path}') from None
 
     def __exit__(self, *exc) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
         if self.fleet is not None:
             try:
                 self.fleet.destroy_node()

@@ -23,6 +23,8 @@ class CellsConfig:
     preset: str = field_('fast', choices=('faithful', 'fast'), help='sim physics preset (docs/sim.md)')
     image_size: int = field_(64, min=16, max=512, help='camera images recorded (px, square)')
     clock: str = field_('lockstep', choices=('lockstep', 'realtime'), help='sim clock of the cells')
+    episode_steps: int = field_(400, min=10, help='control ticks per episode: the benchmark\'s 400 '
+                                                  '(20 s); shorter only for tests')
     episode_timeout_s: float = field_(240.0, min=10.0, help='wall time an episode may take before '
                                                             'the loop gives up on the cell')
     start_timeout_s: float = field_(120.0, min=5.0, help='wall time for the cells to come up')

@@ -13,6 +13,8 @@ EPILOGS = {'report': """examples:
 def add_arguments(p):
     p.add_argument('--config', default='default', help='config/chef/<name>.yaml or a path (for the run name)')
     p.add_argument('--name', default=None, help='run name (default: the config\'s name)')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='config overrides used by the run (e.g. runs_dir=/tmp/runs)')
     p.add_argument('--out', type=Path, default=None, help='output directory (default runs/<name>/report)')
 
 
@@ -20,7 +22,7 @@ def main(args) -> int:
     from chef_loop.config import load_loop_config
     from chef_loop.report import build_report
     from chef_loop.stages import ChefRun
-    cfg = load_loop_config(args.config, [f'name={args.name}'] if args.name else [])
+    cfg = load_loop_config(args.config, list(args.overrides) + ([f'name={args.name}'] if args.name else []))
     if not (cfg.run_dir / 'state.json').is_file():
         raise FileNotFoundError(f'no CHEF run in {cfg.run_dir} (run `chef loop` first)')
     run = ChefRun(cfg, progress=False)
