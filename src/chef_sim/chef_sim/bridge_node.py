@@ -357,9 +357,9 @@ class SimBridge(Node):
         if self._closed:
             return
         self._closed = True
-        n = max(1, self.counters['ticks'])
-        self.get_logger().info(f'{self.cell} closing: {self.counters}; per tick: step+publish '
-                               f'{self.counters["step_ms"] / n:.2f} ms, command wait {self.counters["wait_ms"] / n:.2f} ms')
+        c, n = self.counters, max(1, self.counters['ticks'])
+        self.get_logger().info(f'{self.cell} closing: {c}; per tick: step+publish {c["step_ms"] / n:.2f} ms, '
+                               f'command wait {c["wait_ms"] / n:.2f} ms')
         try:
             self.stop_episode('shutdown')
         except Exception:  # noqa: BLE001 - the context may already be gone

@@ -402,7 +402,9 @@ class RgbStackingEnv:
         """Robotiq object-detection status as moma emulates it: both fingertip pads touch something
         other than each other, and the finger command is non-trivial (spec §B.6)."""
         m = self._masks
-        if not (self._touching(pairs, m['pad_right'], m['not_pad']) and self._touching(pairs, m['pad_left'], m['not_pad'])):
+        both = (self._touching(pairs, m['pad_right'], m['not_pad'])
+                and self._touching(pairs, m['pad_left'], m['not_pad']))
+        if not both:
             return GRASP_NONE
         ctrl = float(self.data.ctrl[self.index.finger_actuator])
         if abs(ctrl) < GRASP_CTRL_TOLERANCE:

@@ -53,7 +53,8 @@ class DomainRandomizer:
         c = self.config
         n = self._nominal
         u = lambda r, shape=(): rng.uniform(-r, r, size=shape)  # noqa: E731
-        model.light_diffuse[:] = np.clip(n['light_diffuse'] * (1.0 + u(c.light_diffuse_scale, (len(n['light_diffuse']), 1))), 0, 1)
+        scale = 1.0 + u(c.light_diffuse_scale, (len(n['light_diffuse']), 1))
+        model.light_diffuse[:] = np.clip(n['light_diffuse'] * scale, 0.0, 1.0)
         model.light_pos[:] = n['light_pos'] + u(c.light_position_m, n['light_pos'].shape)
         rgba = n['rgba'].copy()
         rgba[:, :3] = np.clip(rgba[:, :3] + u(c.object_colour_jitter, rgba[:, :3].shape), 0.0, 1.0)

@@ -215,7 +215,8 @@ def test_observation_conventions(env):
     _, info0 = env.reset(seed=8)
     cmd0 = info0['frame']['action/environment']
     assert cmd0[7] == -255.0 and np.any(cmd0[:7] != 0)    # small non-zero values at reset (X5)
-    assert 0.0 <= f['gripper/joints/angle'][0] <= 255.0 and f['gripper/joints/angle'][0] == round(f['gripper/joints/angle'][0])
+    finger = f['gripper/joints/angle'][0]
+    assert 0.0 <= finger <= 255.0 and finger == round(finger)      # integer 0..255 scale
     assert f['gripper/grasp'][0] in (1.0, 2.0, 3.0)
 
 
