@@ -147,13 +147,20 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
                 tune.with_resources(_trial, {'cpu': cpus_per_trial}), param_space=space,
                 tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
                 run_config=tune.RunConfig(name='explore', storage_path=str(trial_root.parent / 'ray'),
-                                          verbose=1 if progress else 0))
-            tuner.fit()
+                                          verbose=0))
+            grid = tuner.fit()
+            for res in grid:
+                if res.error:
+                    log(f'  trial failed in Ray: {res.error}')
         finally:
             ray.shutdown()
     results = []
     for t in trials:
         p = trial_root / f'trial_{t["trial"]:03d}' / RESULT_FILE
-        results.append(json.loads(p.read_text()) if p.is_file() else
-                       {'trial': t['trial'], 'params': t['params'], 'error': 'no result (trial did not run)'})
+        r = (json.loads(p.read_text()) if p.is_file() else
+             {'trial': t['trial'], 'params': t['params'], 'error': 'no result (trial did not run)'})
+        results.append(r)
+        pv = (r.get('summary') or {}).get('policy_value')
+        log(f'  trial {t["trial"]}: {_overrides(t["params"])} -> '
+            + (f'error {r["error"]}' if r.get('error') else f'policy_value {pv:.3f}, {r.get("wall_s", 0):.0f} s'))
     return results

@@ -73,7 +73,13 @@ class ChefRun:
         return self._dataset
 
     def episodes(self, **filters) -> list:
+        """Complete episodes (every tick recorded): what the learners train on."""
         return self.dataset.query(**filters)
+
+    def ended(self, **filters) -> list:
+        """Episodes that ran to their end, whether or not every tick was recorded: what counts for
+        evaluation and for a stage's episode quota (success comes from the cell's end event)."""
+        return [r for r in self.dataset.query(complete=None, **filters) if r.metadata.get('status') == 'end']
 
     def stage_dir(self, iteration: int, stage: str) -> Path:
         d = self.run_dir / f'iter_{iteration:02d}' / stage
@@ -156,7 +162,7 @@ class ChefRun:
     def collect(self, iteration: int) -> Dict[str, Any]:
         c = self.cfg.collect
         base = {'stage': 'collect', 'iteration': iteration}
-        mine = [r for r in self.episodes(stage='collect', iteration=iteration)]
+        mine = self.ended(stage='collect', iteration=iteration)
         scripted = [r for r in mine if tag(r, 'data_source') == 'scripted_expert']
         learner = [r for r in mine if tag(r, 'data_source') == 'online_learner']
         triplets = c.triplets
@@ -185,7 +191,7 @@ class ChefRun:
                 'learner_overrides': ';'.join(overrides), 'trainer_run_dir': str(learner_dir.resolve()),
                 'trainer_init': parent['checkpoint'] if parent else '',
                 'trainer_max_updates': c.max_updates}, jobs)
-        mine = self.episodes(stage='collect', iteration=iteration)
+        mine = self.ended(stage='collect', iteration=iteration)
         arts: Dict[str, Any] = {'episodes': len(mine)}
         for source in ('scripted_expert', 'online_learner'):
             recs = [r for r in mine if tag(r, 'data_source') == source]
@@ -273,14 +279,14 @@ class ChefRun:
     def evaluate(self, iteration: int, stage: str, policy_id: str, episodes_per_triplet: int,
                  triplets: Sequence[str]) -> Dict[str, Any]:
         pol = self.state.policy(policy_id)
-        existing = [r for r in self.episodes(stage=stage, iteration=iteration)
+        existing = [r for r in self.ended(stage=stage, iteration=iteration)
                     if tag(r, 'candidate') == policy_id]
         tags = {'stage': stage, 'iteration': iteration, 'candidate': policy_id, 'policy_id': policy_id,
                 'data_source': 'evaluation', 'intention': 'staged'}
         jobs = self.triplet_jobs(iteration, stage, triplets, episodes_per_triplet, existing, tags)
         self.run_jobs(iteration, stage, policy_id, {
             'policy': pol['checkpoint'], 'deterministic': self.cfg.execute.deterministic}, jobs)
-        recs = [r for r in self.episodes(stage=stage, iteration=iteration) if tag(r, 'candidate') == policy_id]
+        recs = [r for r in self.ended(stage=stage, iteration=iteration) if tag(r, 'candidate') == policy_id]
         table = self.table(recs, triplets)
         return {'policy': policy_id, 'episodes': len(recs),
                 'success': {k: v.to_dict() for k, v in table.items()},

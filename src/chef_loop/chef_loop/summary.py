@@ -13,7 +13,7 @@ def stage_rows(run) -> List[Tuple[str, Dict[str, Rate], Dict[str, Any]]]:
     rows = []
     for i in run.state.iterations():
         groups: Dict[str, list] = {}
-        for r in run.episodes(iteration=i):
+        for r in run.ended(iteration=i):
             stage = r.metadata.get('stage')
             tags = r.metadata.get('tags') or {}
             if stage == 'collect':

@@ -34,8 +34,9 @@ def state(run_dir):
 
 
 def episodes(run_dir):
+    """Episodes that ran to their end (evaluation counts these, recorded completely or not)."""
     from chef_recorder.dataset import Dataset
-    return Dataset(run_dir / 'data').query(complete=True)
+    return [r for r in Dataset(run_dir / 'data').query(complete=None) if r.metadata.get('status') == 'end']
 
 
 def key(r):

@@ -162,8 +162,15 @@ class TrainerNode(Node):
                    'algorithm': self.run.cfg.algorithm, 'run_dir': str(Path(self.p.run_dir).resolve()),
                    'stamp_unix': time.time()}
         msg = String(data=json.dumps(payload, sort_keys=True))
+        if not self.context.ok():             # shutting down: the checkpoint is saved, nobody listens
+            return
         for pub in self.pubs:
-            pub.publish(msg)
+            try:
+                pub.publish(msg)
+            except Exception:  # noqa: BLE001 - the context may close between the check and here
+                if self.context.ok():
+                    raise
+                return
         self.published_step = int(info['step'])
         self.get_logger().info(f'checkpoint step {info["step"]} sha256 {info["sha256"][:12]}')
 
