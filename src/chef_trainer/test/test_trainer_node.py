@@ -110,8 +110,12 @@ def test_trainer_learns_picks_up_new_episodes_and_resumes_after_kill(tmp_path):
     try:
         assert w.spin_until(lambda: any(a['step'] == target for a in w.announced), 120, proc), \
             (tmp_path / 'second.log').read_text()[-3000:]
-        assert w.announced[0]['step'] == killed_at
-        assert 'resumed' in (tmp_path / 'second.log').read_text()
+        # the restarted node starts at the checkpointed step (its log says so; its latched re-announce
+        # of that step may be superseded before this watcher re-matches, so check the log) and never
+        # announces a step below it
+        second = (tmp_path / 'second.log').read_text()
+        assert 'resumed:' in second and f', step {killed_at};' in second, second[-2000:]
+        assert min(a['step'] for a in w.announced) >= killed_at
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
