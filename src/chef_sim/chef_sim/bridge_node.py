@@ -155,7 +155,6 @@ class SimBridge(Node):
         self._rt_twist_wall = -1e9
         self._stale = False
         self._autostarted = 0
-        self._pending_start: Optional[EpisodeCommand] = None
         self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0,
                          'wait_ms': 0.0, 'step_ms': 0.0}
         self._closed = False
@@ -206,7 +205,12 @@ class SimBridge(Node):
         """One transition with the given twist and the latest gripper target; publish the new tick."""
         action = command_to_action(linear, yaw, self._gripper_rad)
         t0 = time.monotonic()
-        done = self.runner.step(action)
+        try:
+            done = self.runner.step(action)
+        except (FloatingPointError, ValueError) as exc:      # diverged physics: keep the node alive
+            self.get_logger().error(f'simulation error, aborting the episode: {exc}')
+            self.stop_episode(f'sim error: {exc}')
+            return
         self.counters['ticks'] += 1
         if self.lockstep:
             self._sim_ns += TICK_NS
