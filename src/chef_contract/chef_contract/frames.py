@@ -7,8 +7,9 @@ benchmark's units, images HxWx3 uint8. Because sim and real cells publish the sa
 consumer rebuilds frames with `messages_to_frame`, sim and real data merge by construction.
 
 Unit conventions (spec §B.6-B.7):
-  * gripper/joints/angle, gripper/joints/velocity: benchmark scale 0 (open) .. 255 (closed); on ROS
-    the finger joint is in rad (0 .. 0.8) - converted here, nowhere else;
+  * gripper/joints/angle: benchmark scale 0 (open) .. 255 (closed); on ROS the finger joint is in
+    rad (0 .. 0.8); gripper/joints/velocity: benchmark = change of that 0..255 value per control
+    tick, on ROS rad/s (what a real driver publishes) - both converted here, nowhere else;
   * poses: (x, y, z, qw, qx, qy, qz) in base_link, qw >= 0;
   * action/environment: 7 arm joint-velocity commands (rad/s) + gripper command (-255 | 255).
 """
@@ -21,11 +22,12 @@ import numpy as np
 
 from chef_contract import topics as T
 from chef_contract.spec import (
-    ARM_JOINT_NAMES, CAMERA_NAMES, GRIPPER_CLOSED_POSITION_RAD, GRIPPER_JOINT_NAME, OBJECT_COLOURS,
-    image_key,
+    ARM_JOINT_NAMES, CAMERA_NAMES, CONTROL_PERIOD_S, GRIPPER_CLOSED_POSITION_RAD, GRIPPER_JOINT_NAME,
+    OBJECT_COLOURS, image_key,
 )
 
 FINGER_RAD_TO_BENCH = 255.0 / GRIPPER_CLOSED_POSITION_RAD    # rad -> 0..255 benchmark scale
+FINGER_RPS_TO_BENCH = FINGER_RAD_TO_BENCH * CONTROL_PERIOD_S   # rad/s -> benchmark units per tick
 JOINT_NAMES = ARM_JOINT_NAMES + (GRIPPER_JOINT_NAME,)
 
 
@@ -54,7 +56,7 @@ def frame_to_messages(frame: Mapping[str, np.ndarray], stamp_ns: int,
     js.header.stamp, js.header.frame_id = stamp, T.WORLD_FRAME
     js.name = list(JOINT_NAMES)
     finger = float(np.ravel(frame['gripper/joints/angle'])[0]) / FINGER_RAD_TO_BENCH
-    finger_v = float(np.ravel(frame['gripper/joints/velocity'])[0]) / FINGER_RAD_TO_BENCH
+    finger_v = float(np.ravel(frame['gripper/joints/velocity'])[0]) / FINGER_RPS_TO_BENCH
     js.position = [float(v) for v in frame['sawyer/joints/angle']] + [finger]
     js.velocity = [float(v) for v in frame['sawyer/joints/velocity']] + [finger_v]
     js.effort = [float(v) for v in frame['sawyer/joints/torque']] + [0.0]
@@ -142,7 +144,7 @@ def messages_to_frame(msgs: Mapping[str, object], cameras: Iterable[str] = (),
     f['sawyer/joints/velocity'] = _by_name(js, ARM_JOINT_NAMES, 'velocity', T.JOINT_STATES)
     f['sawyer/joints/torque'] = _by_name(js, ARM_JOINT_NAMES, 'effort', T.JOINT_STATES)
     f['gripper/joints/angle'] = _by_name(js, [GRIPPER_JOINT_NAME], 'position', T.JOINT_STATES) * FINGER_RAD_TO_BENCH
-    f['gripper/joints/velocity'] = _by_name(js, [GRIPPER_JOINT_NAME], 'velocity', T.JOINT_STATES) * FINGER_RAD_TO_BENCH
+    f['gripper/joints/velocity'] = _by_name(js, [GRIPPER_JOINT_NAME], 'velocity', T.JOINT_STATES) * FINGER_RPS_TO_BENCH
     w = msgs[T.WRENCH].wrench
     f['wrist/force'] = np.array([w.force.x, w.force.y, w.force.z])
     f['wrist/torque'] = np.array([w.torque.x, w.torque.y, w.torque.z])

@@ -211,28 +211,44 @@ class ChefRun:
 
     # --- H: explore -------------------------------------------------------------------------------
     def sample_trials(self, iteration: int) -> List[Dict[str, Any]]:
+        """`explore.trials` distinct configurations from the search space (seeded).
+
+        An all-`choice` space is sampled without replacement (a grid in random order, repeated only
+        once every combination is used); continuous dimensions are resampled on an exact repeat.
+        """
+        import itertools
         e = self.cfg.explore
         rng = random.Random(self.seed(iteration, 'explore', 0))
-        trials = []
-        for k in range(e.trials):
-            params = {}
-            for key, spec in sorted(e.search_space.items()):
-                if len(spec) != 1:
-                    raise ConfigError(f'explore.search_space.{key}: exactly one distribution, got {spec}')
-                kind, arg = next(iter(spec.items()))
-                if kind == 'choice':
-                    params[key] = rng.choice(list(arg))
-                elif kind == 'uniform':
-                    params[key] = rng.uniform(float(arg[0]), float(arg[1]))
-                elif kind == 'loguniform':
-                    params[key] = math.exp(rng.uniform(math.log(float(arg[0])), math.log(float(arg[1]))))
-                elif kind == 'randint':
-                    params[key] = rng.randint(int(arg[0]), int(arg[1]))
-                else:
-                    raise ConfigError(f'explore.search_space.{key}: unknown distribution {kind!r} '
-                                      '(choice, uniform, loguniform, randint)')
-            trials.append({'trial': k, 'params': params})
-        return trials
+        space = sorted(e.search_space.items())
+        for key, spec in space:
+            if len(spec) != 1 or next(iter(spec)) not in ('choice', 'uniform', 'loguniform', 'randint'):
+                raise ConfigError(f'explore.search_space.{key}: exactly one of choice, uniform, loguniform, '
+                                  f'randint, got {spec}')
+
+        def draw(kind, arg):
+            if kind == 'choice':
+                return rng.choice(list(arg))
+            if kind == 'uniform':
+                return rng.uniform(float(arg[0]), float(arg[1]))
+            if kind == 'loguniform':
+                return math.exp(rng.uniform(math.log(float(arg[0])), math.log(float(arg[1]))))
+            return rng.randint(int(arg[0]), int(arg[1]))
+
+        if space and all(next(iter(spec)) == 'choice' for _, spec in space):
+            combos = list(itertools.product(*(list(spec['choice']) for _, spec in space)))
+            rng.shuffle(combos)
+            picks = [dict(zip([k for k, _ in space], combos[k % len(combos)])) for k in range(e.trials)]
+        else:
+            picks, seen = [], set()
+            for _ in range(e.trials):
+                for _attempt in range(100):
+                    params = {key: draw(*next(iter(spec.items()))) for key, spec in space}
+                    sig = json.dumps(params, sort_keys=True)
+                    if sig not in seen:
+                        break
+                seen.add(sig)
+                picks.append(params)
+        return [{'trial': k, 'params': p} for k, p in enumerate(picks)]
 
     def explore(self, iteration: int) -> Dict[str, Any]:
         from chef_loop.explore import run_trials

@@ -33,3 +33,19 @@ def test_success_table_pools_and_means():
     assert table['t1'].value == 0.5 and table['t2'].value == 1.0
     assert table['mean'].successes == 3 and table['mean'].trials == 4
     assert mean_over_triplets(table, ['t1', 't2']) == 0.75
+
+
+def test_trials_are_distinct_and_seeded(tmp_path):
+    from chef_loop.config import load_loop_config
+    from chef_loop.stages import ChefRun
+    cfg = load_loop_config('default', [f'runs_dir={tmp_path}', 'explore.trials=4',
+                                       'explore.search_space={a: {choice: [1, 2]}, b: {choice: [x, y]}}'])
+    run = ChefRun(cfg, progress=False)
+    trials = run.sample_trials(0)
+    assert len({tuple(sorted(t['params'].items())) for t in trials}) == 4     # the whole 2x2 grid
+    assert run.sample_trials(0) == trials                                      # seeded
+    cfg2 = load_loop_config('default', [f'runs_dir={tmp_path}', 'name=other', 'explore.trials=6'])
+    t2 = ChefRun(cfg2, progress=False).sample_trials(0)
+    assert len({str(t['params']) for t in t2}) == 6
+    lrs = [t['params']['learner.optim.actor_lr'] for t in t2]
+    assert all(1e-4 <= x <= 1e-3 for x in lrs)

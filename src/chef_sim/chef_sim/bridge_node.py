@@ -86,6 +86,9 @@ class Params:
     lockstep_timeout_s: float = field_(0.5, min=0.01, max=60.0,
                                        help='lockstep: wall time to wait for tick k\'s twist before stepping '
                                             'with zero velocity')
+    first_tick_timeout_s: float = field_(10.0, min=0.01, max=600.0,
+                                         help="lockstep: wall time to wait for tick 0's twist of an episode "
+                                              '(the policy may still be matching the new stamps)')
     gripper_wait_s: float = field_(0.005, min=0.0, max=1.0,
                                    help='lockstep: extra wait for a gripper command after the twist arrived')
     watchdog_s: float = field_(0.1, min=0.01, max=5.0, help='realtime: twist older than this -> zero velocity')
@@ -321,12 +324,15 @@ class SimBridge(Node):
             if self._gripper_fresh or now - self._twist_wall >= self.p.gripper_wait_s:
                 lin, yaw = self._twist
                 self._advance(lin, yaw)
-        elif now - self._tick_wall > self.p.lockstep_timeout_s:
-            self.counters['timeouts'] += 1
-            self.get_logger().warning(
-                f'no twist for tick {self._sim_ns} ns within {self.p.lockstep_timeout_s} s: zero velocity',
-                throttle_duration_sec=1.0)
-            self._advance(np.zeros(3), 0.0)
+        else:
+            first = self.runner.episode is not None and self.runner.episode.steps == 0
+            timeout = self.p.first_tick_timeout_s if first else self.p.lockstep_timeout_s
+            if now - self._tick_wall > timeout:
+                self.counters['timeouts'] += 1
+                self.get_logger().warning(
+                    f'no twist for tick {self._sim_ns} ns within {timeout} s: zero velocity',
+                    throttle_duration_sec=1.0)
+                self._advance(np.zeros(3), 0.0)
         if not self.runner.running and self.autostart:
             self._autostart_poll()
 

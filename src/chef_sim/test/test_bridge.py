@@ -37,7 +37,8 @@ TICK_TOPICS = (T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_P
                T.JOINT_COMMAND_APPLIED, T.OBJECT_POSES, T.REWARD_TERMS, T.image_topic(CAM),
                T.camera_info_topic(CAM))
 OVERRIDES = ['-p', 'preset:=fast', '-p', 'image_size:=32', '-p', f'cameras:=["{CAM}"]',
-             '-p', 'episode_steps:=8', '-p', 'lockstep_timeout_s:=0.4']
+             '-p', 'episode_steps:=8', '-p', 'lockstep_timeout_s:=0.4',
+             '-p', 'first_tick_timeout_s:=1.2']
 
 
 def wait_for(pred, timeout=10.0, period=0.01):
@@ -259,15 +260,18 @@ def test_invalid_commands_rejected_and_lockstep_watchdog(cells):
     sent = time.monotonic()
     t1 = next_tick(p, t0)                                 # only the watchdog can advance the tick
     waited = time.monotonic() - sent
-    assert waited > 0.25                                   # lockstep_timeout_s = 0.4
+    assert waited > 0.8                                    # tick 0: first_tick_timeout_s = 1.2
     f1 = p.frame(t1)
     moved = np.linalg.norm(f1['sawyer/pinch/pose'][:3] - f0['sawyer/pinch/pose'][:3])
     assert moved < 0.002                                   # zero velocity was applied
     assert f1['action/environment'][7] == -255.0           # NaN gripper never reached the physics
     p.send(t1, v=(0.0, 0.07, 0.0))                         # a valid command is obeyed at once
     sent = time.monotonic()
-    next_tick(p, t1)
+    t2 = next_tick(p, t1)
     assert time.monotonic() - sent < 0.25
+    sent = time.monotonic()                                # later ticks: lockstep_timeout_s = 0.4
+    next_tick(p, t2)
+    assert 0.25 < time.monotonic() - sent < 1.0
     p.command.publish(String(data=EpisodeCommand(op='stop').to_json()))
     assert wait_for(lambda: p.event('abort', n) is not None, 10.0)
 
