@@ -59,7 +59,7 @@ def record(data: Path, episodes: int, steps: int) -> dict:
     cells = [subprocess.Popen(
         [cell_exe, '--ros-args', '-r', f'__ns:=/cell{i}', '-p', f'episodes:={episodes}', '-p', f'steps:={steps}',
          '-p', 'rate_hz:=20.0', '-p', 'clock:=wall', '-p', f'image_px:={PX}', '-p', f'cameras:={cams}',
-         '-p', 'start_delay_s:=2.0', '-p', f'id_prefix:=bench', '-p', f'report_file:={reports[i]}'],
+         '-p', 'start_delay_s:=2.0', '-p', 'id_prefix:=bench', '-p', f'report_file:={reports[i]}'],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) for i in range(CELLS)]
     cpu0 = _procs_cpu([p.pid for p in recorders])
     for p in cells:

@@ -1,6 +1,5 @@
 """Graph descriptions: resolution, substitution, errors, and the static launch checks."""
 
-from pathlib import Path
 
 import pytest
 

@@ -12,7 +12,7 @@ launch_ros = pytest.importorskip('launch_ros', reason='launch_ros is not install
 
 import unittest  # noqa: E402
 
-import launch_testing.actions  # noqa: E402
+import launch_testing.actions  # noqa: E402,F811
 from chef_bringup.launch_graph import generate_graph_launch_description  # noqa: E402
 
 

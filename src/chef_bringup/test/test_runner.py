@@ -2,13 +2,10 @@
 node stops the graph with its exit code and a clear message."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
-import pytest
 
 from chef_contract.testing import executable, ros_env, unique_domain_id
 
@@ -53,7 +50,6 @@ def test_unknown_graph_argument_is_a_usage_error():
 def test_killed_runner_leaves_no_orphan_nodes():
     import psutil
     proc = chef('run', 'selfcheck', domain=unique_domain_id())
-    runner = None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         kids = [c for c in psutil.Process(proc.pid).children(recursive=True)

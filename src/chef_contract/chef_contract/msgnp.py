@@ -44,3 +44,22 @@ def msg_to_pose7(m) -> np.ndarray:
     if q[0] < 0:
         q = -q
     return np.array([m.position.x, m.position.y, m.position.z, *q], np.float64)
+
+
+# --- gripper commands tagged with their control tick ----------------------------------------------
+# std_msgs/Float64MultiArray (what a ros2_control forward command controller takes) has no header.
+# Commanders put the stamp of the tick the command belongs to into the layout's first dimension label,
+# 'tick_stamp_ns=<int>'; ros2_control ignores the layout, while a lockstep sim and the dataset reader
+# use it to pair the gripper with its tick exactly instead of by arrival time.
+GRIPPER_TICK_LABEL = 'tick_stamp_ns='
+
+
+def gripper_tick_stamp(msg) -> 'int | None':
+    """The tick stamp a gripper command carries, or None (untagged command)."""
+    dims = getattr(getattr(msg, 'layout', None), 'dim', None) or []
+    if dims and isinstance(dims[0].label, str) and dims[0].label.startswith(GRIPPER_TICK_LABEL):
+        try:
+            return int(dims[0].label[len(GRIPPER_TICK_LABEL):])
+        except ValueError:
+            return None
+    return None

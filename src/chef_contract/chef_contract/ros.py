@@ -15,7 +15,7 @@ from rclpy.qos import (
 )
 
 from chef_contract.msgnp import (  # noqa: F401 - ROS-free converters, re-exported here
-    msg_to_image, msg_to_pose7, named_vector_values, stamp_to_ns,
+    GRIPPER_TICK_LABEL, gripper_tick_stamp, msg_to_image, msg_to_pose7, named_vector_values, stamp_to_ns,
 )
 from chef_contract.spec import CONTROL_PERIOD_S
 from chef_contract.topics import QOS_CLASSES, topic as lookup_topic
@@ -174,3 +174,15 @@ def spin_node(node_factory, args=None, executor=None) -> int:
                 pass
         rclpy.try_shutdown()
     return code
+
+
+def gripper_command_msg(target_rad: float, tick_stamp_ns: 'int | None' = None):
+    """std_msgs/Float64MultiArray([target]) for gripper_controller/commands, tagged with the control
+    tick it belongs to (see chef_contract.msgnp.GRIPPER_TICK_LABEL) when `tick_stamp_ns` is given."""
+    from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+    msg = Float64MultiArray(data=[float(target_rad)])
+    if tick_stamp_ns is not None:
+        msg.layout.dim = [MultiArrayDimension(label=f'{GRIPPER_TICK_LABEL}{int(tick_stamp_ns)}', size=1,
+                                              stride=1)]
+    return msg

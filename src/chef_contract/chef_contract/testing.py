@@ -33,3 +33,60 @@ def ros_env(domain_id: int, extra: Optional[Dict[str, str]] = None) -> Dict[str,
     if extra:
         env.update(extra)
     return env
+
+
+def wait_for(cond, timeout: float = 10.0, period: float = 0.01) -> bool:
+    """Poll `cond()` until it is true or `timeout` (s) passes; returns its last value as bool."""
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(period)
+    return bool(cond())
+
+
+def stop_process(proc, timeout: float = 20.0):
+    """SIGINT a child process (a node's clean stop), SIGKILL it after `timeout`; its return code."""
+    import signal
+    import subprocess
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+class BackgroundSpin:
+    """Spin one node of its own rclpy context in a daemon thread (test probes and commanders).
+
+    `close()` shuts the executor, node and context down; exceptions raised because the context went
+    away under the spinning thread at teardown end the thread quietly.
+    """
+
+    def __init__(self, node, context):
+        import threading
+
+        from rclpy.executors import SingleThreadedExecutor
+        self.node, self.ctx = node, context
+        self.ex = SingleThreadedExecutor(context=context)
+        self.ex.add_node(node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while self.ctx.ok():
+            try:
+                self.ex.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - context shut down under us at teardown
+                return
+
+    def close(self):
+        import rclpy
+        self.ex.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+        self.thread.join(timeout=2.0)

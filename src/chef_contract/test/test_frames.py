@@ -53,3 +53,12 @@ def test_missing_and_non_finite_inputs_are_named():
     msgs[T.JOINT_STATES].name = list(msgs[T.JOINT_STATES].name)[:-1]
     with pytest.raises(FrameError, match='finger_joint'):
         messages_to_frame(msgs)
+
+
+def test_gripper_commands_carry_their_tick():
+    from chef_contract.ros import gripper_command_msg, gripper_tick_stamp
+    tagged = gripper_command_msg(0.8, 1_050_000_000)
+    assert list(tagged.data) == [0.8] and gripper_tick_stamp(tagged) == 1_050_000_000
+    assert gripper_tick_stamp(gripper_command_msg(0.0)) is None          # plain ros2_control command
+    tagged.layout.dim[0].label = 'tick_stamp_ns=garbage'
+    assert gripper_tick_stamp(tagged) is None

@@ -23,11 +23,10 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from chef_contract.config import ConfigError, config_hash, load_config, save_config, to_dict
+from chef_contract.config import ConfigError, config_hash, load_config, save_config
 from chef_loop.config import STAGES, LoopConfig, learner_config_path
 from chef_loop.fleet import EpisodeJob, EpisodeOutcome
 from chef_loop.state import RunState, atomic_write_json

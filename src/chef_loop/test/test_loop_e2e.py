@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from chef_contract.testing import ros_env, unique_domain_id
 

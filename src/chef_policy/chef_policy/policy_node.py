@@ -42,7 +42,7 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import String
 
 from chef_contract import topics as T
 from chef_contract.action import InvalidAction, to_command
@@ -51,6 +51,7 @@ from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.frames import FrameError, messages_to_frame
 from chef_contract.params import declare_params
 from chef_contract.ros import (
+    gripper_command_msg,
     create_contract_publisher, create_contract_subscription, ns_to_stamp, spin_node, stamp_to_ns,
 )
 from chef_contract.spec import CONTROL_PERIOD_S, INTENTIONS
@@ -355,7 +356,7 @@ class PolicyNode(Node):
             self.get_logger().error(f'policy failed at {stamp}: {exc}', throttle_duration_sec=1.0)
             self._publish_zero(stamp, 'bad_action')
             return
-        self.pub_gripper.publish(Float64MultiArray(data=[float(gripper)]))   # gripper first
+        self.pub_gripper.publish(gripper_command_msg(gripper, stamp))   # gripper first, tagged with the tick
         self.pub_twist.publish(self._twist(stamp, linear, yaw))
         self.ticks += 1
         self.counters['acted'] += 1

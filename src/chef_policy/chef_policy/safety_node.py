@@ -33,7 +33,10 @@ from std_srvs.srv import Trigger
 from chef_contract import topics as T
 from chef_contract.config import field_
 from chef_contract.params import declare_params
-from chef_contract.ros import create_contract_publisher, create_contract_subscription, spin_node
+from chef_contract.ros import (
+    create_contract_publisher, create_contract_subscription, gripper_command_msg, gripper_tick_stamp,
+    spin_node,
+)
 from chef_contract.spec import (
     ARM_JOINT_NAMES, CONTROL_PERIOD_S, MAX_LINEAR_SPEED_MPS, MAX_YAW_RATE_RPS,
 )
@@ -212,8 +215,8 @@ class SafetyFilterNode(Node):
         value = msg.data[0] if len(msg.data) >= 1 else math.nan
         _, gripper, status = self.filter.filter(None, value, self._tcp, self._yaw, self._now(),
                                                 self._obs_stamp())
-        if gripper is not None:
-            self.pub_gripper.publish(Float64MultiArray(data=[float(gripper)]))
+        if gripper is not None:                   # forward the tick tag (lockstep sims pair with it)
+            self.pub_gripper.publish(gripper_command_msg(gripper, gripper_tick_stamp(msg)))
         if status.state != self._last_state:
             self._publish_status(force=True, state=status.state)
 

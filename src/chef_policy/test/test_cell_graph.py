@@ -8,7 +8,6 @@ Slow-ish (~20-40 s each): the bridge process loads MuJoCo and the cell (~5-15 s 
 then lockstep ticks of 'fast' physics through three processes."""
 
 import json
-import signal
 import subprocess
 import threading
 import time
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import String
 
 from chef_contract import topics as T
@@ -24,7 +22,9 @@ from chef_contract.events import EpisodeCommand, EpisodeEvent
 from chef_contract.graph import load_graph
 from chef_contract.ros import msg_class, qos, stamp_to_ns
 from chef_contract.spec import EPISODE_STEPS
-from chef_contract.testing import executable, ros_env, unique_domain_id
+from chef_contract.testing import (
+    BackgroundSpin, executable, ros_env, stop_process as stop, unique_domain_id, wait_for,
+)
 from chef_policy.policy_node import BASE_TOPICS
 
 WS = Path(__file__).resolve().parents[3]
@@ -46,10 +46,7 @@ class Probe:
             self.node.create_subscription(msg_class(spec.msg_type), t, self._cb(t), profile)
         self.command = self.node.create_publisher(msg_class('std_msgs/msg/String'), T.EPISODE_COMMAND,
                                                   qos('event', 'pub'))
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.spin = BackgroundSpin(self.node, self.ctx)
 
     def _cb(self, t):
         def cb(m):
@@ -57,12 +54,6 @@ class Probe:
                 self.msgs[t].append(m)
         return cb
 
-    def _spin(self):
-        while self.ctx.ok():
-            try:
-                self.ex.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - context shut down at teardown
-                return
 
     def get(self, t):
         with self.lock:
@@ -72,30 +63,9 @@ class Probe:
         return [EpisodeEvent.from_json(m.data) for m in self.get(T.EPISODE_EVENTS)]
 
     def close(self):
-        self.ex.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-        self.thread.join(timeout=2.0)
+        self.spin.close()
 
 
-def wait_for(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
-
-
-def stop(proc, timeout=20.0):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def start_cell(tmp_path, probe, domain, args, bridge_overrides):

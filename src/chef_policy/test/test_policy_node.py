@@ -5,7 +5,6 @@ import json
 import time
 
 import numpy as np
-import pytest
 import torch
 from rclpy.parameter import Parameter
 from std_msgs.msg import String

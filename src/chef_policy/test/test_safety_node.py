@@ -5,7 +5,6 @@ import json
 import math
 import time
 
-import pytest
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState

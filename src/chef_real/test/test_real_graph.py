@@ -126,7 +126,7 @@ def test_camera_calibrations_reproduce_the_benchmark_cameras():
         drv = spec(f'{name}_driver')
         assert drv.parameters['camera_info_url'] == 'file://' + str(CFG.resolve() / 'real' / 'cameras' / f'{name}.yaml')
         assert drv.parameters['camera_frame'] == T.camera_frame(name)
-        assert (f'~/image_raw', T.camera_driver_image_topic(name)) in drv.remappings
+        assert ('~/image_raw', T.camera_driver_image_topic(name)) in drv.remappings
 
 
 def test_policy_acts_only_in_episodes_and_recorder_skips_plumbing():

@@ -18,7 +18,7 @@ pytest.importorskip('launch_testing_ros', reason='launch_testing_ros is not inst
 import unittest  # noqa: E402
 
 import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
+import launch_testing.actions  # noqa: E402,F811
 from launch_testing_ros import WaitForTopics  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402

@@ -46,7 +46,7 @@ from chef_recorder.bagio import (
 from chef_recorder.layout import CHECKSUMS, mcap_file
 from chef_recorder.metadata import from_custom_data
 
-DECODER_VERSION = 1
+DECODER_VERSION = 3      # 2: policy gripper from step_info; 3: executed gripper from joint_command/applied
 STATE_TOPICS = (T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
                 T.JOINT_COMMAND_APPLIED)
 TICK_TOLERANCE = 0.5
@@ -241,12 +241,16 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
     last_grip: Optional[float] = None
     for k in range(n):
         c = cmd_by_stamp.get(int(ticks[k]))
-        g = gripper.get(k)
-        if g is None:
-            si = step_info.get(int(ticks[k]), {})
-            a = si.get('action')
+        # The gripper command has no header. The policy's step_info (stamped by the tick it acted on)
+        # names the gripper it chose, so it is used first; pairing the unstamped command with the
+        # nearest twist by receive time is the fallback (it can pick a neighbour tick under load).
+        g = None
+        if cmd_source == T.POLICY_TWIST:
+            a = step_info.get(int(ticks[k]), {}).get('action')
             if isinstance(a, list) and len(a) == ACTION_DIM:
                 g = GRIPPER_CLOSED_POSITION_RAD if float(a[4]) > 0 else GRIPPER_OPEN_POSITION_RAD
+        if g is None:
+            g = gripper.get(k)
         g = last_grip if g is None else g
         if c is None:
             continue
@@ -255,8 +259,10 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
                                   0.0 if g is None else g)
         action_ok[k] = bool(np.all(np.isfinite(actions[k])))      # a NaN command is recorded, not used
         last_grip = g
+    applied = np.array([float(np.ravel(fr['action/environment'])[7]) if ok else np.nan
+                        for fr, ok in zip(frames, obs_ok)], np.float64)
     executed = _executed_actions(by_topic.get(T.TWIST_CMD, []), unstamped.get(T.GRIPPER_CMD, []), ticks,
-                                 period_s)
+                                 period_s, applied)
 
     # ---- rewards, intentions, validity ------------------------------------------------------------
     rewards = np.full((n, len(REWARD_TERMS)), np.nan, np.float32)
@@ -319,8 +325,13 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
     return cache_dir
 
 
-def _executed_actions(twists, grippers, ticks, period_s) -> np.ndarray:
-    """Executed command of tick k: the first safety-filter twist stamped in [t_k, t_{k+1})."""
+def _executed_actions(twists, grippers, ticks, period_s, applied: Optional[np.ndarray] = None) -> np.ndarray:
+    """Executed command of tick k: the first safety-filter twist stamped in [t_k, t_{k+1}).
+
+    Its gripper: the command the cell reports as applied during transition k (joint_command/applied
+    at t_{k+1}, the benchmark's action/environment, stamped, so exact); where that is missing, the
+    unstamped gripper command paired with the twist by receive time.
+    """
     n = ticks.size - 1
     out = np.full((n, ACTION_DIM), np.nan, np.float32)
     if not twists:
@@ -341,7 +352,10 @@ def _executed_actions(twists, grippers, ticks, period_s) -> np.ndarray:
         if recv[k] < 0:
             continue
         tw = twists[first[k]][2].twist
-        g = pairs.get(k, last)
+        if applied is not None and np.isfinite(applied[k + 1]):
+            g = GRIPPER_CLOSED_POSITION_RAD if applied[k + 1] > 0 else GRIPPER_OPEN_POSITION_RAD
+        else:
+            g = pairs.get(k, last)
         out[k] = from_command((tw.linear.x, tw.linear.y, tw.linear.z), tw.angular.z, 0.0 if g is None else g)
         last = g
     return out

@@ -15,14 +15,17 @@ import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import SingleThreadedExecutor
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import String
 
 from chef_contract import topics as T
 from chef_contract.action import from_command, to_command
-from chef_contract.ros import create_contract_publisher, create_contract_subscription, ns_to_stamp, stamp_to_ns
+from chef_contract.ros import (
+    create_contract_publisher, create_contract_subscription, gripper_command_msg, ns_to_stamp, stamp_to_ns,
+)
 from chef_contract.spec import REWARD_TERMS
-from chef_contract.testing import executable, ros_env, unique_domain_id
+from chef_contract.testing import (
+    BackgroundSpin, executable, ros_env, unique_domain_id,
+)
 from chef_recorder.dataset import Dataset
 
 CAM = 'basket_front_left'
@@ -48,17 +51,8 @@ class Policy:
         self.lock = threading.Lock()
         create_contract_subscription(self.node, T.JOINT_STATES, self._on_tick)
         create_contract_subscription(self.node, T.REWARD_TERMS, self._on_reward)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.spin = BackgroundSpin(self.node, self.ctx)
 
-    def _spin(self):
-        while self.ctx.ok():
-            try:
-                self.ex.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shut down under us at teardown
-                return
 
     def _on_reward(self, msg):
         with self.lock:
@@ -76,14 +70,13 @@ class Policy:
         tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = vx, vy, vz
         tw.twist.angular.z = yaw
         for g, t in ((T.POLICY_GRIPPER, T.POLICY_TWIST), (T.GRIPPER_CMD, T.TWIST_CMD)):
-            self.pubs[g].publish(Float64MultiArray(data=[grip]))
+            self.pubs[g].publish(gripper_command_msg(grip, stamp))      # tagged like policy_node's
             self.pubs[t].publish(tw)
         self.pubs[T.POLICY_STEP].publish(String(data=json.dumps(
             {'stamp_ns': stamp, 'intention': 'lift', 'action': a.tolist()})))
 
     def close(self):
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(timeout=5)
+        self.spin.close()
 
 
 @pytest.mark.skipif(BRIDGE is None, reason='chef_sim (sim_bridge) is not built in this workspace')

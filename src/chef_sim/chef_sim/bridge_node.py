@@ -49,7 +49,7 @@ from chef_contract.events import EpisodeCommand, EventFormatError
 from chef_contract.frames import frame_to_messages
 from chef_contract.params import declare_params
 from chef_contract.ros import (
-    create_contract_publisher, create_contract_subscription, named_vector_msg, ns_to_stamp,
+    create_contract_publisher, create_contract_subscription, gripper_tick_stamp, named_vector_msg, ns_to_stamp,
     spin_node, stamp_to_ns,
 )
 from chef_contract.spec import (
@@ -89,7 +89,7 @@ class Params:
     first_tick_timeout_s: float = field_(10.0, min=0.01, max=600.0,
                                          help="lockstep: wall time to wait for tick 0's twist of an episode "
                                               '(the policy may still be matching the new stamps)')
-    gripper_wait_s: float = field_(0.005, min=0.0, max=1.0,
+    gripper_wait_s: float = field_(0.05, min=0.0, max=1.0,
                                    help='lockstep: extra wait for a gripper command after the twist arrived')
     watchdog_s: float = field_(0.1, min=0.01, max=5.0, help='realtime: twist older than this -> zero velocity')
     start_time_s: float = field_(1.0, min=0.0, help='lockstep: sim time of the first tick (s)')
@@ -276,10 +276,17 @@ class SimBridge(Node):
 
     def _on_gripper(self, msg) -> None:
         try:
-            self._gripper_rad = validate_gripper(msg.data)
+            target = validate_gripper(msg.data)
         except InvalidCommand as exc:
             self._reject('gripper command', exc)
             return
+        tick = gripper_tick_stamp(msg)
+        if self.lockstep and tick is not None and tick != self._sim_ns:
+            # a command tagged for another tick (e.g. the last tick of the previous episode, arriving
+            # after this one started): applying it would act on the wrong tick
+            self.counters['stale_grippers'] = self.counters.get('stale_grippers', 0) + 1
+            return
+        self._gripper_rad = target
         self._gripper_fresh = True
         if self.lockstep and self._twist is not None:
             self._lockstep_poll()

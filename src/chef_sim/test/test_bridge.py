@@ -7,7 +7,6 @@ Slow-ish (each bridge process imports MuJoCo + dm_control and loads the cell: ~5
 2 busy cores; the first run of a checkout compiles the cell once, ~10 s, then it is cached)."""
 
 import math
-import signal
 import subprocess
 import threading
 import time
@@ -17,7 +16,6 @@ import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
@@ -29,7 +27,9 @@ from chef_contract.ros import (
     create_contract_publisher, create_contract_subscription, msg_class, ns_to_stamp, qos, stamp_to_ns,
 )
 from chef_contract.spec import REWARD_TERMS
-from chef_contract.testing import executable, ros_env, unique_domain_id
+from chef_contract.testing import (
+    BackgroundSpin, executable, ros_env, stop_process as stop, unique_domain_id, wait_for,
+)
 
 WS = Path(__file__).resolve().parents[3]
 CAM = 'basket_front_left'
@@ -40,14 +40,6 @@ OVERRIDES = ['-p', 'preset:=fast', '-p', 'image_size:=32', '-p', f'cameras:=["{C
              '-p', 'episode_steps:=8', '-p', 'lockstep_timeout_s:=0.4',
              '-p', 'first_tick_timeout_s:=1.2']
 
-
-def wait_for(pred, timeout=10.0, period=0.01):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(period)
-    return bool(pred())
 
 
 class Probe:
@@ -71,17 +63,8 @@ class Probe:
         self.command = create_contract_publisher(self.node, T.EPISODE_COMMAND)
         self.start_srv = self.node.create_client(Trigger, T.EPISODE_START)
         self.stop_srv = self.node.create_client(Trigger, T.EPISODE_STOP)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.spin = BackgroundSpin(self.node, self.ctx)
 
-    def _spin(self):
-        while self.ctx.ok():
-            try:
-                self.ex.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - context shut down under us at teardown
-                return
 
     def _append(self, lst, v):
         with self.lock:
@@ -124,26 +107,13 @@ class Probe:
         return fut.result()
 
     def close(self):
-        self.ex.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-        self.thread.join(timeout=2.0)
+        self.spin.close()
 
 
 def launch(args, domain, log):
     return subprocess.Popen([executable('chef_sim', 'sim_bridge')] + args, env=ros_env(domain),
                             stdout=log, stderr=subprocess.STDOUT)
 
-
-def stop(proc, timeout=20.0):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 @pytest.fixture(scope='module')
