@@ -55,7 +55,7 @@ def run_ablation(run, name: str, steps: Optional[int] = None, episodes_per_tripl
     records = run.episodes()
     if not records:
         raise RuntimeError(f'ablation {name}: {run.data_dir} holds no episodes; run `chef loop` first')
-    best_id = _best_policy(run)
+    best_id = run.best_policy()
     best = run.state.policy(best_id) if best_id else None
     base_cfg = best['config'] if best else {'learner_config': cfg.explore.learner_config,
                                             'overrides': list(cfg.explore.learner_overrides)}
@@ -92,15 +92,6 @@ def run_ablation(run, name: str, steps: Optional[int] = None, episodes_per_tripl
     abl[name] = report
     run.state.save()
     return report
-
-
-def _best_policy(run) -> Optional[str]:
-    for i in reversed(run.state.iterations()):
-        for stage in ('finetune', 'execute'):
-            pid = run.state.artefacts(i, stage).get('best_policy')
-            if pid:
-                return pid
-    return None
 
 
 def _latest_stage_records(records: Sequence) -> List:

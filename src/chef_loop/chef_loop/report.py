@@ -211,15 +211,6 @@ def episode_strip(run, policy_id: Optional[str], out_dir: Path):
     return 'episode_strip.png', gif, caption
 
 
-def best_policy(run) -> Optional[str]:
-    for i in reversed(run.state.iterations()):
-        for stage in ('finetune', 'execute'):
-            pid = run.state.artefacts(i, stage).get('best_policy')
-            if pid:
-                return pid
-    return None
-
-
 def build_report(run, out_dir: Optional[Path] = None) -> Path:
     import time
 
@@ -233,7 +224,7 @@ def build_report(run, out_dir: Optional[Path] = None) -> Path:
                            [[label] + [_fmt(t.get(c)) for c in cols] for label, t, _ in rows])
     curves = learning_curves(run.run_dir, out_dir)
     data_table = data_volume(run, out_dir)
-    best = best_policy(run)
+    best = run.best_policy()
     strip, gif, caption = episode_strip(run, best, out_dir)
     lineage_rows = []
     for pid, p in run.state.policies().items():

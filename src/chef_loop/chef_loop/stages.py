@@ -150,6 +150,15 @@ class ChefRun:
         vals = [float((r.metadata.get('returns') or {}).get('staged', 0.0)) for r in records]
         return sum(vals) / len(vals) if vals else 0.0
 
+    def best_policy(self) -> Optional[str]:
+        """The newest iteration's selected policy (finetune's choice, else execute's)."""
+        for i in reversed(self.state.iterations()):
+            for stage in ('finetune', 'execute'):
+                pid = self.state.artefacts(i, stage).get('best_policy')
+                if pid:
+                    return pid
+        return None
+
     def previous_best(self, iteration: int) -> Optional[Dict[str, Any]]:
         if iteration == 0:
             return None

@@ -83,6 +83,8 @@ class NetworkConfig:
     pose_positions_only: bool = field_(False, help='feed only x, y, z of the 7-D pose keys (drop the '
                                                    'quaternions; to_pinch quaternions are element-'
                                                    'wise differences, spec X4)')
+    normalize_state: bool = field_(True, help='standardise the state vector with per-feature mean/std '
+                                              'measured on the training data (stored in the network)')
     critic_atoms: int = field_(0, min=0, max=1001,
                                help='0: scalar Q per task; N > 1: distributional (categorical) critic')
     critic_v_min: float = field_(0.0, help='support minimum of the distributional critic')
@@ -328,6 +330,12 @@ class ObservationEncoder(nn.Module):
         self.image_keys = config.image_keys
         dim = 0
         if self.state_keys:
+            # Per-feature standardisation: raw benchmark inputs span 1e-3 (quaternion noise) to 255
+            # (gripper command); stats come from the training data (fit_state_statistics) and travel
+            # in the checkpoint; until fitted they are the identity.
+            self.register_buffer('state_mean', torch.zeros(config.state_dim))
+            self.register_buffer('state_std', torch.ones(config.state_dim))
+            self.register_buffer('state_stats_ready', torch.tensor(False))
             self.state_linear = nn.Linear(config.state_dim, config.state_feature_dim)
             self.state_norm = nn.LayerNorm(config.state_feature_dim) if config.layer_norm else None
             dim += config.state_feature_dim
@@ -336,12 +344,25 @@ class ObservationEncoder(nn.Module):
             dim += self.images.output_dim
         self.output_dim = dim
 
+    def state_vector(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The concatenated (un-normalised) state inputs [B, state_dim]."""
+        b = obs[self.state_keys[0]].shape[0]
+        return torch.cat([self._state_part(obs[k], k).reshape(b, -1).float() for k in self.state_keys], dim=1)
+
+    @torch.no_grad()
+    def fit_state_statistics(self, obs: Mapping[str, torch.Tensor], min_std: float = 1e-2) -> None:
+        """Set the standardisation from a (large) batch of training observations."""
+        if not self.state_keys:
+            return
+        x = self.state_vector(obs).to(self.state_mean.device)
+        self.state_mean.copy_(x.mean(0))
+        self.state_std.copy_(x.std(0).clamp_min(min_std) if x.shape[0] > 1 else torch.ones_like(self.state_std))
+        self.state_stats_ready.fill_(True)
+
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         if self.state_keys:
-            b = obs[self.state_keys[0]].shape[0]
-            x = torch.cat([self._state_part(obs[k], k).reshape(b, -1).float() for k in self.state_keys],
-                          dim=1)
+            x = (self.state_vector(obs) - self.state_mean) / self.state_std
             x = self.state_linear(x)
             parts.append(torch.tanh(self.state_norm(x)) if self.state_norm is not None else F.elu(x))
         if self.images is not None:

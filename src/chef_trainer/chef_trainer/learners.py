@@ -190,6 +190,18 @@ class Learner:
             for online, target in pairs:
                 target.load_state_dict(online.state_dict())
 
+    # --- input standardisation ----------------------------------------------------------------------
+    @property
+    def state_statistics_ready(self) -> bool:
+        enc = self.actor.encoder
+        return not enc.state_keys or bool(enc.state_stats_ready)
+
+    def fit_state_statistics(self, batch: Mapping[str, Any]) -> None:
+        """Standardise the state inputs of every network (online and target) from `batch['obs']`."""
+        obs = batch_to_torch(dict(batch, next_obs=batch['obs']), self.keys, self.device)['obs']
+        for m in self.modules().values():
+            m.encoder.fit_state_statistics(obs)
+
     # --- common TD pieces ---------------------------------------------------------------------------
     def _td_target(self, b: Batch) -> torch.Tensor:
         """y_k = R_k^(n) + discount * E_{a ~ pi_k^target(s')} Q_k^target(s', a)   [B, K]."""

@@ -53,6 +53,9 @@ def make_sampler(data: Any, cfg: LearnerConfig):
     return TransitionSampler(ds, list(records), keys, n_step=cfg.n_step, discount=cfg.discount)
 
 
+NORMALISATION_SAMPLES = 8192   # transitions whose observations set the input standardisation
+
+
 class LearningRun:
     """One learner bound to a run directory: resume/fine-tune, update loop, metrics, checkpoints."""
 
@@ -92,6 +95,9 @@ class LearningRun:
     def update(self, batch=None) -> Dict[str, Any]:
         """One update (on `batch`, or one drawn from the sampler); logs every `log_every` updates."""
         t0 = time.perf_counter()
+        if (self.cfg.network.normalize_state and not self.learner.state_statistics_ready
+                and self.sampler is not None):      # once, from scratch: stats of the training data
+            self.learner.fit_state_statistics(self.sampler.sample(NORMALISATION_SAMPLES, self.rng))
         if batch is None:
             batch = self.sampler.sample(self.cfg.batch_size, self.rng)
         t1 = time.perf_counter()

@@ -180,3 +180,43 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
     second.run(16, progress=False)
     assert torch.equal(params(straight), params(second))
     assert CheckpointDir(tmp_path / 'split').latest()['step'] == 16
+
+
+def test_state_inputs_are_standardised_from_the_training_data_and_travel_with_the_weights(tmp_path):
+    """Raw benchmark inputs span 1e-3 to 255; a run from scratch fits per-feature mean/std on its
+    data once, every network (online and target) uses them, checkpoints carry them, fine-tuning and
+    the policy node keep the parent's."""
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(2000, {KEY: (3, 7)}, n_step=1, discount=0.9)
+    scale = np.float32([255.0, 1e-2, 3.0, 80.0, 0.05, 1.0, 7.0])
+    for _ in range(8):
+        frames = (rng.normal(size=(41, 3, 7)) * scale + 100.0 * (scale > 1)).astype(np.float32)
+        buf.add_episode({KEY: frames}, rng.uniform(-1, 1, (40, 5)).astype(np.float32),
+                        rng.uniform(0, 1, (40, 7)).astype(np.float32))
+    cfg = LearnerConfig(algorithm='crr', network=small_net(), batch_size=32, log_every=5, seed=3)
+    run = LearningRun(cfg, tmp_path / 'a', buf)
+    assert not run.learner.state_statistics_ready
+    run.update()
+    enc = run.learner.critic.encoder
+    assert run.learner.state_statistics_ready
+    batch = buf.sample(2048, np.random.default_rng(1))
+    x = enc.state_vector(batch_to_torch(batch, run.learner.keys, run.learner.device)['obs'])
+    z = (x - enc.state_mean) / enc.state_std
+    assert torch.allclose(z.mean(0), torch.zeros(21), atol=0.15) and torch.allclose(z.std(0), torch.ones(21), atol=0.15)
+    for m in run.learner.modules().values():      # targets too
+        assert torch.equal(m.encoder.state_mean, run.learner.actor.encoder.state_mean)
+    info = run.checkpoint()
+    run.close()
+    actor, net, _ = build_policy_from_checkpoint(info['path'])
+    assert torch.equal(actor.encoder.state_std, enc.state_std) and bool(actor.encoder.state_stats_ready)
+    # fine-tuning starts from the parent's statistics; it does not refit them on its own data
+    ft = LearningRun(cfg, tmp_path / 'b', expert_dataset(256), init_checkpoint=info['path'])
+    ft.update()
+    assert torch.equal(ft.learner.actor.encoder.state_mean, enc.state_mean)
+    ft.close()
+    # switched off: the identity
+    off = LearningRun(LearnerConfig(algorithm='bc', network=small_net(normalize_state=False), batch_size=32),
+                      tmp_path / 'c', buf)
+    off.update()
+    assert not off.learner.state_statistics_ready and torch.equal(off.learner.actor.encoder.state_std, torch.ones(21))
+    off.close()
