@@ -21,6 +21,7 @@ from chef_contract.spec import CONTROL_PERIOD_S
 from chef_contract.topics import QOS_CLASSES, topic as lookup_topic
 
 STALE_COMMAND_DEADLINE_S = 2 * CONTROL_PERIOD_S
+SENSOR_WRITER_DEPTH = 100      # samples per sensor topic a writer keeps for slow reliable readers
 
 
 def qos(cls: str, role: str = 'pub') -> QoSProfile:
@@ -30,9 +31,12 @@ def qos(cls: str, role: str = 'pub') -> QoSProfile:
     if role not in ('pub', 'sub'):
         raise ValueError("role must be 'pub' or 'sub'")
     if cls == 'sensor':
+        # Writers keep SENSOR_WRITER_DEPTH samples so a reliable reader (the recorder of a sim cell)
+        # that stalls for a moment still gets every tick; readers default to best effort so they
+        # also match real drivers that publish with the sensor-data profile.
         rel = ReliabilityPolicy.RELIABLE if role == 'pub' else ReliabilityPolicy.BEST_EFFORT
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=rel,
-                          durability=DurabilityPolicy.VOLATILE)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=SENSOR_WRITER_DEPTH if role == 'pub' else 10,
+                          reliability=rel, durability=DurabilityPolicy.VOLATILE)
     if cls == 'command':
         # Readers keep only the newest command (a late one is stale); writers keep 10, so a slow
         # reader (recorder, test probe) still gets every command: with a writer depth of 1 a
@@ -70,17 +74,21 @@ def create_contract_publisher(node, name: str, remap: Optional[str] = None):
 
 def create_contract_subscription(node, name: str, callback, remap: Optional[str] = None,
                                  event_callbacks=None, callback_group=None, raw: bool = False,
-                                 depth: Optional[int] = None):
+                                 depth: Optional[int] = None, reliable: bool = False):
     """Subscription for contract topic `name` with the contract's type and QoS.
 
     raw=True delivers the serialized CDR bytes (recorders: no decode/re-encode on the hot path).
     depth, if given, enlarges the reader-side history (a recorder must not lose a sample when its
-    executor stalls for a tick); every other QoS setting stays the contract's.
+    executor stalls for a tick); reliable=True asks for RELIABLE delivery (a recorder of publishers
+    that offer it: a sim cell; it would not match a best-effort driver). Every other QoS setting
+    stays the contract's.
     """
     t = lookup_topic(name)
     profile = qos(t.qos, 'sub')
     if depth is not None and depth > profile.depth:
         profile.depth = depth
+    if reliable:
+        profile.reliability = ReliabilityPolicy.RELIABLE
     kwargs = {}
     if raw:
         kwargs['raw'] = True

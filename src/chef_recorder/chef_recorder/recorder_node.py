@@ -49,6 +49,9 @@ class Params:
     tick_tolerance: float = field_(0.5, help='a tick interval longer than (1 + this) x control period '
                                    'counts as a missed period', min=0.0, max=100.0)
     max_missed_ticks: int = field_(0, help='episodes with more missed periods get rate_ok = false', min=0)
+    reliable: bool = field_(False, help='subscribe RELIABLE: lossless from publishers that offer it (sim cells, '
+                                    'whose sensor writers keep 100 samples); a real best-effort driver '
+                                    'would not match, so real cells keep False')
     queue_depth: int = field_(100, help='reader-side history per topic: messages the recorder can '
                               'buffer while its executor is busy (contract QoS otherwise)', min=1, max=10000)
     fsync: bool = field_(True, help='fsync each bag before publishing it (power-loss safety)')
@@ -132,7 +135,8 @@ class RecorderNode(Node):
             stamped = bool(fields) and fields[0] == ('header', 'std_msgs/Header')
             sub = _Sub(name, full[name], t.msg_type, stamped)
             self._subs.append(sub)
-            create_contract_subscription(self, name, self._callback(sub), raw=True, depth=self.p.queue_depth)
+            create_contract_subscription(self, name, self._callback(sub), raw=True, depth=self.p.queue_depth,
+                                         reliable=self.p.reliable)
         self._reported: Dict[str, int] = {}
         self.create_timer(0.1, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(

@@ -49,7 +49,9 @@ def expected_frame(e: int, k: int, cameras: Sequence[str] = (), image_px: int = 
         f[f'rgb30_{c}/to_pinch'] = f[f'rgb30_{c}/abs_pose'] - f['sawyer/pinch/pose']
     f['gripper/grasp'] = np.array([float(1 + (k % 3))], np.float32)
     f['gripper/joints/angle'] = np.array([float((k * 7) % 255)], np.float32)
-    f['action/environment'][7] = 255.0 if k % 2 else -255.0
+    # the gripper command applied during the previous transition (what a cell reports), consistent
+    # with the synthetic policy's gripper of tick k-1; open before the first action
+    f['action/environment'][7] = 255.0 if k > 0 and expected_action(e, k - 1)[4] > 0 else -255.0
     for i, cam in enumerate(cameras):
         img = np.empty((image_px, image_px, 3), np.uint8)
         img[..., 0] = k % 256
