@@ -72,8 +72,10 @@ class ChefRun:
         return self._dataset
 
     def episodes(self, **filters) -> list:
-        """Complete episodes (every tick recorded): what the learners train on."""
-        return self.dataset.query(**filters)
+        """Every recorded episode, complete or not: what the learners train on. CHEF never throws
+        data away; the sampler uses each valid transition (a lost tick, a missing observation or a
+        NaN command only invalidates the transitions around it) and skips bags that do not decode."""
+        return self.dataset.query(**{'complete': None, **filters})
 
     def ended(self, **filters) -> list:
         """Episodes that ran to their end, whether or not every tick was recorded: what counts for
