@@ -90,3 +90,57 @@ class BackgroundSpin:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
         self.thread.join(timeout=2.0)
+
+
+class LocalGraph:
+    """Nodes of one test in their own rclpy context (on a unique domain) and one executor.
+
+    `add(node)` registers a node and returns it; `spin_until(pred)` spins in the calling thread;
+    `start()` spins in a daemon thread instead; `close()` stops the thread, closes (`node.close()`
+    where a node has one) and destroys every node and shuts the context down.
+    """
+
+    def __init__(self):
+        import threading
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=unique_domain_id())
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.nodes = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.ex.add_node(node)
+        return node
+
+    __call__ = add
+
+    def spin_until(self, pred, timeout: float = 10.0) -> bool:
+        import time
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not pred():
+            self.ex.spin_once(timeout_sec=0.02)
+        return bool(pred())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _spin(self):
+        while not self._stop.is_set():
+            self.ex.spin_once(timeout_sec=0.02)
+
+    def close(self) -> None:
+        import rclpy
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        for n in self.nodes:
+            close = getattr(n, 'close', None)
+            if close:
+                close()
+            n.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)

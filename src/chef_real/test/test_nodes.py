@@ -20,7 +20,7 @@ from chef_contract.ros import (
     named_vector_msg, named_vector_values, ns_to_stamp, pose7_to_msg,
 )
 from chef_contract.spec import ARM_JOINT_NAMES, GRIPPER_JOINT_NAME, POLICY_CAMERAS, REWARD_TERMS
-from chef_contract.testing import executable, ros_env, unique_domain_id
+from chef_contract.testing import LocalGraph, executable, ros_env, unique_domain_id
 from chef_real.cameras import CameraRectifier, load_cameras
 from chef_real.description import home_joint_positions
 
@@ -33,26 +33,9 @@ HOME = home_joint_positions(URDF)
 
 @pytest.fixture
 def ros():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=unique_domain_id())
-    ex = SingleThreadedExecutor(context=ctx)
-    nodes = []
-
-    def add(node):
-        nodes.append(node)
-        ex.add_node(node)
-        return node
-
-    def spin_until(pred, timeout=10.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not pred():
-            ex.spin_once(timeout_sec=0.02)
-        return pred()
-
-    yield ctx, add, spin_until
-    for n in nodes:
-        n.destroy_node()
-    rclpy.shutdown(context=ctx)
+    g = LocalGraph()
+    yield g.ctx, g.add, g.spin_until
+    g.close()
 
 
 class Probe(Node):

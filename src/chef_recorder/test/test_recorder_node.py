@@ -1,19 +1,17 @@
 """The recorder node over real DDS: every message type of the contract round-trips through a bag,
 read back by our reader and by an independent decoder (mcap + mcap_ros2)."""
 
-import threading
 import time
 
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
 
 from chef_contract import topics as T
 from chef_contract.ros import create_contract_publisher, msg_class
-from chef_contract.testing import unique_domain_id
+from chef_contract.testing import LocalGraph
 from chef_recorder.bagio import iter_messages, read_bag_metadata
 from chef_recorder.catalog import Catalog
 from chef_recorder.layout import mcap_file
@@ -26,31 +24,9 @@ CAMS = ('basket_front_left', 'basket_back_left')
 
 @pytest.fixture
 def graph(tmp_path):
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=unique_domain_id())
-    ex = SingleThreadedExecutor(context=ctx)
-    nodes = []
-
-    def add(node):
-        nodes.append(node)
-        ex.add_node(node)
-        return node
-
-    stop = threading.Event()
-    thread = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.02) for _ in iter(stop.is_set, True)],
-                              daemon=True)
-    add.ctx = ctx
-    add.start = thread.start
-    yield add
-    stop.set()
-    if thread.is_alive():
-        thread.join(timeout=5)
-    for n in nodes:
-        close = getattr(n, 'close', None)
-        if close:
-            close()
-        n.destroy_node()
-    rclpy.shutdown(context=ctx)
+    g = LocalGraph()
+    yield g
+    g.close()
 
 
 def wait_for(cond, timeout=15.0, what=''):
