@@ -128,6 +128,7 @@ def bench_dds(ckpt, ticks, threads, rng, log_path):
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node('bench', namespace='/cell0', context=ctx)
     received = {}
+    received_policy = {}       # the policy's own command, before the safety filter's hop
     node_ms = []
     lock = threading.Lock()
 
@@ -141,9 +142,14 @@ def bench_dds(ckpt, ticks, threads, rng, log_path):
         t = time.perf_counter()
         with lock:
             received.setdefault(stamp_to_ns(msg.header.stamp), t)
+    def on_policy_twist(msg):
+        t = time.perf_counter()
+        with lock:
+            received_policy.setdefault(stamp_to_ns(msg.header.stamp), t)
     prof = qos('command', 'sub')
     prof.depth = 100
     node.create_subscription(msg_class('geometry_msgs/msg/TwistStamped'), T.TWIST_CMD, on_twist, prof)
+    node.create_subscription(msg_class('geometry_msgs/msg/TwistStamped'), T.POLICY_TWIST, on_policy_twist, prof)
     node.create_subscription(msg_class('std_msgs/msg/String'), T.POLICY_STEP, on_step, prof)
     frames = [make_frame(rng) for _ in range(8)]
     topics = list(frame_to_messages(frames[0], 1, cameras=POLICY_CAMERAS))
@@ -176,9 +182,11 @@ def bench_dds(ckpt, ticks, threads, rng, log_path):
         time.sleep(0.5)
         with lock:
             lat = [(received[s] - t0) * 1e3 for s, t0 in sorted(sent.items())[warm:] if s in received]
+            lat_policy = [(received_policy[s] - t0) * 1e3 for s, t0 in sorted(sent.items())[warm:]
+                          if s in received_policy]
             inside = list(node_ms[warm:])
         missing = sum(1 for s in sorted(sent)[warm:] if s not in received)
-        return lat, missing, inside
+        return lat, missing, inside, lat_policy
     finally:
         stop.set()
         th.join(timeout=2)
@@ -227,16 +235,21 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = Path(tmp) / 'bench_actor.pt'
             save_checkpoint(ckpt, {'actor': actor}, cfg)
-            lat, missing, inside = bench_dds(ckpt, ticks, args.threads, rng, Path(tmp) / 'nodes.log')
+            lat, missing, inside, lat_policy = bench_dds(ckpt, ticks, args.threads, rng, Path(tmp) / 'nodes.log')
         if not lat:
             raise SystemExit('no command came back over DDS (see the nodes log)')
         dds = stats(lat)
         dds['missing'] = missing
         result['end_to_end_dds'] = dds
         result['policy_node_internal'] = stats(inside) if inside else None
+        result['policy_hop_dds'] = stats(lat_policy) if lat_policy else None
         result['dds_vs_forward_p50'] = round(dds['p50_ms'] / fwd['p50_ms'], 2)
         print(f'  end-to-end over DDS         p50 {dds["p50_ms"]:6.2f} ms  p99 {dds["p99_ms"]:6.2f} ms  '
               f'({result["dds_vs_forward_p50"]}x forward; {missing} ticks without a command)')
+        if lat_policy:
+            ph = result['policy_hop_dds']
+            print(f'    policy_node alone (-> policy/twist_cmd) p50 {ph["p50_ms"]:6.2f} ms  p99 {ph["p99_ms"]:6.2f} ms '
+                  '(one DDS hop each way, before the safety filter)')
         if inside:
             pn = result['policy_node_internal']
             print(f'    of which inside policy_node p50 {pn["p50_ms"]:6.2f} ms  p99 {pn["p99_ms"]:6.2f} ms '
