@@ -87,10 +87,10 @@ def success_plot(rows, path: Path, triplets=TEST_TRIPLET_NAMES) -> None:
     ax.set_xticks(x, [c.replace('rgb_test_', '') for c in cols])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel('success rate (Wilson 95 %)')
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc='upper center', bbox_to_anchor=(0.5, -0.08))   # below: no bar hidden
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches='tight')
     plt.close(fig)
 
 
