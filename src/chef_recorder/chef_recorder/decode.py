@@ -205,15 +205,18 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
         aligned[name] = align.align_latest(np.asarray([r[0] for r in rows], np.int64), ticks, slop)
     frames: List[Optional[Dict[str, np.ndarray]]] = []
     obs_ok = np.ones(n_obs, bool)
+    first_error = ''
     for k in range(n_obs):
         msgs = {name: by_topic[name][aligned[name][k]][2] for name in obs_topics if aligned[name][k] >= 0}
         try:
             frames.append(messages_to_frame(msgs, cameras=(), require_objects=has_objects))
-        except (FrameError, ValueError):
+        except (FrameError, ValueError) as exc:
             frames.append(None)
             obs_ok[k] = False
+            first_error = first_error or f'tick {k} ({int(ticks[k])} ns): {exc}'
     if not obs_ok.any():
-        raise EmptyEpisodeError(f'{bag_dir}: no tick has a complete state observation')
+        raise EmptyEpisodeError(f'{bag_dir}: no tick has a complete state observation (first: {first_error}; '
+                                f'messages per topic: { {t: len(by_topic.get(t, [])) for t in obs_topics} })')
     frames = _fill(frames)
     keys = list(frames[0])
     columns, col = {}, 0

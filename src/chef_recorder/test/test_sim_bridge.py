@@ -86,7 +86,8 @@ def test_recorder_records_the_mujoco_sim_bridge_in_lockstep(tmp_path):
     env = ros_env(domain)
     common = ['--ros-args', '-r', '__ns:=/cell0', '-r', '/clock:=/cell0/clock']
     recorder = subprocess.Popen(
-        [executable('chef_recorder', 'recorder')] + common + ['-p', f'data_dir:={data}', '-p', f'cameras:=[{CAM}]'],
+        [executable('chef_recorder', 'recorder')] + common + ['-p', f'data_dir:={data}', '-p', f'cameras:=[{CAM}]',
+                                                              '-p', 'reliable:=true'],     # as in config/sim.yaml
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     policy = Policy(domain)
     time.sleep(2.0)
