@@ -63,7 +63,7 @@ def train_policy(base_config: str, overrides: Sequence[str], data_dir: str, epis
     cfg = load_learner_config(base_config, list(overrides))
     ds = Dataset(data_dir)
     wanted = set(episode_ids)
-    records = [r for r in ds.query(complete=None) if r.id in wanted]
+    records = [r for r in ds.training_records() if r.id in wanted]
     if len(records) != len(wanted):
         missing = sorted(wanted - {r.id for r in records})[:5]
         raise RuntimeError(f'{len(wanted) - len(records)} episode(s) of the training set are not in the '

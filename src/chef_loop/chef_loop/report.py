@@ -150,7 +150,7 @@ def data_volume(run, out_dir: Path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     counts: Dict[str, List[int]] = {}
-    for r in run.episodes(complete=None):
+    for r in run.episodes():
         st = r.metadata.get('stage') or 'untagged'
         it = r.metadata.get('iteration')
         key = f'it{it} {st}' if it is not None else st
@@ -178,8 +178,7 @@ def episode_strip(run, policy_id: Optional[str], out_dir: Path):
     """Image strip + GIF of the best policy's highest-return episode (front-left camera)."""
     if not policy_id:
         return None, None, ''
-    recs = [r for r in run.episodes() if (r.metadata.get('tags') or {}).get('candidate') == policy_id] or \
-        [r for r in run.ended() if (r.metadata.get('tags') or {}).get('candidate') == policy_id]
+    recs = [r for r in run.episodes() if (r.metadata.get('tags') or {}).get('candidate') == policy_id]
     if not recs:
         return None, None, ''
     rec = max(recs, key=lambda r: float((r.metadata.get('returns') or {}).get('staged', 0.0)))

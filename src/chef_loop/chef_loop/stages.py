@@ -72,15 +72,14 @@ class ChefRun:
         return self._dataset
 
     def episodes(self, **filters) -> list:
-        """Every recorded episode, complete or not: what the learners train on. CHEF never throws
-        data away; the sampler uses each valid transition (a lost tick, a missing observation or a
-        NaN command only invalidates the transitions around it) and skips bags that do not decode."""
-        return self.dataset.query(**{'complete': None, **filters})
+        """Every recorded episode, complete or not: what the learners train on
+        (Dataset.training_records)."""
+        return self.dataset.training_records(**filters)
 
     def ended(self, **filters) -> list:
         """Episodes that ran to their end, whether or not every tick was recorded: what counts for
         evaluation and for a stage's episode quota (success comes from the cell's end event)."""
-        return [r for r in self.dataset.query(complete=None, **filters) if r.metadata.get('status') == 'end']
+        return [r for r in self.episodes(**filters) if r.metadata.get('status') == 'end']
 
     def stage_dir(self, iteration: int, stage: str) -> Path:
         d = self.run_dir / f'iter_{iteration:02d}' / stage
@@ -101,7 +100,7 @@ class ChefRun:
         want = {o.event.episode_id for o in outcomes if o.event is not None}
         deadline = time.monotonic() + timeout_s
         while want:
-            have = {r.id for r in self.dataset.query(complete=None)}
+            have = {r.id for r in self.episodes()}
             want -= have
             if not want or time.monotonic() > deadline:
                 break

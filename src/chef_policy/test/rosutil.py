@@ -15,7 +15,7 @@ from rclpy.node import Node
 from chef_contract import topics as T
 from chef_contract.frames import frame_to_messages
 from chef_contract.ros import create_contract_publisher, msg_class, qos
-from chef_contract.testing import unique_domain_id
+from chef_contract.testing import unique_domain_id, wait_for as _wait_for
 
 
 @contextlib.contextmanager
@@ -86,12 +86,8 @@ class Harness(Node):
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0, period: float = 0.005) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(period)
-    return cond()
+    """chef_contract.testing.wait_for, polling every 5 ms (these tests time 50 ms ticks)."""
+    return _wait_for(cond, timeout, period)
 
 
 def wait_matched(node: Node, topics, timeout=10.0) -> None:

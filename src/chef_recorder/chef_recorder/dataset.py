@@ -128,6 +128,13 @@ class Dataset:
             filters['complete'] = complete
         return [self._record(r) for r in self.catalog.rows(**filters)]
 
+    def training_records(self, **filters) -> List[EpisodeRecord]:
+        """Every episode the learners train on: complete or not (unless `filters` set `complete`).
+        CHEF never throws data away; TransitionSampler keeps each valid transition (a lost tick, a
+        missing observation or a NaN command only invalidates the transitions around it) and skips
+        bags that do not decode."""
+        return self.query(**{'complete': None, **filters})
+
     def get(self, id_or_path: str) -> EpisodeRecord:
         return self._record(self.catalog.get(id_or_path))
 

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         from chef_trainer.offline import make_sampler, train_offline
         from chef_trainer.config import parse_filters
         ds = Dataset(args.data)
-        records = ds.query(**{'complete': None, **parse_filters(','.join(args.filter))})   # every episode
+        records = ds.training_records(**parse_filters(','.join(args.filter)))
         sampler = make_sampler((ds, records), cfg.learner)
         _, summary = train_offline(cfg, sampler, args.steps, args.run_dir, init_checkpoint=args.init,
                                    progress=not args.quiet, resume=not args.no_resume,

@@ -70,7 +70,7 @@ class DataFeed:
         self.live_capacity = int(live_capacity)
         self._seen: set = set()
         self.live_episodes = 0
-        first = self._query()
+        first = self.dataset.training_records(**self.filters)
         self.all_data.add_episodes(first)
         self._seen.update(r.id for r in first)
         if include_existing_in_live:
@@ -79,10 +79,6 @@ class DataFeed:
         self.sampler = MixedSampler([self.all_data, _LiveView(self)],
                                     [1.0 - self.live_fraction, self.live_fraction]) \
             if self.live_fraction > 0 else self.all_data
-
-    def _query(self):
-        # every episode unless the filters say otherwise: the sampler keeps the valid transitions
-        return self.dataset.query(**{'complete': None, **self.filters})
 
     @property
     def episodes(self) -> int:
@@ -93,7 +89,7 @@ class DataFeed:
 
     def poll(self) -> int:
         """Pick up newly published episodes; returns how many were added."""
-        new = [r for r in self._query() if r.id not in self._seen]
+        new = [r for r in self.dataset.training_records(**self.filters) if r.id not in self._seen]
         if not new:
             return 0
         added = self.all_data.add_episodes(new)

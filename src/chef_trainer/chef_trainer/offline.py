@@ -48,7 +48,7 @@ def make_sampler(data: Any, cfg: LearnerConfig):
     else:
         raise TypeError('data must be a batch sampler, a chef_recorder Dataset or (Dataset, records)')
     if records is None:
-        records = ds.query(complete=None)      # every episode; the sampler keeps valid transitions
+        records = ds.training_records()
     keys = tuple(cfg.network.input_keys) + tuple(cfg.network.image_keys)
     return TransitionSampler(ds, list(records), keys, n_step=cfg.n_step, discount=cfg.discount)
 
