@@ -159,7 +159,7 @@ class SimBridge(Node):
         self._stale = False
         self._autostarted = 0
         self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0,
-                         'wait_ms': 0.0, 'step_ms': 0.0}
+                         'stale_grippers': 0, 'wait_ms': 0.0, 'step_ms': 0.0}
         self._closed = False
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -284,7 +284,7 @@ class SimBridge(Node):
         if self.lockstep and tick is not None and tick != self._sim_ns:
             # a command tagged for another tick (e.g. the last tick of the previous episode, arriving
             # after this one started): applying it would act on the wrong tick
-            self.counters['stale_grippers'] = self.counters.get('stale_grippers', 0) + 1
+            self.counters['stale_grippers'] += 1
             return
         self._gripper_rad = target
         self._gripper_fresh = True
