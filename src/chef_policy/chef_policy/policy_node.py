@@ -11,7 +11,9 @@ Timing (`timing` parameter; 'auto' = lockstep when use_sim_time is set):
   `sync_slop_s`); a tick without a new set publishes nothing (the safety filter's watchdog stops
   the arm if that lasts 2 periods).
 * lockstep: acts as soon as the complete set for a new stamp t_k has arrived (slop 0: all stamps
-  equal t_k); the sim waits for the command stamped t_k.
+  equal t_k); the sim waits for the command stamped t_k. If the sim re-sends tick k (its command
+  did not arrive: a message lost while DDS endpoints were still matching), the command already
+  computed for t_k is published again - never a second action for one tick.
 
 Each tick publishes, in this order: policy/gripper_cmd, policy/twist_cmd (header.stamp = the
 observation stamp t_k, frame base_link) and policy/step_info JSON (stamp_ns, tick, intention,
@@ -115,7 +117,9 @@ class PolicyNode(Node):
         self._waiting_since = 0.0
         self.ticks = 0                            # actions published since start
         self.counters = {'acted': 0, 'zero_not_ready': 0, 'zero_inputs_missing': 0,
-                         'bad_observation': 0, 'bad_action': 0, 'swaps': 0, 'load_errors': 0}
+                         'bad_observation': 0, 'bad_action': 0, 'swaps': 0, 'load_errors': 0,
+                         'resent': 0}
+        self._last_out: Optional[tuple] = None    # (stamp, gripper msg or None, twist msg) last published
 
         schedule = IntentionSchedule(self.p.intentions, self.p.switch_every_steps,
                                      self.p.intention or None)
@@ -239,6 +243,10 @@ class PolicyNode(Node):
 
     def _on_obs(self, name: str, msg) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
+        if (self.lockstep and name == T.JOINT_STATES and self._last_out is not None
+                and self._last_out[0] == stamp):
+            self._resend()          # the sim re-sent a tick we answered: our command got lost
+            return
         for sync in {id(s): s for s in (self._base_sync, self._sync, self._next_sync)
                      if s is not None}.values():
             if name in sync.topics:
@@ -356,8 +364,10 @@ class PolicyNode(Node):
             self.get_logger().error(f'policy failed at {stamp}: {exc}', throttle_duration_sec=1.0)
             self._publish_zero(stamp, 'bad_action')
             return
-        self.pub_gripper.publish(gripper_command_msg(gripper, stamp))   # gripper first, tagged with the tick
-        self.pub_twist.publish(self._twist(stamp, linear, yaw))
+        grip_msg, twist_msg = gripper_command_msg(gripper, stamp), self._twist(stamp, linear, yaw)
+        self.pub_gripper.publish(grip_msg)         # gripper first, tagged with the tick
+        self.pub_twist.publish(twist_msg)
+        self._last_out = (stamp, grip_msg, twist_msg)
         self.ticks += 1
         self.counters['acted'] += 1
         self.pub_step.publish(String(data=json.dumps({
@@ -379,10 +389,22 @@ class PolicyNode(Node):
     def _publish_zero(self, stamp: int, reason: str) -> None:
         key = f'zero_{reason}'
         self.counters[key] = self.counters.get(key, 0) + 1
-        self.pub_twist.publish(self._twist(stamp, (0.0, 0.0, 0.0), 0.0))
+        twist_msg = self._twist(stamp, (0.0, 0.0, 0.0), 0.0)
+        self.pub_twist.publish(twist_msg)
+        self._last_out = (stamp, None, twist_msg)
         self.pub_step.publish(String(data=json.dumps({
             'stamp_ns': stamp, 'tick': None, 'episode_id': self._episode_id, 'intention': None,
             'action': None, 'zero_reason': reason, 'policy_id': self._policy_id()})))
+
+    def _resend(self) -> None:
+        """Lockstep: publish the command of the tick the sim re-sent once more (same messages, same
+        stamp; the bridge applies a tick's command once, so a copy that did arrive is ignored)."""
+        _, grip_msg, twist_msg = self._last_out
+        if grip_msg is not None:
+            self.pub_gripper.publish(grip_msg)
+        self.pub_twist.publish(twist_msg)
+        self.counters['resent'] += 1
+        self.get_logger().info('tick re-sent by the sim: command published again', throttle_duration_sec=1.0)
 
     def _publish_info(self) -> None:
         pol = self.runner.policy if hasattr(self, 'runner') else None

@@ -13,7 +13,10 @@ e-stopped it publishes a zero twist at once and then once per control period whi
 (`active_stop`), so a real arm halts even if the policy has gone silent. In a lockstep sim
 (`timing: lockstep`, which switches use_sim_time on: freshness is judged in sim time) nothing
 moves without a command, so the watchdog only filters and never sends commands of its own (a zero
-twist stamped 'now' would be taken for the policy's command).
+twist stamped 'now' would be taken for the policy's command). There each command is also judged
+against the observation of its own tick: a command stamped t_k that overtakes the filter's copy
+of observation k (separate DDS paths) waits for it, at most `lockstep_pair_s` of wall time, since
+a filter that has not yet seen where the arm is would rightly zero it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 from geometry_msgs.msg import TwistStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray, String
@@ -35,7 +40,7 @@ from chef_contract.config import field_
 from chef_contract.params import declare_params
 from chef_contract.ros import (
     create_contract_publisher, create_contract_subscription, gripper_command_msg, gripper_tick_stamp,
-    spin_node,
+    spin_node, stamp_to_ns,
 )
 from chef_contract.spec import (
     ARM_JOINT_NAMES, CONTROL_PERIOD_S, MAX_LINEAR_SPEED_MPS, MAX_YAW_RATE_RPS,
@@ -80,6 +85,9 @@ class Params:
     active_stop: bool = field_(True, help='publish zero twists while stale/e-stopped (ignored with '
                                           'use_sim_time: a lockstep sim needs no active stop)')
     status_period_s: float = field_(1.0, min=0.05, max=60.0, help='safety/status heartbeat')
+    lockstep_pair_s: float = field_(0.5, min=0.0, max=10.0,
+                                    help='lockstep: wall s a command may wait for the observation of '
+                                         'its tick before it is filtered with what is there')
     timing: str = field_('auto', choices=('auto', 'realtime', 'lockstep'),
                          help='lockstep: sim time from /clock (sets use_sim_time), no active stop; '
                               'auto: follow use_sim_time')
@@ -103,6 +111,7 @@ class SafetyFilterNode(Node):
         self._last_stop_pub = -math.inf
         self._last_status_pub = -math.inf
         self._last_cmd_stamp_ns = 0
+        self._pending: list = []          # lockstep: (wall s, stamp ns, handler, msg) awaiting their tick
         self.pub_twist = create_contract_publisher(self, T.TWIST_CMD)
         self.pub_gripper = create_contract_publisher(self, T.GRIPPER_CMD)
         self.pub_status = create_contract_publisher(self, T.SAFETY_STATUS)
@@ -113,6 +122,8 @@ class SafetyFilterNode(Node):
         create_contract_subscription(self, T.ESTOP, self._on_estop)
         self.create_service(Trigger, T.SAFETY_RESET, self._on_reset)
         self.create_timer(self.p.watchdog_period_s, self._watchdog)
+        self.create_timer(self.p.watchdog_period_s, self._flush_overdue,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._publish_status(force=True)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -136,6 +147,10 @@ class SafetyFilterNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _obs_stamp_ns(self) -> Optional[int]:
+        stamp = self._obs_stamp()
+        return None if stamp is None else int(round(stamp * 1e9))
+
     def _obs_stamp(self) -> Optional[float]:
         if self._tcp_stamp is None or self._js_stamp is None:
             return None
@@ -157,6 +172,7 @@ class SafetyFilterNode(Node):
         elif self._tcp_stamp is None or stamp - self._tcp_stamp >= 0.5 or stamp < self._tcp_stamp:
             self._tcp_velocity = None          # first pose, a gap or a reset: velocity unknown
         self._tcp, self._tcp_stamp = tcp, stamp
+        self._flush_pending()
 
     def _on_joints(self, msg) -> None:
         if WRIST_JOINT in msg.name:
@@ -167,6 +183,7 @@ class SafetyFilterNode(Node):
                 dt = stamp - self._js_stamp if self._js_stamp is not None else 0.0
                 self._yaw_rate = (yaw - self._yaw) / dt if 1e-3 < dt < 0.5 else None
                 self._yaw, self._js_stamp = yaw, stamp
+                self._flush_pending()
 
     def _on_estop(self, msg) -> None:
         self._estop_input = bool(msg.data)
@@ -190,7 +207,37 @@ class SafetyFilterNode(Node):
         return response
 
     # --- the command path ------------------------------------------------------------------------
-    def _on_twist(self, msg: TwistStamped) -> None:
+    def _paired(self, handler, msg, stamp_ns: Optional[int]) -> bool:
+        """Lockstep: queue a command stamped for a tick whose observation has not arrived yet (True
+        = queued; `handler` runs when it arrives or `lockstep_pair_s` has passed)."""
+        if stamp_ns is None or not self._lockstep() or self.p.lockstep_pair_s <= 0:
+            return False
+        obs = self._obs_stamp_ns()
+        if obs is not None and obs >= stamp_ns:
+            return False
+        self._pending.append((time.monotonic(), stamp_ns, handler, msg))
+        return True
+
+    def _flush_pending(self, force_older_than: Optional[float] = None) -> None:
+        """Run queued commands (in arrival order) whose tick has been observed, or that waited too long."""
+        if not self._pending:
+            return
+        obs = self._obs_stamp_ns()
+        keep, run = [], []
+        for item in self._pending:
+            wall, stamp_ns, _, _ = item
+            due = (obs is not None and obs >= stamp_ns) or \
+                (force_older_than is not None and wall <= force_older_than)
+            (run if due else keep).append(item)
+        if not run:
+            return
+        self._pending = keep
+        for _, _, handler, msg in run:
+            handler(msg, paired=True)
+
+    def _on_twist(self, msg: TwistStamped, paired: bool = False) -> None:
+        if not paired and self._paired(self._on_twist, msg, stamp_to_ns(msg.header.stamp)):
+            return
         t, a = msg.twist.linear, msg.twist.angular
         values = (t.x, t.y, t.z, a.x, a.y, a.z)
         if msg.header.frame_id not in ('', T.WORLD_FRAME):      # only base_link twists make sense
@@ -208,10 +255,18 @@ class SafetyFilterNode(Node):
          out.twist.angular.x, out.twist.angular.y, out.twist.angular.z) = twist
         self.pub_twist.publish(out)
         self._last_cmd_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if 'stale' in status.reasons:
+            obs = self._obs_stamp()
+            self.get_logger().warning(
+                f'command stamped {stamp_to_ns(msg.header.stamp)} ns zeroed: observations stale '
+                f'(clock {self._now():.3f} s, newest pose {self._tcp_stamp} s, joints {self._js_stamp} s'
+                f'{"" if obs is None else f", age {self._now() - obs:.3f} s"})', throttle_duration_sec=1.0)
         if status.state != self._last_state:
             self._publish_status(force=True, state=status.state)
 
-    def _on_gripper(self, msg: Float64MultiArray) -> None:
+    def _on_gripper(self, msg: Float64MultiArray, paired: bool = False) -> None:
+        if not paired and self._paired(self._on_gripper, msg, gripper_tick_stamp(msg)):
+            return
         value = msg.data[0] if len(msg.data) >= 1 else math.nan
         _, gripper, status = self.filter.filter(None, value, self._tcp, self._yaw, self._now(),
                                                 self._obs_stamp())
@@ -230,6 +285,11 @@ class SafetyFilterNode(Node):
         out.header.frame_id = T.WORLD_FRAME
         self.pub_twist.publish(out)               # all zeros; the gripper simply keeps its target
         self._last_stop_pub = self._now()
+
+    def _flush_overdue(self) -> None:
+        """Steady-clock timer (sim time stands still while a lockstep command waits)."""
+        if self._pending:
+            self._flush_pending(force_older_than=time.monotonic() - self.p.lockstep_pair_s)
 
     def _watchdog(self) -> None:
         now = self._now()

@@ -8,38 +8,31 @@ import threading
 import time
 from typing import Callable, Dict, List
 
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from chef_contract import topics as T
 from chef_contract.frames import frame_to_messages
 from chef_contract.ros import create_contract_publisher, msg_class, qos
-from chef_contract.testing import unique_domain_id, wait_for as _wait_for
+from chef_contract.testing import LocalGraph, wait_for as _wait_for
 
 
 @contextlib.contextmanager
 def ros_graph(*node_factories):
-    """Start nodes (factories take `context=`) in a private context; yield them; tear down."""
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=unique_domain_id())
-    ex = MultiThreadedExecutor(num_threads=3, context=ctx)
-    nodes = []
+    """Start nodes (factories take `context=`) in a private context; yield them; tear down.
+
+    One SingleThreadedExecutor in a daemon thread (chef_contract.testing.LocalGraph), as the nodes
+    run in production (chef_contract.ros.spin_node). Not rclpy's MultiThreadedExecutor: with the
+    nodes' mutually exclusive callback groups its idle workers busy-loop on entities they may not
+    run yet, hold the GIL, and delayed in-process delivery to 0.1-5 s (measured) - which made the
+    safety filter rightly judge fresh observations stale.
+    """
+    g = LocalGraph()
     try:
-        for f in node_factories:
-            nodes.append(f(context=ctx))
-            ex.add_node(nodes[-1])
-        th = threading.Thread(target=ex.spin, daemon=True)
-        th.start()
+        nodes = [g.add(f(context=g.ctx)) for f in node_factories]
+        g.start()
         yield nodes
     finally:
-        ex.shutdown(timeout_sec=2.0)
-        for n in nodes:
-            close = getattr(n, 'close', None)
-            if callable(close):
-                close()
-            n.destroy_node()
-        rclpy.shutdown(context=ctx)
+        g.close()
 
 
 class Harness(Node):

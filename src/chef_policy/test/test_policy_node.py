@@ -5,7 +5,6 @@ import json
 import time
 
 import numpy as np
-import pytest
 import torch
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
@@ -20,10 +19,6 @@ from chef_policy.policy_node import PolicyNode
 from conftest import make_frame
 from rosutil import Harness, ros_graph, wait_for, wait_matched
 
-# Timing over DDS in one process (MultiThreadedExecutor, GIL) on a shared 2-core VM: a stall of
-# ~100 ms (DDS discovery of a fresh topic, host CPU steal) can drop or delay messages these tests
-# time. Each test gets up to two reruns; a real regression fails every attempt.
-pytestmark = pytest.mark.flaky(reruns=2)
 
 OUT = (T.POLICY_TWIST, T.POLICY_GRIPPER, T.POLICY_STEP, T.POLICY_INFO)
 STATE_CFG = NetworkConfig(obs_mode='state', state_feature_dim=32, actor_torso=(32,))
@@ -267,3 +262,25 @@ def test_start_event_arriving_after_its_first_tick(tmp_path):
         assert wait_for(lambda: len(steps(h)) == 4)
         assert [s['tick'] for s in steps(h)] == [0, 1, 2, 3]
         assert node.runner.stacker is not None and node.runner.tick == 4
+
+
+def test_lockstep_re_sent_tick_gets_the_command_already_computed(tmp_path):
+    """The sim re-sends tick k when its command got lost: the node publishes the command it already
+    computed for t_k again (same stamp, same values: a stochastic policy would draw a new action),
+    no second action or step record, and acts normally on the next tick."""
+    constant_actor_checkpoint(tmp_path / 'a.pt', +0.5)
+    with graph(policy=str(tmp_path / 'a.pt'), timing='lockstep', deterministic=False) as (node, h):
+        f = Feeder(h)
+        assert wait_for(lambda: info(h) and info(h)['policy_id'] != 'none')
+        s0 = f.tick(0)
+        assert wait_for(lambda: len(h.msgs(T.POLICY_TWIST)) == 1 and len(h.msgs(T.POLICY_GRIPPER)) == 1)
+        f.tick(0)                                  # the same tick again (fresh random data, same stamp)
+        assert wait_for(lambda: len(h.msgs(T.POLICY_TWIST)) == 2 and len(h.msgs(T.POLICY_GRIPPER)) == 2)
+        first, again = h.msgs(T.POLICY_TWIST)
+        assert stamp_to_ns(again.header.stamp) == s0 and again.twist == first.twist
+        assert h.msgs(T.POLICY_GRIPPER)[0] == h.msgs(T.POLICY_GRIPPER)[1]
+        assert node.counters['acted'] == 1 and node.counters['resent'] == 1 and len(steps(h)) == 1
+        s1 = f.tick(1)
+        assert wait_for(lambda: len(h.msgs(T.POLICY_TWIST)) == 3)
+        assert stamp_to_ns(h.msgs(T.POLICY_TWIST)[-1].header.stamp) == s1
+        assert node.counters['acted'] == 2 and len(steps(h)) == 2

@@ -5,7 +5,6 @@ import json
 import math
 import time
 
-import pytest
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -18,11 +17,6 @@ from chef_contract.spec import ARM_JOINT_NAMES, CONTROL_PERIOD_S, GRIPPER_JOINT_
 from chef_policy.safety_node import SafetyFilterNode
 from rosutil import Harness, ros_graph, wait_for, wait_matched
 
-# Timing over DDS in one process (MultiThreadedExecutor, GIL) on a shared 2-core VM: a stall of
-# ~100 ms (host CPU steal) can push an observation past the 2-period stale limit, and the filter
-# then rightly zeroes the command. Each test gets up to two reruns; a real regression fails every
-# attempt.
-pytestmark = pytest.mark.flaky(reruns=2)
 
 OUT = (T.TWIST_CMD, T.GRIPPER_CMD, T.SAFETY_STATUS)
 IN = (T.POLICY_TWIST, T.POLICY_GRIPPER, T.PINCH_POSE, T.JOINT_STATES, T.ESTOP)
@@ -224,3 +218,52 @@ def test_lockstep_sends_no_commands_of_its_own():
         assert h.msgs(T.TWIST_CMD) == []
         assert wait_for(lambda: h.msgs(T.SAFETY_STATUS) and
                         json.loads(h.msgs(T.SAFETY_STATUS)[-1].data)['state'] == 'stale')
+
+
+def test_lockstep_command_waits_for_the_observation_of_its_tick():
+    """Lockstep: a command stamped t_k that overtakes the filter's copy of observation k (separate
+    DDS paths) is held until that observation arrives and then judged on it - never zeroed as
+    stale for a race; one whose observation never comes is filtered after lockstep_pair_s with
+    what is there. The tick-tagged gripper command is held the same way, order kept."""
+    from rosgraph_msgs.msg import Clock
+
+    from chef_contract.ros import gripper_command_msg, gripper_tick_stamp
+
+    def node(context):
+        return SafetyFilterNode(context=context, parameter_overrides=[
+            Parameter('use_sim_time', Parameter.Type.BOOL, True),
+            Parameter('lockstep_pair_s', Parameter.Type.DOUBLE, 0.3)])
+    with ros_graph(node, lambda context: Harness(OUT, context=context)) as (node, h):
+        c = Cell(h, node)
+        h.prepare([T.CLOCK])
+        wait_matched(h, [T.CLOCK])
+
+        def clock(ns):
+            h.pub(T.CLOCK, Clock(clock=ns_to_stamp(ns)))
+            assert wait_for(lambda: node.get_clock().now().nanoseconds == ns, 5.0)
+
+        t0 = 5_000_000_000
+        t1, t2 = t0 + 50_000_000, t0 + 100_000_000
+        clock(t0)
+        c.observe(stamp_ns=t0)
+        clock(t1)                                   # tick 1: its commands overtake its observation
+        n_grip = node.filter.counters['gripper_commands']
+        h.pub(T.POLICY_GRIPPER, gripper_command_msg(0.8, t1))
+        c.command((0.05, 0.03, 0.0, 0.0, 0.0, 0.0), stamp_ns=t1)
+        time.sleep(0.15)
+        assert c.out_with_stamp(t1) is None and h.msgs(T.GRIPPER_CMD) == []   # held
+        assert node.filter.counters['gripper_commands'] == n_grip
+        c.observe(stamp_ns=t1)
+        assert wait_for(lambda: c.out_with_stamp(t1) is not None, 5.0)
+        m = c.out_with_stamp(t1).twist
+        assert (m.linear.x, m.linear.y) == (0.05, 0.03)                        # judged fresh: passes
+        assert wait_for(lambda: len(h.msgs(T.GRIPPER_CMD)) == 1, 5.0)
+        g = h.msgs(T.GRIPPER_CMD)[0]
+        assert g.data[0] == 0.8 and gripper_tick_stamp(g) == t1
+        clock(t2)                                   # tick 2's observation never reaches the filter
+        sent = time.monotonic()
+        c.command((0.01, 0.0, 0.0, 0.0, 0.0, 0.0), stamp_ns=t2)
+        assert wait_for(lambda: c.out_with_stamp(t2) is not None, 5.0)
+        assert time.monotonic() - sent >= 0.25                                 # waited lockstep_pair_s
+        assert c.out_with_stamp(t2).twist.linear.x == 0.01   # tick 1's observation is 50 ms old: fresh
+        assert node.filter.counters['stopped_stale'] == 0

@@ -15,7 +15,9 @@ Clocks (`clock_mode`):
               header.stamp == t_k (and the gripper command: the latest one; if none came since
               tick k was published, wait `gripper_wait_s` more - so commanders publish the gripper
               command first, then the twist); step; publish tick k+1. With no
-              command within `lockstep_timeout_s` (wall) it applies zero velocity, warns, goes on.
+              command within `lockstep_timeout_s` (wall) it applies zero velocity, warns, goes on;
+              meanwhile it re-sends tick k every `resend_s` (a sample lost while DDS endpoints are
+              still matching, typically at tick 0, then costs a pause instead of a zero tick).
               Sim time is monotonic across episodes and starts at `start_time_s`.
   realtime  - a 20 Hz wall-clock timer steps the cell with the latest command; a twist older than
               `watchdog_s` (100 ms) means zero velocity. Stamps are wall time, no /clock.
@@ -89,6 +91,10 @@ class Params:
     first_tick_timeout_s: float = field_(10.0, min=0.01, max=600.0,
                                          help="lockstep: wall time to wait for tick 0's twist of an episode "
                                               '(the policy may still be matching the new stamps)')
+    resend_s: float = field_(0.25, min=0.0, max=60.0,
+                             help="lockstep: re-publish tick k's observations (same stamp) every this "
+                                  'many wall s while its twist is missing (0 = never): a message lost '
+                                  'while DDS endpoints still match then costs a pause, not a zero tick')
     gripper_wait_s: float = field_(0.05, min=0.0, max=1.0,
                                    help='lockstep: extra wait for a gripper command after the twist arrived')
     watchdog_s: float = field_(0.1, min=0.01, max=5.0, help='realtime: twist older than this -> zero velocity')
@@ -159,7 +165,9 @@ class SimBridge(Node):
         self._stale = False
         self._autostarted = 0
         self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0,
-                         'stale_grippers': 0, 'wait_ms': 0.0, 'step_ms': 0.0}
+                         'stale_grippers': 0, 'resends': 0, 'wait_ms': 0.0, 'step_ms': 0.0}
+        self._tick_msgs: list = []                          # lockstep: what the current tick published
+        self._sent_wall = 0.0                               # monotonic s of its last (re)publication
         self._closed = False
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -227,17 +235,28 @@ class SimBridge(Node):
                                    f'staged return {event.returns["staged"]:.1f}')
 
     def _publish_tick(self, stamp_ns: int) -> None:
-        if self.pub_clock is not None:
-            self.pub_clock.publish(ClockMsg(clock=ns_to_stamp(stamp_ns)))
         msgs = frame_to_messages(self.runner.frame, stamp_ns, self.cameras, self.camera_infos)
         msgs[T.REWARD_TERMS] = named_vector_msg(REWARD_TERMS, [self.runner.terms[k] for k in REWARD_TERMS],
                                                 stamp_ns, T.WORLD_FRAME)
-        for name, msg in msgs.items():
-            pub = self.pubs.get(name)
-            if pub is not None:
-                pub.publish(msg)
-        self._tick_wall = time.monotonic()
+        out = [(self.pubs[name], msg) for name, msg in msgs.items() if name in self.pubs]
+        if self.pub_clock is not None:
+            out.insert(0, (self.pub_clock, ClockMsg(clock=ns_to_stamp(stamp_ns))))
+        for pub, msg in out:
+            pub.publish(msg)
+        self._tick_wall = self._sent_wall = time.monotonic()
+        self._tick_msgs = out if self.lockstep else []
         self._twist = None
+
+    def _resend_tick(self) -> None:
+        """Lockstep: publish the current tick's messages again (same stamp). Everything downstream
+        keys on the stamp: the policy answers a tick once and repeats that answer for a re-send, the
+        recorder's decoder keeps one message per stamp, the safety filter sees no time pass."""
+        for pub, msg in self._tick_msgs:
+            pub.publish(msg)
+        self._sent_wall = time.monotonic()
+        self.counters['resends'] += 1
+        self.get_logger().info(f'no twist for tick {self._sim_ns} ns yet: tick re-sent',
+                               throttle_duration_sec=1.0)
         self._gripper_fresh = False
 
     def _publish_event(self, event) -> None:
@@ -334,6 +353,8 @@ class SimBridge(Node):
         else:
             first = self.runner.episode is not None and self.runner.episode.steps == 0
             timeout = self.p.first_tick_timeout_s if first else self.p.lockstep_timeout_s
+            if 0 < self.p.resend_s <= now - self._sent_wall and now - self._tick_wall <= timeout:
+                self._resend_tick()
             if now - self._tick_wall > timeout:
                 self.counters['timeouts'] += 1
                 self.get_logger().warning(

@@ -1,6 +1,6 @@
 """sim_bridge over real DDS, cross-process: two cells from config/graphs/sim.yaml (namespaces cell0 and
 cell1, per-cell /clock) in lockstep, and one realtime cell. Checks the published contract, that the
-cell obeys twist + gripper commands, the lockstep watchdog, NaN / out-of-range rejection, the 100 ms
+cell obeys twist + gripper commands, the lockstep watchdog and tick re-sends, NaN / out-of-range rejection, the 100 ms
 realtime watchdog, episode events, the start/stop services and abort on SIGINT.
 
 Slow-ish (each bridge process imports MuJoCo + dm_control and loads the cell: ~5-15 s to come up on
@@ -51,6 +51,7 @@ class Probe:
         self.node = rclpy.create_node('probe', namespace=ns, context=self.ctx)
         self.lock = threading.Lock()
         self.ticks = {}                     # stamp_ns -> {topic: msg}
+        self.receipts = {}                  # stamp_ns -> joint_states messages received (re-sends)
         self.events = []
         self.clock = []
         for name in TICK_TOPICS:
@@ -73,7 +74,10 @@ class Probe:
     def _cb(self, name):
         def cb(msg):
             with self.lock:
-                self.ticks.setdefault(stamp_to_ns(msg.header.stamp), {})[name] = msg
+                stamp = stamp_to_ns(msg.header.stamp)
+                self.ticks.setdefault(stamp, {})[name] = msg
+                if name == T.JOINT_STATES:
+                    self.receipts[stamp] = self.receipts.get(stamp, 0) + 1
         return cb
 
     def _on_event(self, msg):
@@ -231,6 +235,8 @@ def test_invalid_commands_rejected_and_lockstep_watchdog(cells):
     t1 = next_tick(p, t0)                                 # only the watchdog can advance the tick
     waited = time.monotonic() - sent
     assert waited > 0.8                                    # tick 0: first_tick_timeout_s = 1.2
+    assert t1 - t0 == 50_000_000                           # one tick: re-sends never advance time
+    assert p.receipts[t0] >= 3                             # tick 0 re-sent every resend_s = 0.25 s
     f1 = p.frame(t1)
     moved = np.linalg.norm(f1['sawyer/pinch/pose'][:3] - f0['sawyer/pinch/pose'][:3])
     assert moved < 0.002                                   # zero velocity was applied
