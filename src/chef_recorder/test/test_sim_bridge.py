@@ -46,6 +46,7 @@ class Policy:
         self.pubs = {n: create_contract_publisher(self.node, n) for n in
                      (T.POLICY_TWIST, T.POLICY_GRIPPER, T.POLICY_STEP, T.TWIST_CMD, T.GRIPPER_CMD)}
         self.sent = {}                                   # stamp -> action
+        self.answers = {}                                # stamp -> (stamp, gripper, twist) published
         self.rewards = {}                                # stamp -> reward vector
         self.rng = np.random.default_rng(5)
         self.lock = threading.Lock()
@@ -61,6 +62,9 @@ class Policy:
 
     def _on_tick(self, msg):
         stamp = stamp_to_ns(msg.header.stamp)
+        if stamp in self.answers:                        # a re-sent tick: the same answer, like policy_node
+            self._publish(*self.answers[stamp])
+            return
         a = self.rng.uniform(-1, 1, 5).astype(np.float32)
         (vx, vy, vz), yaw, grip = to_command(a)
         with self.lock:
@@ -69,11 +73,15 @@ class Policy:
         tw.header.stamp, tw.header.frame_id = ns_to_stamp(stamp), T.WORLD_FRAME
         tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = vx, vy, vz
         tw.twist.angular.z = yaw
+        self.answers[stamp] = (stamp, grip, tw)
+        self._publish(stamp, grip, tw)
+        self.pubs[T.POLICY_STEP].publish(String(data=json.dumps(
+            {'stamp_ns': stamp, 'intention': 'lift', 'action': a.tolist()})))
+
+    def _publish(self, stamp, grip, tw):
         for g, t in ((T.POLICY_GRIPPER, T.POLICY_TWIST), (T.GRIPPER_CMD, T.TWIST_CMD)):
             self.pubs[g].publish(gripper_command_msg(grip, stamp))      # tagged like policy_node's
             self.pubs[t].publish(tw)
-        self.pubs[T.POLICY_STEP].publish(String(data=json.dumps(
-            {'stamp_ns': stamp, 'intention': 'lift', 'action': a.tolist()})))
 
     def close(self):
         self.spin.close()

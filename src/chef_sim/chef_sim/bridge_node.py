@@ -246,6 +246,7 @@ class SimBridge(Node):
         self._tick_wall = self._sent_wall = time.monotonic()
         self._tick_msgs = out if self.lockstep else []
         self._twist = None
+        self._gripper_fresh = False
 
     def _resend_tick(self) -> None:
         """Lockstep: publish the current tick's messages again (same stamp). Everything downstream
@@ -257,7 +258,6 @@ class SimBridge(Node):
         self.counters['resends'] += 1
         self.get_logger().info(f'no twist for tick {self._sim_ns} ns yet: tick re-sent',
                                throttle_duration_sec=1.0)
-        self._gripper_fresh = False
 
     def _publish_event(self, event) -> None:
         if event is not None:
