@@ -483,9 +483,11 @@ class EpisodeRecorder:
                                   end.stamp_ns if end is not None else None)
         slop = int(s.slop_s * align.NS)
         incomplete = np.zeros(ticks.shape, bool)
-        per_tick = sorted(t for t in ep.stamps if t in r.per_tick)
+        # joint_states (the tick reference) never seen leaves every tick incomplete: an episode
+        # without observations is not complete
+        per_tick = sorted({t for t in ep.stamps if t in r.per_tick} | ({r.reference} if r.reference else set()))
         for t in per_tick:
-            st = np.sort(np.asarray(ep.stamps[t], np.int64))
+            st = np.sort(np.asarray(ep.stamps.get(t, []), np.int64))
             incomplete |= align.align_latest(st, ticks, slop) < 0
         missed, max_interval, rate = align.interval_stats(ticks, s.control_period_s, s.tick_tolerance)
         steps_recorded = max(int(ticks.size) - 1, 0)
@@ -506,7 +508,7 @@ class EpisodeRecorder:
             config_hash=str(tags.get('config_hash', '')),
             code_revision=str(tags.get('code_revision') or s.code_revision), tags=tags,
             status=status, abort_reason=reason if status != 'end' else '',
-            complete=bool(status == 'end' and missing == 0),
+            complete=bool(status == 'end' and missing == 0 and not incomplete.all()),
             steps=int(end.steps) if end is not None and end.steps else steps_recorded,
             steps_recorded=steps_recorded, start_stamp_ns=ep.start_ns,
             end_stamp_ns=int(end.stamp_ns if end is not None else (ticks[-1] if ticks.size else ep.max_stamp)),

@@ -189,3 +189,18 @@ def test_unstamped_and_latched_messages_follow_the_running_episode(make_recorder
     grip = full(T.POLICY_GRIPPER)
     assert a['topics'][grip] == 2 and b['topics'][grip] == 2
     assert np.isclose(sum(a['returns'].values()), sum(a['returns_recorded'].values()))
+
+
+def test_an_episode_whose_observations_never_arrived_is_kept_but_not_complete(make_recorder):
+    """Events and commands but no observation at all (the recorder's readers matched too late):
+    the bag is kept (nothing is thrown away) but it is not complete and every tick is incomplete."""
+    rec = make_recorder()
+    s = Stream()
+    s.episode(0, 5, T0)
+    feed(rec, [it for it in s.take() if not T.topic(it[0]).per_tick])
+    rec.fake_clock.t += 10.0
+    rec.poll()
+    assert rec.open_episodes == [] and len(rec.published) == 1
+    m = bag_meta(rec.published[0])
+    assert m['status'] == 'end' and m['steps'] == 5
+    assert not m['complete'] and m['incomplete_ticks'] == 6

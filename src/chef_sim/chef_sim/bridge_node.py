@@ -95,6 +95,9 @@ class Params:
                              help="lockstep: re-publish tick k's observations (same stamp) every this "
                                   'many wall s while its twist is missing (0 = never): a message lost '
                                   'while DDS endpoints still match then costs a pause, not a zero tick')
+    match_wait_s: float = field_(5.0, min=0.0, max=60.0,
+                                 help='lockstep autostart: wait up to this long (wall s) until every '
+                                      'reader of the observation topics is matched')
     gripper_wait_s: float = field_(0.05, min=0.0, max=1.0,
                                    help='lockstep: extra wait for a gripper command after the twist arrived')
     watchdog_s: float = field_(0.1, min=0.01, max=5.0, help='realtime: twist older than this -> zero velocity')
@@ -164,6 +167,7 @@ class SimBridge(Node):
         self._rt_twist_wall = -1e9
         self._stale = False
         self._autostarted = 0
+        self._match_wait_since: Optional[float] = None
         self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0,
                          'stale_grippers': 0, 'resends': 0, 'wait_ms': 0.0, 'step_ms': 0.0}
         self._tick_msgs: list = []                          # lockstep: what the current tick published
@@ -387,8 +391,29 @@ class SimBridge(Node):
             return
         if self.lockstep and p.wait_for_commander and self.count_publishers(T.TWIST_CMD) == 0:
             return
+        if self.lockstep and not self._subscribers_matched():
+            return
         self._autostarted += 1
         self.start_episode()
+
+    def _subscribers_matched(self) -> bool:
+        """Lockstep autostart: has every observation publisher matched every reader the graph shows
+        (a recorder discovered but not yet matched would lose a whole short episode)? Gives up
+        after `match_wait_s` (a reader with incompatible QoS never matches) with a warning."""
+        unmatched = [pub.topic_name for pub in self.pubs.values()
+                     if pub.get_subscription_count() < self.count_subscribers(pub.topic_name)]
+        if not unmatched:
+            self._match_wait_since = None
+            return True
+        now = time.monotonic()
+        if self._match_wait_since is None:
+            self._match_wait_since = now
+        if now - self._match_wait_since < self.p.match_wait_s:
+            return False
+        self.get_logger().warning(f'starting although {unmatched} have readers not matched after '
+                                  f'{self.p.match_wait_s} s (incompatible QoS?)', throttle_duration_sec=10.0)
+        self._match_wait_since = None
+        return True
 
     # --- shutdown --------------------------------------------------------------------------------
     def close(self) -> None:
