@@ -38,10 +38,11 @@ def qos(cls: str, role: str = 'pub') -> QoSProfile:
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=SENSOR_WRITER_DEPTH if role == 'pub' else 10,
                           reliability=rel, durability=DurabilityPolicy.VOLATILE)
     if cls == 'command':
-        # Readers keep only the newest command (a late one is stale); writers keep 10, so a slow
-        # reader (recorder, test probe) still gets every command: with a writer depth of 1 a
-        # reliable sample not yet delivered is replaced by the next and lost (seen under load).
-        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if role == 'sub' else 10,
+        # Readers keep only the newest command (a late one is stale); writers keep as many as the
+        # sensor writers, so a slow reliable reader (recorder, test probe) still gets every command:
+        # a reliable sample not yet delivered is replaced by the next and lost once the writer's
+        # history is full (depth 10 lost commands to recorder stalls of >10 ticks, measured).
+        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if role == 'sub' else SENSOR_WRITER_DEPTH,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE)
         # Both roles: DDS matches a reader only if the writer's offered deadline is <= the

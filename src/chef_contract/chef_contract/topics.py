@@ -27,9 +27,9 @@ def camera_frame(camera: str) -> str:
 
 # --- QoS classes --------------------------------------------------------------------------------
 # Each topic names one class; `chef_contract.ros.qos(cls, role)` builds the rclpy profile.
-#   sensor:  publisher RELIABLE depth 10; subscribers BEST_EFFORT depth 10, so they also match real
+#   sensor:  publisher RELIABLE depth 100; subscribers BEST_EFFORT depth 10, so they also match real
 #            drivers that publish with the `sensor_data` profile.
-#   command: RELIABLE, KEEP_LAST 1 (readers; writers keep 10 so slow readers lose nothing); both
+#   command: RELIABLE, KEEP_LAST 1 (readers; writers keep 100 so slow readers lose nothing); both
 #            declare a deadline of 2 control periods so the middleware reports stale commands.
 #   event:   RELIABLE, TRANSIENT_LOCAL, KEEP_LAST 50 - late joiners (the recorder) get recent events.
 #   latched: RELIABLE, TRANSIENT_LOCAL, KEEP_LAST 1 - state that is set rarely (policy info, e-stop).
