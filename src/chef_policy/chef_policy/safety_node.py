@@ -40,7 +40,7 @@ from chef_contract.config import field_
 from chef_contract.params import declare_params
 from chef_contract.ros import (
     create_contract_publisher, create_contract_subscription, gripper_command_msg, gripper_tick_stamp,
-    spin_node, stamp_to_ns,
+    ns_to_stamp, spin_node, stamp_to_ns,
 )
 from chef_contract.spec import (
     ARM_JOINT_NAMES, CONTROL_PERIOD_S, MAX_LINEAR_SPEED_MPS, MAX_YAW_RATE_RPS,
@@ -48,6 +48,11 @@ from chef_contract.spec import (
 from chef_policy.safety import SafetyFilter, SafetyLimits
 
 WRIST_JOINT = ARM_JOINT_NAMES[-1]          # right_j6
+
+
+def _stamp_s(stamp) -> float:
+    """Header stamp -> s: the one conversion this node uses, so equal stamps compare equal."""
+    return stamp.sec + stamp.nanosec * 1e-9
 _DEFAULT = SafetyLimits()
 
 
@@ -147,10 +152,6 @@ class SafetyFilterNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _obs_stamp_ns(self) -> Optional[int]:
-        stamp = self._obs_stamp()
-        return None if stamp is None else int(round(stamp * 1e9))
-
     def _obs_stamp(self) -> Optional[float]:
         if self._tcp_stamp is None or self._js_stamp is None:
             return None
@@ -165,7 +166,7 @@ class SafetyFilterNode(Node):
     def _on_pinch(self, msg) -> None:
         p = msg.pose.position
         tcp = (p.x, p.y, p.z)
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp = _stamp_s(msg.header.stamp)
         if self._tcp_stamp is not None and 1e-3 < stamp - self._tcp_stamp < 0.5:
             dt = stamp - self._tcp_stamp
             self._tcp_velocity = tuple((a - b) / dt for a, b in zip(tcp, self._tcp))
@@ -179,7 +180,7 @@ class SafetyFilterNode(Node):
             i = list(msg.name).index(WRIST_JOINT)
             if i < len(msg.position):
                 yaw = float(msg.position[i])
-                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                stamp = _stamp_s(msg.header.stamp)
                 dt = stamp - self._js_stamp if self._js_stamp is not None else 0.0
                 self._yaw_rate = (yaw - self._yaw) / dt if 1e-3 < dt < 0.5 else None
                 self._yaw, self._js_stamp = yaw, stamp
@@ -207,26 +208,26 @@ class SafetyFilterNode(Node):
         return response
 
     # --- the command path ------------------------------------------------------------------------
-    def _paired(self, handler, msg, stamp_ns: Optional[int]) -> bool:
-        """Lockstep: queue a command stamped for a tick whose observation has not arrived yet (True
+    def _paired(self, handler, msg, stamp) -> bool:
+        """Lockstep: queue a command whose tick (header stamp, or None) has no observation yet (True
         = queued; `handler` runs when it arrives or `lockstep_pair_s` has passed)."""
-        if stamp_ns is None or not self._lockstep() or self.p.lockstep_pair_s <= 0:
+        if stamp is None or not self._lockstep() or self.p.lockstep_pair_s <= 0:
             return False
-        obs = self._obs_stamp_ns()
-        if obs is not None and obs >= stamp_ns:
+        tick, obs = _stamp_s(stamp), self._obs_stamp()
+        if obs is not None and obs >= tick:
             return False
-        self._pending.append((time.monotonic(), stamp_ns, handler, msg))
+        self._pending.append((time.monotonic(), tick, handler, msg))
         return True
 
     def _flush_pending(self, force_older_than: Optional[float] = None) -> None:
         """Run queued commands (in arrival order) whose tick has been observed, or that waited too long."""
         if not self._pending:
             return
-        obs = self._obs_stamp_ns()
+        obs = self._obs_stamp()
         keep, run = [], []
         for item in self._pending:
-            wall, stamp_ns, _, _ = item
-            due = (obs is not None and obs >= stamp_ns) or \
+            wall, tick, _, _ = item
+            due = (obs is not None and obs >= tick) or \
                 (force_older_than is not None and wall <= force_older_than)
             (run if due else keep).append(item)
         if not run:
@@ -236,7 +237,7 @@ class SafetyFilterNode(Node):
             handler(msg, paired=True)
 
     def _on_twist(self, msg: TwistStamped, paired: bool = False) -> None:
-        if not paired and self._paired(self._on_twist, msg, stamp_to_ns(msg.header.stamp)):
+        if not paired and self._paired(self._on_twist, msg, msg.header.stamp):
             return
         t, a = msg.twist.linear, msg.twist.angular
         values = (t.x, t.y, t.z, a.x, a.y, a.z)
@@ -254,18 +255,19 @@ class SafetyFilterNode(Node):
         (out.twist.linear.x, out.twist.linear.y, out.twist.linear.z,
          out.twist.angular.x, out.twist.angular.y, out.twist.angular.z) = twist
         self.pub_twist.publish(out)
-        self._last_cmd_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self._last_cmd_stamp_ns = stamp_to_ns(msg.header.stamp)
         if 'stale' in status.reasons:
-            obs = self._obs_stamp()
+            now, obs = self._now(), self._obs_stamp()
             self.get_logger().warning(
-                f'command stamped {stamp_to_ns(msg.header.stamp)} ns zeroed: observations stale '
-                f'(clock {self._now():.3f} s, newest pose {self._tcp_stamp} s, joints {self._js_stamp} s'
-                f'{"" if obs is None else f", age {self._now() - obs:.3f} s"})', throttle_duration_sec=1.0)
+                f'command stamped {self._last_cmd_stamp_ns} ns zeroed: observations stale '
+                f'(clock {now:.3f} s, newest pose {self._tcp_stamp} s, joints {self._js_stamp} s'
+                f'{"" if obs is None else f", age {now - obs:.3f} s"})', throttle_duration_sec=1.0)
         if status.state != self._last_state:
             self._publish_status(force=True, state=status.state)
 
     def _on_gripper(self, msg: Float64MultiArray, paired: bool = False) -> None:
-        if not paired and self._paired(self._on_gripper, msg, gripper_tick_stamp(msg)):
+        tick = gripper_tick_stamp(msg)
+        if not paired and self._paired(self._on_gripper, msg, None if tick is None else ns_to_stamp(tick)):
             return
         value = msg.data[0] if len(msg.data) >= 1 else math.nan
         _, gripper, status = self.filter.filter(None, value, self._tcp, self._yaw, self._now(),

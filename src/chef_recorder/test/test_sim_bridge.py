@@ -46,7 +46,7 @@ class Policy:
         self.pubs = {n: create_contract_publisher(self.node, n) for n in
                      (T.POLICY_TWIST, T.POLICY_GRIPPER, T.POLICY_STEP, T.TWIST_CMD, T.GRIPPER_CMD)}
         self.sent = {}                                   # stamp -> action
-        self.answers = {}                                # stamp -> (stamp, gripper, twist) published
+        self.answers = {}                                # stamp -> (gripper, twist) published
         self.rewards = {}                                # stamp -> reward vector
         self.rng = np.random.default_rng(5)
         self.lock = threading.Lock()
@@ -63,7 +63,7 @@ class Policy:
     def _on_tick(self, msg):
         stamp = stamp_to_ns(msg.header.stamp)
         if stamp in self.answers:                        # a re-sent tick: the same answer, like policy_node
-            self._publish(*self.answers[stamp])
+            self._publish(stamp, *self.answers[stamp])
             return
         a = self.rng.uniform(-1, 1, 5).astype(np.float32)
         (vx, vy, vz), yaw, grip = to_command(a)
@@ -73,7 +73,7 @@ class Policy:
         tw.header.stamp, tw.header.frame_id = ns_to_stamp(stamp), T.WORLD_FRAME
         tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = vx, vy, vz
         tw.twist.angular.z = yaw
-        self.answers[stamp] = (stamp, grip, tw)
+        self.answers[stamp] = (grip, tw)
         self._publish(stamp, grip, tw)
         self.pubs[T.POLICY_STEP].publish(String(data=json.dumps(
             {'stamp_ns': stamp, 'intention': 'lift', 'action': a.tolist()})))
