@@ -99,6 +99,8 @@ def test_trainer_learns_picks_up_new_episodes_and_resumes_after_kill(tmp_path):
     latest = json.loads((tmp_path / 'run' / 'latest.json').read_text())
     killed_at = latest['step']
     assert killed_at >= 50 and killed_at % 25 == 0
+    # the announcement sent just before the kill may still wait in the watcher's reader: take it
+    w.spin_until(lambda: any(a['step'] == killed_at for a in w.announced), 5.0)
     ann = [a for a in w.announced if a['step'] == killed_at]
     assert ann and ann[-1]['sha256'] == latest['sha256']
     rows_before = read_metrics(tmp_path / 'run' / 'metrics.csv')
