@@ -387,11 +387,22 @@ class MultiTaskActor(nn.Module):
         features = self.encoder(obs)
         if detach_encoder:
             features = features.detach()
-        out = self.head(self.torso(features))
+        return self._split(self.head(self.torso(features)))
+
+    @staticmethod
+    def _split(out: torch.Tensor):
         mean = torch.tanh(out[..., :ARM_DIM])
         std = F.softplus(out[..., ARM_DIM:2 * ARM_DIM]) + MIN_STD
         logits = out[..., 2 * ARM_DIM:]
         return mean, std, logits
+
+    def forward_with_detached_std(self, obs: Mapping[str, torch.Tensor]):
+        """(mean, std, logits, std_detached): std_detached is the std head applied to the detached
+        torso output, so a loss on it trains only the std head's weights."""
+        h = self.torso(self.encoder(obs))
+        mean, std, logits = self._split(self.head(h))
+        _, std_detached, _ = self._split(self.head(h.detach()))
+        return mean, std, logits, std_detached
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, torch.Tensor], intention: Union[int, torch.Tensor],

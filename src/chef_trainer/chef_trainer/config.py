@@ -42,6 +42,8 @@ class CRRConfig:
     advantage_estimator: str = field_('mean', choices=('mean', 'max'),
                                       help='baseline = mean (CRR "mean") or max over the samples')
     bc_weight: float = field_(0.0, min=0.0, help='weight of an added plain BC term (0 = off)')
+    normalize_advantage: bool = field_(False, help='divide A by its batch std per intention before '
+                                                   'weighting (beta is then in units of that std)')
 
 
 @dataclass
@@ -67,6 +69,10 @@ class LearnerConfig:
     discount: float = field_(0.99, min=0.0, max=1.0, help='gamma per control tick')
     reward_scale: float = field_(1.0, min=0.0, help='multiplies every intention reward')
     td_loss: str = field_('mse', choices=('mse', 'huber'), help='critic regression loss')
+    actor_loss: str = field_('nll', choices=('nll', 'mse'),
+                             help="offline actor terms (CRR, BC): 'nll' = -log pi with learned spread; "
+                                  "'mse' = squared error of the arm mean + gripper cross-entropy, the "
+                                  'spread fit separately (losses.actor_terms)')
     next_action_samples: int = field_(4, min=1, max=256,
                                       help='samples of a ~ pi(s_{t+n}) averaged for the TD target')
     target_update_period: int = field_(100, min=0,

@@ -202,6 +202,17 @@ class Learner:
         for m in self.modules().values():
             m.encoder.fit_state_statistics(obs)
 
+    # --- offline actor ------------------------------------------------------------------------------
+    def _actor_terms(self, b: Batch):
+        """(mean, std, logits, per-sample actor loss [B, K]) of the logged actions
+        (LearnerConfig.actor_loss, losses.actor_terms)."""
+        if self.config.actor_loss == 'mse':
+            mean, std, logits, std_detached = self.actor.forward_with_detached_std(b['obs'])
+        else:
+            (mean, std, logits), std_detached = self.actor(b['obs']), None
+        terms = L.actor_terms(mean, std, logits, b['action'], self.config.actor_loss, std_detached)
+        return mean, std, logits, terms
+
     # --- common TD pieces ---------------------------------------------------------------------------
     def _td_target(self, b: Batch) -> torch.Tensor:
         """y_k = R_k^(n) + discount * E_{a ~ pi_k^target(s')} Q_k^target(s', a)   [B, K]."""
@@ -277,6 +288,11 @@ class Learner:
 # --------------------------------------------------------------------------------------------------
 # offline
 # --------------------------------------------------------------------------------------------------
+def _arm_mse(mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of every head's arm mean against the logged arm action (a metric)."""
+    return (mean.detach() - action[:, None, :L.ARM_DIMS]).pow(2).mean()
+
+
 class BCLearner(Learner):
     """Behaviour cloning baseline: maximise log pi_k(a | s) of the logged action, every intention."""
 
@@ -284,11 +300,10 @@ class BCLearner(Learner):
     uses_critic = False
 
     def _losses(self, b):
-        mean, std, logits = self.actor(b['obs'])
-        lp = L.action_log_prob(mean, std, logits, b['action'])          # [B, K]
-        loss = L.bc_nll(lp)
-        return {'loss': loss, 'bc_loss': loss.detach(), 'log_prob': lp.detach().mean(),
-                'policy_std': std.detach().mean()}
+        mean, std, logits, terms = self._actor_terms(b)
+        loss = terms.mean()
+        return {'loss': loss, 'bc_loss': loss.detach(), 'policy_std': std.detach().mean(),
+                'arm_mse': _arm_mse(mean, b['action'])}
 
 
 class CRRLearner(Learner):
@@ -307,23 +322,24 @@ class CRRLearner(Learner):
         q = critic_q_for_actions(self.critic, features, b['action'].unsqueeze(1)).squeeze(1)   # [B, K]
         critic_loss, per_k = L.td_loss(q, target, cfg.td_loss)
 
-        mean, std, logits = self.actor(b['obs'])
-        lp = L.action_log_prob(mean, std, logits, b['action'])          # [B, K]
+        mean, std, logits, terms = self._actor_terms(b)                # terms [B, K]
         with torch.no_grad():
             samples = L.sample_actions(mean, std, logits, cfg.crr.advantage_samples)
             q_s = q_of_policy_samples(self.critic, features.detach(), samples)
             adv = L.advantage(q.detach(), q_s, cfg.crr.advantage_estimator)
-            w = L.crr_weights(adv, cfg.crr.weight_mode, cfg.crr.beta, cfg.crr.max_weight)
-        actor_loss = L.weighted_nll(lp, w)
+            scaled = L.normalize_advantage(adv) if cfg.crr.normalize_advantage else adv
+            w = L.crr_weights(scaled, cfg.crr.weight_mode, cfg.crr.beta, cfg.crr.max_weight)
+        actor_loss = (w * terms).mean()
         if cfg.crr.bc_weight > 0:
-            actor_loss = actor_loss + cfg.crr.bc_weight * L.bc_nll(lp)
+            actor_loss = actor_loss + cfg.crr.bc_weight * terms.mean()
+        lp = -terms.detach()
         return {
             'loss': critic_loss + actor_loss,
             'critic_loss': critic_loss.detach(), 'actor_loss': actor_loss.detach(),
             'q_mean': q.detach().mean(), 'target_mean': target.mean(),
             'adv_mean': adv.mean(), 'adv_std': adv.std(), 'adv_pos_frac': (adv > 0).float().mean(),
-            'weight_mean': w.mean(), 'weight_max': w.max(), 'log_prob': lp.detach().mean(),
-            'policy_std': std.detach().mean(),
+            'weight_mean': w.mean(), 'weight_max': w.max(), 'actor_terms': -lp.mean(),
+            'policy_std': std.detach().mean(), 'arm_mse': _arm_mse(mean, b['action']),
             'q_per_intention': q.detach().mean(0), 'critic_loss_per_intention': per_k.detach(),
         }
 

@@ -5,8 +5,12 @@ Every function is small enough to be checked by hand on a 2x2 case (test/test_lo
 
 Critic (all learners):  y_k = R_k^(n) + discount * V_k^target(s_{t+n}),  loss = mean_k mean_b (Q_k - y_k)^2
 CRR actor:              A_k(s, a) = Q_k(s, a) - mean_j Q_k(s, a_j),  a_j ~ pi_k(.|s)
+                        optionally A_k / std_b(A_k) (normalize_advantage: beta becomes scale-free)
                         w = 1[A > 0] (binary) or min(exp(A / beta), w_max) (exponential)
-                        loss = -mean_{b,k} w * log pi_k(a | s)   (+ bc_weight * -mean log pi_k(a | s))
+                        loss = mean_{b,k} w * l_k(a | s)   (+ bc_weight * mean l_k(a | s))
+Actor terms l_k:        'nll': -log pi_k(a | s) (Gaussian arm with learned spread + categorical)
+                        'mse': 1/2 |a_arm - mu_k|^2 + CE(gripper) + the spread's NLL with mu
+                        detached, from a detached torso (the spread never steers the mean)
 MPO (online):           E-step q_k(a_j|s) ~ softmax_j(Q_k(s, a_j) / eta_k), eta_k from its dual;
                         M-step weighted maximum likelihood with decoupled KL trust regions on the arm
                         mean, arm std and gripper categorical (Abdolmaleki et al. 2018).
@@ -135,6 +139,36 @@ def crr_weights(adv: Tensor, mode: str = 'exp', beta: float = 1.0, max_weight: f
     if mode == 'exp':
         return torch.exp(adv / beta).clamp(max=max_weight)
     raise ValueError(f'unknown CRR weight mode {mode!r}')
+
+
+def normalize_advantage(adv: Tensor, eps: float = 1e-6) -> Tensor:
+    """A_k / std_b(A_k) per intention (no gradient): exp-weights with one beta for any Q scale."""
+    adv = adv.detach()
+    return adv / adv.std(0, keepdim=True).clamp_min(eps)
+
+
+def actor_terms(mean: Tensor, std: Tensor, logits: Tensor, action: Tensor, kind: str = 'mse',
+                std_detached: Tensor | None = None) -> Tensor:
+    """Per-sample actor loss [B, K] of the logged `action` [B, 5] under every intention.
+
+    'nll': -log pi_k(a | s), the Gaussian arm with its learned spread + the gripper categorical.
+    With a learned spread the ticks whose arm targets the policy fits best (actions clipped at +-1)
+    shrink their std and dominate the gradient; 'mse' avoids that:
+    1/2 |a_arm - mu_k|^2 (a unit-variance Gaussian) + CE of the gripper class, plus the spread's
+    Gaussian NLL with the mean detached, computed from `std_detached` (the std head applied to a
+    detached torso), so the spread is learned for exploration without steering mean or features.
+    """
+    if kind == 'nll':
+        return -action_log_prob(mean, std, logits, action)
+    if kind != 'mse':
+        raise ValueError(f'unknown actor loss {kind!r}')
+    act = action.unsqueeze(-2) if action.dim() == mean.dim() - 1 else action
+    arm = act[..., :ARM_DIMS]
+    sq = 0.5 * (arm - mean).pow(2).sum(-1)
+    ce = -categorical_log_prob(logits, gripper_class(act))
+    spread = std if std_detached is None else std_detached
+    std_nll = -gaussian_log_prob(mean.detach(), spread, arm)
+    return sq + ce + std_nll
 
 
 def weighted_nll(log_prob: Tensor, weights: Tensor) -> Tensor:

@@ -114,15 +114,17 @@ def bandit_dataset(n=256):
     return buf
 
 
-@pytest.mark.parametrize('mode', ['binary', 'exp'])
-def test_crr_prefers_the_better_logged_action_where_bc_averages(mode):
+@pytest.mark.parametrize('mode,actor_loss,normalize', [('binary', 'nll', False), ('exp', 'nll', False),
+                                                      ('exp', 'mse', True), ('binary', 'mse', False)])
+def test_crr_prefers_the_better_logged_action_where_bc_averages(mode, actor_loss, normalize):
     buf = bandit_dataset()
     rng = np.random.default_rng(2)
     means = {}
     for alg in ('bc', 'crr'):
         cfg = LearnerConfig(algorithm=alg, network=small_net(), batch_size=64, n_step=1, seed=2,
-                            target_update_period=0, target_tau=0.05,
-                            crr=CRRConfig(weight_mode=mode, beta=0.1, advantage_samples=8),
+                            target_update_period=0, target_tau=0.05, actor_loss=actor_loss,
+                            crr=CRRConfig(weight_mode=mode, beta=0.1 if not normalize else 0.5,
+                                          advantage_samples=8, normalize_advantage=normalize),
                             optim=OptimConfig(actor_lr=1e-3, critic_lr=1e-3))
         learner = make_learner(cfg, 'cpu')
         for _ in range(300):
@@ -220,3 +222,40 @@ def test_state_inputs_are_standardised_from_the_training_data_and_travel_with_th
     off.update()
     assert not off.learner.state_statistics_ready and torch.equal(off.learner.actor.encoder.state_std, torch.ones(21))
     off.close()
+
+
+def test_mse_actor_loss_fits_the_mean_and_its_spread_never_steers_the_mean():
+    """actor_loss 'mse': the arm mean is fit by squared error; the spread's NLL trains only the std
+    head's weights (zero gradient on the torso and on the mean outputs)."""
+    from chef_trainer import losses as L
+    cfg = LearnerConfig(algorithm='bc', network=small_net(), batch_size=128, seed=3, actor_loss='mse',
+                        optim=OptimConfig(actor_lr=1e-3))
+    learner = make_learner(cfg, 'cpu')
+    buf = expert_dataset()
+    rng = np.random.default_rng(3)
+    b = batch_to_torch(buf.sample(128, rng), learner.keys, learner.device)
+    mean, std, logits, std_det = learner.actor.forward_with_detached_std(b['obs'])
+    spread_only = -L.gaussian_log_prob(mean.detach(), std_det, b['action'][:, None, :4]).mean()
+    learner.actor.zero_grad()
+    spread_only.backward()
+    torso_grads = [p.grad for p in learner.actor.torso.parameters()]
+    assert all(g is None or g.abs().max() == 0 for g in torso_grads)
+    head_grad = learner.actor.head.out.weight.grad                      # [K, in, 10]
+    assert head_grad[..., :4].abs().max() == 0 and head_grad[..., 8:].abs().max() == 0
+    assert head_grad[..., 4:8].abs().max() > 0
+    for _ in range(600):
+        learner.update(buf.sample(128, rng))
+    with torch.no_grad():
+        a = learner.actor.act(b['obs'], INTENTIONS.index('staged'), deterministic=True)
+    assert (a[:, :3] - b['action'][:, :3]).abs().mean() < 0.05
+    assert (a[:, 4] == b['action'][:, 4]).float().mean() > 0.97
+
+
+def test_normalised_advantages_make_the_crr_weights_independent_of_the_q_scale():
+    from chef_trainer import losses as L
+    adv = torch.tensor([[0.1, -2.0], [-0.1, 0.5], [0.05, 1.5]])
+    w1 = L.crr_weights(L.normalize_advantage(adv), 'exp', 1.0, 20.0)
+    w2 = L.crr_weights(L.normalize_advantage(40.0 * adv), 'exp', 1.0, 20.0)
+    assert torch.allclose(w1, w2)
+    assert torch.allclose(L.normalize_advantage(adv).std(0), torch.ones(2))
+    assert w1[0, 0] > w1[1, 0] and w1[2, 1] > w1[0, 1]                 # order kept per intention

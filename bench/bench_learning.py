@@ -1,0 +1,313 @@
+"""Learning quality: the project's offline learners vs independent baselines on ONE recorded dataset.
+
+1. Data: `chef collect --config bench_learning` (the noisy scripted expert on the 5 test triplets,
+   recorded through the real ROS graph into runs/bench-learning/data; reproducible from the
+   config's seed; reused when already there).
+2. Learners, each trained for the same number of updates with batch 256 on every transition of that
+   data, privileged state inputs (18 stacked keys), one torch thread each, two at a time:
+   * chef_crr        - the CHEF loop's learner (config/learners/crr_state.yaml): 6 SAC-X intention
+                       heads on one shared critic, the 'staged' head acts
+   * chef_crr_single - the same with only the 'staged' intention (multi-task vs single-task)
+   * chef_crr_nll    - chef_crr with the previous actor loss (Gaussian NLL with learned spread) and
+                       raw advantages, the learner this bench replaced
+   * chef_bc         - the project's BC (config/learners/bc_state.yaml)
+   * bc_mlp          - independent baseline: a plain PyTorch MLP (256x256 ReLU), squared error on
+                       the 5-D action, inputs standardised
+   * d3rlpy_crr, d3rlpy_iql - d3rlpy 2.8.1 (requirements-bench.txt), 256x256 encoders, standardised
+                       observations, the staged reward
+3. Evaluation: every policy, deterministic, on the same seeded scenes of the 5 test triplets in the
+   ROS-free MuJoCo cell through the safety filter (chef_loop.sim_eval); the data's own policy (the
+   scripted expert with the data's noise) on the same scenes gives `data_success`.
+
+Writes bench/results/learning.json: learners {name: {pooled_success, ci95, episodes, updates_per_s,
+per_triplet}}, chosen, baseline_bc, data_success, ratio_to_bc, d3rlpy_best.
+Run: python bench/bench_learning.py [--quick] [--updates N] [--episodes-per-triplet N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+warnings.filterwarnings('ignore')
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / 'bench' / 'results'
+DATA_CONFIG = 'bench_learning'
+EVAL_SEED = 900_000                 # evaluation scenes: seed + 1000 * triplet + episode
+BATCH = 256
+CHOSEN = 'chef_crr'
+BASELINE_BC = 'bc_mlp'
+
+CHEF_LEARNERS = {
+    'chef_crr': ('crr_state.yaml', []),
+    'chef_crr_single': ('crr_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1']),
+    'chef_crr_nll': ('crr_state.yaml', ['learner.actor_loss=nll', 'learner.crr.normalize_advantage=false']),
+    'chef_bc': ('bc_state.yaml', []),
+}
+BASELINES = ('bc_mlp', 'd3rlpy_crr', 'd3rlpy_iql')
+QUICK_LEARNERS = ('chef_crr', 'chef_bc', 'bc_mlp', 'd3rlpy_crr')
+
+
+# --- data -------------------------------------------------------------------------------------------
+def ensure_data(run_dir: Path, log) -> Path:
+    """Run (or resume) `chef collect` for the bench's dataset; returns the data directory."""
+    t0 = time.monotonic()
+    cmd = [sys.executable, '-m', 'chef_bringup.cli', 'collect', '--config', DATA_CONFIG, '--no-progress']
+    if run_dir.parent != (ROOT / 'runs').resolve():
+        cmd += ['--set', f'runs_dir={run_dir.parent}']
+    log(f'data: {" ".join(cmd[2:])}')
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    log(f'data: ready in {time.monotonic() - t0:.0f} s')
+    return run_dir / 'data'
+
+
+def data_records(data_dir: Path):
+    from chef_recorder.dataset import Dataset
+    ds = Dataset(data_dir)
+    return ds, ds.training_records()
+
+
+def state_sampler(data_dir: Path, n_step: int = 5, discount: float = 0.99):
+    from chef_contract.spec import STATE_OBSERVATION_NAMES
+    from chef_recorder.dataset import TransitionSampler
+    ds, records = data_records(data_dir)
+    return TransitionSampler(ds, records, STATE_OBSERVATION_NAMES, n_step=n_step, discount=discount,
+                             progress=False)
+
+
+def flat_episodes(sampler):
+    """Per episode: (X [T+1, D] flattened stacked state, actions [T, 5], staged reward [T], valid [T])."""
+    from chef_contract.spec import REWARD_TERMS
+    col = REWARD_TERMS.index('staged')
+    out = []
+    for i, ep in enumerate(sampler.episodes):
+        states = sampler.episode_states(i)
+        x = np.concatenate([states[k].reshape(states[k].shape[0], -1) for k in sampler.state_keys], 1)
+        out.append((x.astype(np.float32), np.asarray(ep.actions, np.float32),
+                    np.asarray(ep.reward_terms, np.float32)[:, col], np.asarray(ep.valid, bool)))
+    return out
+
+
+# --- trainers (each runs in its own process) ----------------------------------------------------------
+def train_chef(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str, Any]:
+    from chef_loop.sim_eval import PolicySpec
+    from chef_trainer.config import load_learner_config, resolve_config_path
+    from chef_trainer.offline import train_offline
+    base, overrides = CHEF_LEARNERS[name]
+    cfg = load_learner_config(resolve_config_path(base), overrides + [f'learner.batch_size={BATCH}'])
+    sampler = state_sampler(Path(data_dir), cfg.learner.n_step, cfg.learner.discount)
+    t0 = time.perf_counter()
+    ckpt, summary = train_offline(cfg, sampler, updates, Path(out_dir) / name, progress=False, resume=False,
+                                  device='cpu')
+    wall = time.perf_counter() - t0
+    return {'spec': PolicySpec('checkpoint', path=ckpt), 'updates': updates, 'train_s': wall,
+            'updates_per_s': updates / wall}
+
+
+def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
+    """Plain PyTorch behaviour cloning: standardised inputs, 256x256 ReLU MLP, MSE on the action."""
+    import torch
+    from torch import nn
+    from chef_loop.sim_eval import PolicySpec
+    torch.manual_seed(seed)
+    eps = flat_episodes(state_sampler(Path(data_dir)))
+    x = np.concatenate([e[0][:-1][e[3]] for e in eps])
+    y = np.concatenate([e[1][e[3]] for e in eps])
+    mean, std = x.mean(0), x.std(0).clip(1e-2)
+    xt = torch.from_numpy((x - mean) / std).float()
+    yt = torch.from_numpy(y).float()
+
+    class Policy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer('mean', torch.from_numpy(mean).float())
+            self.register_buffer('std', torch.from_numpy(std).float())
+            self.net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                                     nn.Linear(256, 5))
+
+        def forward(self, obs):
+            return self.net((obs - self.mean) / self.std)
+
+    model = Policy()
+    opt = torch.optim.Adam(model.net.parameters(), lr=3e-4)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        idx = torch.from_numpy(rng.integers(0, len(xt), BATCH))
+        loss = (model.net(xt[idx]) - yt[idx]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    wall = time.perf_counter() - t0
+    path = Path(out_dir) / 'bc_mlp.pt'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(model.eval()).save(str(path))
+    return {'spec': PolicySpec('torchscript', path=str(path)), 'updates': updates, 'train_s': wall,
+            'updates_per_s': updates / wall}
+
+
+def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
+    import d3rlpy
+    from chef_loop.sim_eval import PolicySpec
+    d3rlpy.seed(seed)
+    eps = flat_episodes(state_sampler(Path(data_dir)))
+    obs, act, rew, term, tout = [], [], [], [], []
+    for x, a, r, valid in eps:
+        t = len(a)
+        obs.append(x[:t])
+        act.append(a)
+        rew.append(r)
+        term.append(np.zeros(t, np.float32))
+        to = np.zeros(t, np.float32)
+        to[-1] = 1.0
+        tout.append(to)
+    dataset = d3rlpy.dataset.MDPDataset(np.concatenate(obs), np.concatenate(act),
+                                        np.concatenate(rew)[:, None], np.concatenate(term),
+                                        timeouts=np.concatenate(tout))
+    enc = d3rlpy.models.encoders.VectorEncoderFactory([256, 256])
+    common = dict(batch_size=BATCH, actor_encoder_factory=enc, critic_encoder_factory=enc,
+                  observation_scaler=d3rlpy.preprocessing.StandardObservationScaler())
+    if algo_name == 'crr':
+        algo = d3rlpy.algos.CRRConfig(**common).create(device='cpu:0')
+    else:
+        algo = d3rlpy.algos.IQLConfig(value_encoder_factory=enc, **common).create(device='cpu:0')
+    t0 = time.perf_counter()
+    algo.fit(dataset, n_steps=updates, n_steps_per_epoch=updates, show_progress=False, save_interval=10 ** 9,
+             logger_adapter=d3rlpy.logging.NoopAdapterFactory())
+    wall = time.perf_counter() - t0
+    path = Path(out_dir) / f'd3rlpy_{algo_name}.pt'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    algo.save_policy(str(path))
+    return {'spec': PolicySpec('torchscript', path=str(path)), 'updates': updates, 'train_s': wall,
+            'updates_per_s': updates / wall}
+
+
+def _train(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str, Any]:
+    import torch
+    torch.set_num_threads(1)
+    try:
+        if name in CHEF_LEARNERS:
+            return train_chef(name, data_dir, out_dir, updates)
+        if name == 'bc_mlp':
+            return train_bc_mlp(data_dir, out_dir, updates)
+        return train_d3rlpy(name.split('_', 1)[1], data_dir, out_dir, updates)
+    except Exception as exc:  # noqa: BLE001 - a failing learner is a result
+        return {'error': f'{type(exc).__name__}: {exc}'}
+
+
+def _evaluate(name: str, spec, episodes_per_triplet: int) -> Dict[str, Any]:
+    import torch
+    torch.set_num_threads(1)
+    from chef_loop.sim_eval import evaluate
+    t0 = time.perf_counter()
+    res = evaluate(spec, episodes_per_triplet=episodes_per_triplet, seed=EVAL_SEED)
+    out = res.to_dict()
+    out['eval_s'] = time.perf_counter() - t0
+    return out
+
+
+# --- main ---------------------------------------------------------------------------------------------
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--quick', action='store_true', help='4 learners, 2000 updates, 2 episodes per triplet')
+    ap.add_argument('--updates', type=int, default=None, help='updates per learner (default 10000)')
+    ap.add_argument('--episodes-per-triplet', type=int, default=None, help='evaluation episodes (default 10)')
+    ap.add_argument('--learners', nargs='*', default=None, help='subset of learners to run')
+    ap.add_argument('--workers', type=int, default=2, help='learners trained / evaluated at once')
+    ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
+    ap.add_argument('--out', default=str(RESULTS / 'learning.json'))
+    args = ap.parse_args(argv)
+    updates = args.updates or (2000 if args.quick else 10000)
+    per_triplet = args.episodes_per_triplet or (2 if args.quick else 10)
+    names = args.learners or list(QUICK_LEARNERS if args.quick else list(CHEF_LEARNERS) + list(BASELINES))
+    t_start = time.monotonic()
+    log = lambda m: print(f'[bench learning {time.monotonic() - t_start:6.0f} s] {m}', flush=True)  # noqa: E731
+
+    run_dir = Path(args.run_dir).resolve()
+    data_dir = ensure_data(run_dir, log)
+    ds, records = data_records(data_dir)
+    recorded = [bool(r.metadata.get('success')) for r in records if r.metadata.get('status') == 'end']
+    log(f'data: {len(records)} episodes, recorded success {sum(recorded)}/{len(recorded)}')
+    out_dir = run_dir / 'learners'
+
+    ctx = mp.get_context('spawn')
+    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
+        trained = dict(zip(names, pool.starmap(_train, [(n, str(data_dir), str(out_dir), updates) for n in names])))
+    for n, r in trained.items():
+        log(f'trained {n}: ' + (r['error'] if 'error' in r else f'{r["updates_per_s"]:.1f} upd/s, {r["train_s"]:.0f} s'))
+
+    from chef_loop.sim_eval import PolicySpec
+    noise = _data_noise()
+    jobs = [('data', PolicySpec('scripted', noise=noise))] + \
+           [(n, r['spec']) for n, r in trained.items() if 'spec' in r]
+    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
+        evals = dict(zip([j[0] for j in jobs], pool.starmap(_evaluate, [(n, s, per_triplet) for n, s in jobs])))
+
+    learners: Dict[str, Any] = {}
+    for n, r in trained.items():
+        if 'error' in r:
+            learners[n] = {'error': r['error']}
+            continue
+        ev = evals[n]
+        learners[n] = {'pooled_success': ev['pooled']['rate'], 'ci95': [ev['pooled']['low'], ev['pooled']['high']],
+                       'episodes': ev['pooled']['trials'], 'updates': r['updates'],
+                       'updates_per_s': r['updates_per_s'], 'train_s': r['train_s'], 'eval_s': ev['eval_s'],
+                       'mean_staged_return': ev['mean_staged_return'],
+                       'per_triplet': {k: v['rate'] for k, v in ev['per_triplet'].items()}}
+    data_ev = evals['data']
+    bc = learners.get(BASELINE_BC, {}).get('pooled_success')
+    chosen = learners.get(CHOSEN, {}).get('pooled_success')
+    d3 = [learners[n]['pooled_success'] for n in learners if n.startswith('d3rlpy') and 'pooled_success' in learners[n]]
+    result = {
+        'bench': 'learning', 'quick': args.quick, 'updates': updates, 'batch': BATCH,
+        'episodes_per_triplet': per_triplet, 'eval_seed': EVAL_SEED,
+        'data': {'config': DATA_CONFIG, 'dir': str(data_dir.relative_to(ROOT)) if data_dir.is_relative_to(ROOT)
+                 else str(data_dir), 'episodes': len(records),
+                 'recorded_success': sum(recorded) / max(1, len(recorded)), 'scripted_noise': noise},
+        'data_success': data_ev['pooled']['rate'],
+        'data_ci95': [data_ev['pooled']['low'], data_ev['pooled']['high']],
+        'data_per_triplet': {k: v['rate'] for k, v in data_ev['per_triplet'].items()},
+        'learners': learners, 'chosen': CHOSEN, 'baseline_bc': BASELINE_BC,
+        'ratio_to_bc': (chosen / bc) if chosen is not None and bc else None,
+        'd3rlpy_best': max(d3) if d3 else None,
+        'torch_threads_per_process': 1, 'processes': args.workers, 'wall_s': time.monotonic() - t_start,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
+    print(f'\n{"policy":<18} {"pooled success [95 % CI]":<28} {"upd/s":>7}  per triplet')
+    print(f'{"data (scripted)":<18} {_pct(result["data_success"], result["data_ci95"]):<28} {"":>7}  '
+          + ' '.join(f'{100 * v:3.0f}' for v in result['data_per_triplet'].values()))
+    for n, r in learners.items():
+        if 'error' in r:
+            print(f'{n:<18} error: {r["error"]}')
+            continue
+        print(f'{n:<18} {_pct(r["pooled_success"], r["ci95"]):<28} {r["updates_per_s"]:7.1f}  '
+              + ' '.join(f'{100 * v:3.0f}' for v in r['per_triplet'].values()))
+    if result['ratio_to_bc'] is not None:
+        print(f'ratio {CHOSEN} / {BASELINE_BC}: {result["ratio_to_bc"]:.2f}x; data success '
+              f'{100 * result["data_success"]:.0f} %; d3rlpy best {result["d3rlpy_best"]}')
+    print(f'wrote {args.out} ({result["wall_s"] / 60:.1f} min)')
+    return 0
+
+
+def _data_noise() -> float:
+    from chef_loop.config import load_loop_config
+    return float(load_loop_config(DATA_CONFIG).collect.scripted_noise)
+
+
+def _pct(v, ci) -> str:
+    return f'{100 * v:5.1f} % [{100 * ci[0]:4.1f}, {100 * ci[1]:4.1f}]'
+
+
+if __name__ == '__main__':
+    sys.exit(main())
