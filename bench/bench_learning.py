@@ -53,7 +53,12 @@ CHEF_LEARNERS = {
     'chef_crr_single': ('crr_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1']),
     'chef_crr_nll': ('crr_state.yaml', ['learner.actor_loss=nll', 'learner.crr.normalize_advantage=false']),
     'chef_bc': ('bc_state.yaml', []),
+    # variants measured while choosing the loop's learner (not in the default set)
+    'chef_crr_bc': ('crr_state.yaml', ['learner.crr.bc_weight=1.0']),
+    'chef_crr_b3': ('crr_state.yaml', ['learner.crr.beta=3.0']),
+    'chef_crr_bin': ('crr_state.yaml', ['learner.crr.weight_mode=binary']),
 }
+DEFAULT_CHEF = ('chef_crr', 'chef_crr_single', 'chef_crr_nll', 'chef_bc')
 BASELINES = ('bc_mlp', 'd3rlpy_crr', 'd3rlpy_iql')
 QUICK_LEARNERS = ('chef_crr', 'chef_bc', 'bc_mlp', 'd3rlpy_crr')
 
@@ -62,6 +67,12 @@ QUICK_LEARNERS = ('chef_crr', 'chef_bc', 'bc_mlp', 'd3rlpy_crr')
 def ensure_data(run_dir: Path, log) -> Path:
     """Run (or resume) `chef collect` for the bench's dataset; returns the data directory."""
     t0 = time.monotonic()
+    state = run_dir / 'state.json'
+    if state.is_file():
+        done = json.loads(state.read_text()).get('iterations', {}).get('0', {}).get('collect', {})
+        if done.get('status') == 'done':
+            log(f'data: collected earlier ({run_dir / "data"})')
+            return run_dir / 'data'
     cmd = [sys.executable, '-m', 'chef_bringup.cli', 'collect', '--config', DATA_CONFIG, '--no-progress']
     if run_dir.parent != (ROOT / 'runs').resolve():
         cmd += ['--set', f'runs_dir={run_dir.parent}']
@@ -157,20 +168,28 @@ def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Di
 
 
 def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
+    import logging
+
     import d3rlpy
+    import structlog
     from chef_loop.sim_eval import PolicySpec
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     d3rlpy.seed(seed)
     eps = flat_episodes(state_sampler(Path(data_dir)))
     obs, act, rew, term, tout = [], [], [], [], []
     for x, a, r, valid in eps:
-        t = len(a)
-        obs.append(x[:t])
-        act.append(a)
-        rew.append(r)
-        term.append(np.zeros(t, np.float32))
-        to = np.zeros(t, np.float32)
-        to[-1] = 1.0
-        tout.append(to)
+        # d3rlpy cannot skip a transition: a lost tick (invalid, reward NaN) ends a segment
+        for seg in np.split(np.arange(len(a)), np.flatnonzero(~valid)):
+            seg = seg[valid[seg]]
+            if seg.size < 2:
+                continue
+            obs.append(x[seg])
+            act.append(a[seg])
+            rew.append(r[seg])
+            term.append(np.zeros(seg.size, np.float32))
+            to = np.zeros(seg.size, np.float32)
+            to[-1] = 1.0
+            tout.append(to)
     dataset = d3rlpy.dataset.MDPDataset(np.concatenate(obs), np.concatenate(act),
                                         np.concatenate(rew)[:, None], np.concatenate(term),
                                         timeouts=np.concatenate(tout))
@@ -229,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     updates = args.updates or (2000 if args.quick else 10000)
     per_triplet = args.episodes_per_triplet or (2 if args.quick else 10)
-    names = args.learners or list(QUICK_LEARNERS if args.quick else list(CHEF_LEARNERS) + list(BASELINES))
+    names = args.learners or list(QUICK_LEARNERS if args.quick else DEFAULT_CHEF + BASELINES)
     t_start = time.monotonic()
     log = lambda m: print(f'[bench learning {time.monotonic() - t_start:6.0f} s] {m}', flush=True)  # noqa: E731
 

@@ -58,9 +58,16 @@ class ExploreConfig:
         },
         help="dotted learner key -> {choice: [...]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]} | "
              "{randint: [lo, hi]}")
-    select_metric: str = field_('policy_value', help='offline score that ranks trials: policy_value = '
-                                'Q_staged(s, mu_staged(s)) over data states, or any metric of the '
-                                "trial's summary.json (e.g. critic_loss with select_mode min)")
+    select_metric: str = field_('fqe_value', help='offline score that ranks trials: fqe_value = fitted Q '
+                                'evaluation of the staged head on the held-out episodes '
+                                '(chef_trainer.ope; fqe_initial_value: first states only); '
+                                'policy_value = the trial\'s own critic, Q_staged(s, mu_staged(s)) over '
+                                "data states; or any metric of the trial's summary.json")
+    holdout_fraction: float = field_(0.1, min=0.0, max=0.5,
+                                     help='episodes held out of trial training for the offline score '
+                                          '(chosen by a stable hash of the episode id; 0 = none, FQE '
+                                          'then runs on the training episodes); fine-tune uses all')
+    fqe_updates: int = field_(2000, min=1, help='FQE critic updates per trial')
     select_mode: str = field_('max', choices=('max', 'min'), help='larger or smaller metric is better')
     candidates: int = field_(2, min=1, help='top trials that go on to Execute')
     ray_address: str = field_('', help="'' = a local Ray; 'auto' or ray://host:10001 = a cluster")
@@ -74,6 +81,9 @@ class ExecuteConfig:
     triplets: List[str] = field_(default_factory=lambda: list(TEST_TRIPLET_NAMES),
                                  help='triplets evaluated')
     deterministic: bool = field_(True, help='act with the mean action (False: sample)')
+    include_previous_best: bool = field_(True, help='iteration k > 0 also executes iteration k-1\'s best '
+                                                    'policy on the same seeds, so the chosen policy '
+                                                    'never gets worse from one iteration to the next')
 
 
 @dataclass

@@ -6,10 +6,11 @@ half-trained trial resumes from its own checkpoints (chef_trainer keeps them in 
 `ray_address` '' starts a local Ray sized to the trials; 'auto' or 'ray://host:10001' uses a
 cluster (the data directory and the run directory must then be on a shared filesystem).
 
-Offline selection score (`policy_value`): the critic's estimate of the main task's value under
-the trained policy, mean over states of the data, Q_staged(s, mu_staged(s)). Offline scores are
-known to be unreliable (peers.md §4 pain 7); that is why CHEF's Execute stage evaluates the top
-candidates on the cells and picks the best by measured success.
+Offline selection score (`explore.select_metric`): by default `fqe_value`, fitted Q evaluation
+(chef_trainer.ope) of each trial's staged head on episodes held out of its training; the trial's
+own critic (`policy_value`, Q_staged(s, mu_staged(s)) over data states) is kept in every summary
+but misranked candidates in the large run (peers.md §4 pain 7). CHEF's Execute stage still
+evaluates the top candidates on the cells and picks the best by measured success.
 """
 
 from __future__ import annotations
@@ -164,3 +165,53 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
         log(f'  trial {t["trial"]}: {_overrides(t["params"])} -> '
             + (f'error {r["error"]}' if r.get('error') else f'policy_value {pv:.3f}, {r.get("wall_s", 0):.0f} s'))
     return results
+
+
+FQE_FILE = 'fqe.json'
+
+
+def _fqe_one(checkpoint: str, data_dir: str, episode_ids: Sequence[str], updates: int) -> Dict[str, Any]:
+    import torch
+    torch.set_num_threads(1)
+    from chef_recorder.dataset import Dataset, TransitionSampler
+    from chef_trainer.ope import FQEConfig, evaluate_checkpoint
+    ds = Dataset(data_dir)
+    wanted = set(episode_ids)
+    records = [r for r in ds.training_records() if r.id in wanted]
+
+    def sampler(keys):
+        return TransitionSampler(ds, records, keys, n_step=5, discount=0.99, progress=False)
+    return evaluate_checkpoint(checkpoint, sampler, FQEConfig(updates=updates))
+
+
+def score_trials_fqe(results: List[Dict[str, Any]], data_dir: str, episode_ids: Sequence[str],
+                     trial_root: Path, updates: int = 2000, workers: int = 1,
+                     log: Callable[[str], None] = print) -> None:
+    """Add `ope` (fitted Q evaluation on `episode_ids`) to every finished trial result; cached per
+    trial in its directory (fqe.json), so a re-entered stage does not redo it."""
+    import multiprocessing as mp
+    todo = []
+    for r in results:
+        if not r.get('checkpoint'):
+            continue
+        cache = Path(trial_root) / f'trial_{r["trial"]:03d}' / FQE_FILE
+        if cache.is_file() and json.loads(cache.read_text()).get('checkpoint') == r['checkpoint']:
+            r['ope'] = json.loads(cache.read_text())
+        else:
+            todo.append((r, cache))
+    if not todo:
+        return
+    log(f'  explore: fitted Q evaluation of {len(todo)} trial(s) on {len(episode_ids)} held-out episode(s)')
+    args = [(r['checkpoint'], data_dir, list(episode_ids), updates) for r, _ in todo]
+    if workers > 1 and len(todo) > 1:
+        with mp.get_context('spawn').Pool(min(workers, len(todo)), maxtasksperchild=1) as pool:
+            scores = pool.starmap(_fqe_one, args)
+    else:
+        scores = [_fqe_one(*a) for a in args]
+    for (r, cache), score in zip(todo, scores):
+        score['checkpoint'] = r['checkpoint']
+        r['ope'] = score
+        tmp = cache.with_suffix('.tmp')
+        tmp.write_text(json.dumps(score, indent=2))
+        os.replace(tmp, cache)
+        log(f'  trial {r["trial"]}: fqe_value {score["fqe_value"]:.3f} ({score["fqe_s"]:.0f} s)')

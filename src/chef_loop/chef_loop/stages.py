@@ -195,6 +195,8 @@ class ChefRun:
                                dict(base, data_source='online_learner', policy_id=f'collect-{iteration}'))
                     for k in range(n)]
             overrides = list(c.learner_overrides)
+            if parent:     # offline-to-online: the learner starts from the best policy so far
+                overrides += network_overrides(parent['checkpoint'])
             self.run_jobs(iteration, 'collect', 'learner', {
                 'policy': '', 'train': True, 'learner': str(learner_config_path(c.learner_config)),
                 'learner_overrides': ';'.join(overrides), 'trainer_run_dir': str(learner_dir.resolve()),
@@ -269,19 +271,28 @@ class ChefRun:
         else:
             trials = self.sample_trials(iteration)
             atomic_write_json(trials_file, trials)
-        records = self.episodes()
-        if not records:
-            raise RuntimeError('explore: the episode store is empty; run collect first')
-        episode_ids = [r.id for r in records]
-        atomic_write_json(sdir / 'data.json', {'episodes': episode_ids})
+        data_file = sdir / 'data.json'
+        if data_file.is_file():                 # a re-entered stage keeps its split
+            split = json.loads(data_file.read_text())
+            episode_ids, holdout_ids = split['episodes'], split.get('holdout', [])
+        else:
+            records = self.episodes()
+            if not records:
+                raise RuntimeError('explore: the episode store is empty; run collect first')
+            episode_ids, holdout_ids = holdout_split([r.id for r in records], e.holdout_fraction)
+            atomic_write_json(data_file, {'episodes': episode_ids, 'holdout': holdout_ids})
         base = str(learner_config_path(e.learner_config))
         results = run_trials(trials, base_config=base, base_overrides=list(e.learner_overrides),
                              data_dir=str(self.data_dir), episode_ids=episode_ids, steps=e.steps,
                              trial_root=sdir / 'trials', ray_address=e.ray_address,
                              max_concurrent=e.max_concurrent, cpus_per_trial=e.cpus_per_trial,
                              torch_threads=e.torch_threads, log=self.log, progress=self.progress)
+        if e.select_metric.startswith('fqe'):
+            from chef_loop.explore import score_trials_fqe
+            score_trials_fqe(results, str(self.data_dir), holdout_ids or episode_ids, sdir / 'trials',
+                             updates=e.fqe_updates, workers=e.max_concurrent, log=self.log)
         for r in results:
-            r['score'] = _metric(r.get('summary', {}), e.select_metric)
+            r['score'] = _metric(dict(r.get('ope') or {}, **r.get('summary', {})), e.select_metric)
         ok = [r for r in results if r.get('checkpoint') and r['score'] is not None]
         if not ok:
             raise RuntimeError(f'explore: no trial finished with metric {e.select_metric!r}; see {sdir}')
@@ -298,7 +309,8 @@ class ChefRun:
         atomic_write_json(sdir / 'results.json', results)
         return {'trials': [{k: r.get(k) for k in ('trial', 'params', 'score', 'checkpoint', 'error')}
                            for r in results],
-                'candidates': candidates, 'episodes': len(episode_ids), 'metric': e.select_metric}
+                'candidates': candidates, 'episodes': len(episode_ids), 'holdout_episodes': len(holdout_ids),
+                'metric': e.select_metric}
 
     # --- E: execute -------------------------------------------------------------------------------
     def evaluate(self, iteration: int, stage: str, policy_id: str, episodes_per_triplet: int,
@@ -319,14 +331,19 @@ class ChefRun:
 
     def execute(self, iteration: int) -> Dict[str, Any]:
         x = self.cfg.execute
-        candidates = self.state.artefacts(iteration, 'explore').get('candidates', [])
+        candidates = list(self.state.artefacts(iteration, 'explore').get('candidates', []))
         if not candidates:
             raise RuntimeError('execute: no candidates (run explore first)')
+        prev = self.previous_best(iteration)
+        if x.include_previous_best and prev and prev['policy_id'] not in candidates:
+            candidates.append(prev['policy_id'])      # same seeds: the new policy must beat it
         evals = [self.evaluate(iteration, 'execute', pid, x.episodes_per_triplet, x.triplets)
                  for pid in candidates]
         best = max(evals, key=lambda ev: (ev['success']['mean']['rate'], ev['mean_staged_return']))
         return {'evaluations': evals, 'best_policy': best['policy'],
-                'rule': 'highest pooled success over the evaluated triplets; ties: higher mean staged return'}
+                'previous_best': prev['policy_id'] if prev else None,
+                'rule': 'highest pooled success over the evaluated triplets (the previous iteration\'s '
+                        'best policy included, on the same seeds); ties: higher mean staged return'}
 
     # --- F: finetune ------------------------------------------------------------------------------
     def finetune(self, iteration: int) -> Dict[str, Any]:
@@ -357,8 +374,8 @@ class ChefRun:
             better = (ev['success']['mean']['rate'], ev['mean_staged_return']) >= (
                 parent_eval['success']['mean']['rate'], parent_eval['mean_staged_return'])
             arts['best_policy'] = pid if better else parent_id
-        else:
-            arts['best_policy'] = pid
+        else:     # not evaluated: never replace a measured policy with an unmeasured one
+            arts['best_policy'] = parent_id
         if f.scratch_baseline:
             ckpt_s, sha_s, _ = train_policy(str(learner_config_path(parent['config']['learner_config'])),
                                             overrides, str(self.data_dir), [r.id for r in records],
@@ -388,6 +405,28 @@ class ChefRun:
         for i in range(self.cfg.iterations):
             for stage in stages:
                 self.run_stage(i, stage)
+
+
+def network_overrides(checkpoint: str) -> List[str]:
+    """Learner overrides that give a learner the network of `checkpoint` (so the online learner
+    of iteration k > 0 can start from iteration k-1's offline policy, actor and critic)."""
+    from chef_policy.checkpoint import describe
+    net = describe(checkpoint)['config']
+    return [f'learner.network.{k}={json.dumps(v)}' for k, v in sorted(net.items())]
+
+
+def holdout_split(episode_ids: Sequence[str], fraction: float):
+    """(training ids, held-out ids): an episode is held out when a stable hash of its id falls in
+    the lowest `fraction` (so it stays held out in every later iteration); at least one is held out
+    when fraction > 0 and there are two or more episodes."""
+    import hashlib
+    if fraction <= 0 or len(episode_ids) < 2:
+        return list(episode_ids), []
+    key = {i: int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF for i in episode_ids}
+    held = [i for i in episode_ids if key[i] < fraction]
+    if not held:
+        held = [min(episode_ids, key=key.get)]
+    return [i for i in episode_ids if i not in set(held)], held
 
 
 def _metric(summary: Dict[str, Any], name: str) -> Optional[float]:

@@ -89,6 +89,10 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     assert len(arts['explore']['trials']) == 2 and arts['explore']['candidates']
     for t in arts['explore']['trials']:
         assert t['checkpoint'] and Path(t['checkpoint']).is_file()
+        assert t['score'] is not None                # fitted Q evaluation scored every trial
+    assert arts['explore']['metric'] == 'fqe_value' and arts['explore']['holdout_episodes'] == 1
+    split = json.loads((run_dir / 'iter_00' / 'explore' / 'data.json').read_text())
+    assert not set(split['holdout']) & set(split['episodes'])     # held out of trial training
     assert (run_dir / 'iter_00' / 'explore' / 'trials.json').is_file()
     best = arts['execute']['best_policy']
     assert best in arts['explore']['candidates']

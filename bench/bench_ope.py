@@ -1,0 +1,163 @@
+"""Candidate ranking: does the offline score predict executed success? Spearman over >= 8 candidates.
+
+On the learning bench's dataset (runs/bench-learning/data, `chef collect --config bench_learning`),
+episodes are split by the explore stage's stable hash (chef_loop.stages.holdout_split, 20 % held
+out). Candidates are the policies an Explore stage produces: CRR (the loop's learner, two beta
+values), CRR with the previous Gaussian-NLL actor, and BC, each trained on the training episodes
+and taken at several update counts (checkpoints of one run), so their quality spans from untrained
+to the best. Each candidate gets
+  * fqe_value      - fitted Q evaluation on the held-out episodes (chef_trainer.ope; the loop's
+                     default `explore.select_metric`),
+  * policy_value   - its own critic's Q_staged(s, mu(s)) on data states (the previous score; BC has
+                     no critic and gets none),
+  * success        - executed success on the 5 test triplets in the ROS-free cell (sim_eval).
+Writes bench/results/ope.json: candidates, spearman (fqe_value vs success), spearman_policy_value,
+and per candidate its scores and success.
+Run: python bench/bench_ope.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_learning as BL  # noqa: E402
+
+ROOT = BL.ROOT
+HOLDOUT = 0.2
+RUNS = {   # name: (learner config, overrides, checkpoint steps)
+    'crr_b1': ('crr_state.yaml', [], (250, 1000, 3000, 6000)),
+    'crr_b03': ('crr_state.yaml', ['learner.crr.beta=0.3'], (1000, 6000)),
+    'crr_nll': ('crr_state.yaml', ['learner.actor_loss=nll', 'learner.crr.normalize_advantage=false'],
+                (1000, 6000)),
+    'bc': ('bc_state.yaml', [], (250, 3000)),
+}
+
+
+def split(data_dir: Path):
+    from chef_loop.stages import holdout_split
+    ds, records = BL.data_records(data_dir)
+    train, held = holdout_split([r.id for r in records], HOLDOUT)
+    return train, held
+
+
+def _train_run(name: str, data_dir: str, out_dir: str, train_ids: List[str], scale: float) -> Dict[str, Any]:
+    import torch
+    torch.set_num_threads(1)
+    from chef_recorder.dataset import Dataset, TransitionSampler
+    from chef_trainer.config import load_learner_config, resolve_config_path
+    from chef_trainer.offline import LearningRun
+    base, overrides, steps = RUNS[name]
+    steps = sorted({max(1, int(s * scale)) for s in steps})
+    cfg = load_learner_config(resolve_config_path(base), overrides + [f'learner.batch_size={BL.BATCH}'])
+    ds = Dataset(data_dir)
+    wanted = set(train_ids)
+    records = [r for r in ds.training_records() if r.id in wanted]
+    sampler = TransitionSampler(ds, records, tuple(cfg.learner.network.input_keys), n_step=cfg.learner.n_step,
+                                discount=cfg.learner.discount, progress=False)
+    run = LearningRun(cfg, Path(out_dir) / name, sampler, resume=False, keep=100, device='cpu')
+    out = {}
+    t0 = time.perf_counter()
+    try:
+        for s in steps:
+            while run.steps < s:
+                run.update()
+            info = run.checkpoint()
+            pv = None
+            if run.learner.uses_critic:
+                from chef_loop.explore import policy_value
+                pv = policy_value(run, sampler)['policy_value']
+            out[f'{name}@{s}'] = {'checkpoint': info['path'], 'updates': s, 'policy_value': pv}
+    finally:
+        run.close()
+    return {'candidates': out, 'updates_per_s': steps[-1] / (time.perf_counter() - t0)}
+
+
+def _fqe(checkpoint: str, data_dir: str, held: List[str], updates: int) -> Dict[str, Any]:
+    from chef_loop.explore import _fqe_one
+    return _fqe_one(checkpoint, data_dir, held, updates)
+
+
+def spearman(x, y) -> float:
+    from scipy.stats import spearmanr
+    return float(spearmanr(x, y).statistic)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--quick', action='store_true', help='a quarter of the updates, 2 episodes per triplet')
+    ap.add_argument('--episodes-per-triplet', type=int, default=None, help='evaluation episodes (default 6)')
+    ap.add_argument('--fqe-updates', type=int, default=None, help='FQE updates per candidate (default 2000)')
+    ap.add_argument('--workers', type=int, default=2)
+    ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
+    ap.add_argument('--out', default=str(BL.RESULTS / 'ope.json'))
+    args = ap.parse_args(argv)
+    scale = 0.25 if args.quick else 1.0
+    per_triplet = args.episodes_per_triplet or (2 if args.quick else 6)
+    fqe_updates = args.fqe_updates or (500 if args.quick else 2000)
+    t_start = time.monotonic()
+    log = lambda m: print(f'[bench ope {time.monotonic() - t_start:6.0f} s] {m}', flush=True)  # noqa: E731
+    run_dir = Path(args.run_dir).resolve()
+    data_dir = BL.ensure_data(run_dir, log)
+    train, held = split(data_dir)
+    log(f'data: {len(train)} training episodes, {len(held)} held out')
+    out_dir = run_dir / 'ope'
+    ctx = mp.get_context('spawn')
+    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
+        runs = pool.starmap(_train_run, [(n, str(data_dir), str(out_dir), train, scale) for n in RUNS])
+    cands: Dict[str, Dict[str, Any]] = {}
+    for r in runs:
+        cands.update(r['candidates'])
+    log(f'trained {len(cands)} candidates')
+    names = list(cands)
+    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
+        fqe = pool.starmap(_fqe, [(cands[n]['checkpoint'], str(data_dir), held, fqe_updates) for n in names])
+    for n, f in zip(names, fqe):
+        cands[n].update({k: f[k] for k in ('fqe_value', 'fqe_initial_value', 'fqe_td_loss', 'fqe_s')})
+    log('fitted Q evaluation done')
+    from chef_loop.sim_eval import PolicySpec
+    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
+        evals = pool.starmap(BL._evaluate, [(n, PolicySpec('checkpoint', path=cands[n]['checkpoint']), per_triplet)
+                                            for n in names])
+    for n, ev in zip(names, evals):
+        cands[n].update(success=ev['pooled']['rate'], ci95=[ev['pooled']['low'], ev['pooled']['high']],
+                        episodes=ev['pooled']['trials'], mean_staged_return=ev['mean_staged_return'])
+    succ = [cands[n]['success'] for n in names]
+    result = {
+        'bench': 'ope', 'quick': args.quick, 'candidates': len(names), 'holdout_fraction': HOLDOUT,
+        'train_episodes': len(train), 'holdout_episodes': len(held), 'episodes_per_triplet': per_triplet,
+        'fqe_updates': fqe_updates, 'score': 'fqe_value',
+        'spearman': spearman([cands[n]['fqe_value'] for n in names], succ),
+        'spearman_fqe_initial_value': spearman([cands[n]['fqe_initial_value'] for n in names], succ),
+        'spearman_policy_value': None,
+        'per_candidate': cands, 'wall_s': time.monotonic() - t_start,
+    }
+    with_pv = [n for n in names if cands[n]['policy_value'] is not None]
+    if len(with_pv) >= 3:
+        result['spearman_policy_value'] = spearman([cands[n]['policy_value'] for n in with_pv],
+                                                   [cands[n]['success'] for n in with_pv])
+        result['policy_value_candidates'] = len(with_pv)
+    # does the score pick well? success of the top-scored candidate vs the best executed one
+    top = max(names, key=lambda n: cands[n]['fqe_value'])
+    result['fqe_top'] = {'candidate': top, 'success': cands[top]['success'], 'best_success': max(succ)}
+    for n in names:
+        c = cands[n]
+        print(f'{n:<16} fqe {c["fqe_value"]:8.3f}  own-critic {c["policy_value"] if c["policy_value"] is None else round(c["policy_value"], 3)!s:>8}  '
+              f'success {100 * c["success"]:5.1f} % [{100 * c["ci95"][0]:.0f}, {100 * c["ci95"][1]:.0f}]')
+    print(f'Spearman(fqe_value, success) = {result["spearman"]:.2f} over {len(names)} candidates; '
+          f'own critic: {result["spearman_policy_value"]}')
+    Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
+    print(f'wrote {args.out} ({result["wall_s"] / 60:.1f} min)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
