@@ -49,6 +49,7 @@ class Topic:
     sim_only: bool = False
     per_tick: bool = False     # published once per control tick by the cell (aligned by the reader)
     real_only: bool = False    # plumbing of the real cell only (drivers, ros2_control); never in sim
+    recorded: bool = True      # in the recorder's default selection ('*'); /clock may be listed explicitly
 
 
 def image_topic(camera: str) -> str:
@@ -89,6 +90,7 @@ SAFETY_STATUS = 'safety/status'
 EPISODE_EVENTS = 'episode/events'
 EPISODE_COMMAND = 'episode/command'
 CHECKPOINT_ANNOUNCE = 'trainer/checkpoint'
+RECORDER_STATUS = 'recorder/status'
 CLOCK = '/clock'
 # Real-cell plumbing (chef_real, config/graphs/real.yaml): ros2_control and robot description.
 ROBOT_DESCRIPTION = 'robot_description'
@@ -149,7 +151,11 @@ TOPICS: Tuple[Topic, ...] = tuple(
            'JSON EpisodeCommand: start (triplet, seed, tags) / stop'),
         _T(CHECKPOINT_ANNOUNCE, 'std_msgs/msg/String', 'latched', 'trainer',
            'JSON: path and sha256 of the newest checkpoint; the policy hot-reloads it'),
-        _T(CLOCK, 'rosgraph_msgs/msg/Clock', 'clock', 'sim bridge (lockstep)', 'simulation time'),
+        _T(RECORDER_STATUS, 'std_msgs/msg/String', 'latched', 'recorder',
+           'JSON: ready (matched to a publisher on every recorded topic it requires), unmatched topics, '
+           'pid; a lockstep sim cell starts no episode before its recorder is ready', recorded=False),
+        _T(CLOCK, 'rosgraph_msgs/msg/Clock', 'clock', 'sim bridge (lockstep)', 'simulation time',
+           recorded=False),
         # --- real cell only: driver and ros2_control plumbing (per_tick False: not observations) ---
         _T(ROBOT_DESCRIPTION, 'std_msgs/msg/String', 'latched', 'robot_state_publisher (real)',
            'URDF of the cell; ros2_control controller_manager reads it', real_only=True),

@@ -105,4 +105,15 @@ class CellSession:
         if self.domain is not None:
             release_domain_id(self.domain)
         if hasattr(self, '_log'):
+            self._recover_partials()
             self._log.close()
+
+    def _recover_partials(self) -> None:
+        """Episodes a dead recorder left half-written (its death stopped the graph and the stage):
+        published now as `recovered`, not complete, with every readable tick."""
+        from chef_recorder.integrity import repair_crashed_partials
+        from chef_recorder.layout import DataLayout
+        layout = DataLayout(self.args['data_dir'])
+        for partial, out, error in repair_crashed_partials(layout, self.names):
+            self._log.write(f'[chef loop] partial episode {layout.relative(partial)} of a dead recorder -> '
+                            f'{error or (layout.relative(out) if out else "nothing recoverable")}\n')

@@ -8,6 +8,9 @@ Crash safety of `EpisodeBagWriter`:
   * the bag is written under `episodes/<cell>/.partial/<id>/`; `recording.lock` inside it is
     flock-held for as long as the writer lives, so a dead recorder's partial is recognisable (the
     kernel drops the lock on kill -9);
+  * `sync()` ends the MCAP chunk being filled and hands it to the kernel: what a kill -9 leaves is
+    readable up to there (rosbags otherwise keeps up to 1 MiB - a whole short episode - in memory);
+    the recorder calls it every `sync_s` and at an episode's end event;
   * `publish()` closes the bag (index, summary, metadata.yaml), writes SHA256SUMS, fsyncs, and
     renames the directory to `episodes/<cell>/<id>/` in one atomic step, then fsyncs the parent.
 
@@ -202,6 +205,17 @@ class EpisodeBagWriter:
         self._writer.write(conn, int(recv_ns), raw)
         self.bytes_written += len(raw)
         self.message_count += 1
+
+    def sync(self) -> None:
+        """Write the messages so far as a complete MCAP chunk and flush it to the kernel (no fsync:
+        this is for process death, `publish()` is for power loss). Uses rosbags' MCAP writer
+        internals (rosbags 0.11); a no-op when they are not there."""
+        storage = None if self._closed else self._writer.storage
+        chunk = getattr(storage, 'chunk', None)
+        if chunk is None or not getattr(chunk, 'msgs', None) or not hasattr(storage, 'close_chunk'):
+            return
+        storage.close_chunk()
+        storage.bio.flush()
 
     def topic_counts(self) -> Dict[str, int]:
         return {c.topic: self._writer.counts[c.id] for c in self._connections.values()}

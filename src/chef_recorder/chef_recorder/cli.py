@@ -86,23 +86,25 @@ def _ls(layout, args) -> int:
     with Catalog(layout) as cat:
         cat.sync(progress=True)
         filters = _parse_where(args.where)
-        if not args.all:
-            filters.setdefault('complete', True)
-        rows = cat.rows(**filters)
+        every = cat.rows(**filters)
+    only_complete = not args.all and 'complete' not in filters
+    rows = [r for r in every if r['complete']] if only_complete else every
     shown = rows[-args.limit:] if args.limit else rows
     if args.json:
         for r in shown:
             print(json.dumps({k: v for k, v in r.items() if k != 'metadata'} | {
                 'metadata': json.loads(r['metadata'])}, sort_keys=True))
     else:
-        head = ('episode', 'cell', 'src', 'stage', 'it', 'triplet', 'steps', 'succ', 'status', 'rate',
+        head = ('episode', 'cell', 'src', 'stage', 'it', 'triplet', 'steps', 'miss', 'succ', 'status', 'rate',
                 'drop', 'size')
         table = [head]
         for r in shown:
             m = json.loads(r['metadata'])
             table.append((r['id'][:20], r['cell'], r['source'] or '', r['stage'] or '',
                           '' if r['iteration'] is None else str(r['iteration']), r['triplet'] or '',
-                          str(r['steps']), {None: '-', 1: 'yes', 0: 'no'}[r['success']], r['status'],
+                          str(r['steps']), str(m.get('missing_ticks', 0)),
+                          {None: '-', 1: 'yes', 0: 'no'}[r['success']],
+                          r['status'] + ('' if r['complete'] else ' PARTIAL'),
                           'ok' if r['rate_ok'] else 'MISS', str(r['dropped_messages'] + m.get('incomplete_ticks', 0)),
                           _fmt_bytes(r['file_bytes'])))
         widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -111,7 +113,12 @@ def _ls(layout, args) -> int:
         steps = sum(r['steps'] or 0 for r in rows)
         size = sum(r['file_bytes'] or 0 for r in rows)
         print(f'{len(rows)} episodes, {steps} transitions, {_fmt_bytes(size)}'
-              + ('' if args.all else ' (complete only; --all for every episode)'))
+              + (' (complete only; --all for every episode)' if only_complete else ''))
+        hidden = [r for r in every if not r['complete']] if only_complete else []
+        if hidden:
+            missing = sum(json.loads(r['metadata']).get('missing_ticks', 0) for r in hidden)
+            ids = ', '.join(r['id'][:20] for r in hidden[:5]) + (', ...' if len(hidden) > 5 else '')
+            print(f'{len(hidden)} PARTIAL episodes not shown ({missing} ticks missing: {ids}); --all lists them')
     partials = list(layout.iter_partials())
     for cell, d in partials:
         state = partial_state(d)
@@ -191,12 +198,13 @@ def _repair(layout, args) -> int:
             print(f'would repair {layout.relative(bag)}: {problems[0]}')
         print(f'{len(todo)} partial, {len(corrupt)} corrupt')
         return 0
-    failed = 0
+    failed = lost = 0
     produced = []
     for cell, d, state in _progress(todo, 'repairing partials'):
         try:
             out = repair_partial(layout, cell, d)
             produced += [out] if out else []
+            lost += out is None
             print(f'{layout.relative(d)} [{state}] -> '
                   f'{layout.relative(out) if out else "nothing recoverable (original in .quarantine)"}')
         except Exception as exc:  # noqa: BLE001 - report and go on with the others
@@ -206,6 +214,7 @@ def _repair(layout, args) -> int:
         try:
             out = repair_bag(layout, bag)
             produced += [out] if out else []
+            lost += out is None
             print(f'{layout.relative(bag)} ({problems[0]}) -> '
                   f'{layout.relative(out) if out else "nothing recoverable (original in .quarantine)"}')
         except Exception as exc:  # noqa: BLE001
@@ -216,9 +225,10 @@ def _repair(layout, args) -> int:
             cat.add_bag(out)
         added, removed = cat.sync()
     added += len(produced)
-    print(f'repaired {len(todo) + len(corrupt) - failed} of {len(todo) + len(corrupt)}; '
-          f'catalog: +{added} -{removed}')
-    return 1 if failed else 0
+    print(f'repaired {len(produced)} of {len(todo) + len(corrupt)}'
+          + (f', {lost} with nothing recoverable' if lost else '') + (f', {failed} failed' if failed else '')
+          + f'; catalog: +{added} -{removed}')
+    return 1 if failed or lost else 0
 
 
 def _rebuild(layout, args) -> int:

@@ -5,10 +5,13 @@ Partial episodes (`episodes/<cell>/.partial/<id>/`) are in one of three states:
   closed     bag closed and checksummed but not renamed (crash in the last step) - repair renames it;
   crashed    the recorder died mid-episode - the MCAP has no summary or footer.
 Repair of a crashed partial (or of a published bag that fails verification) moves the original to
-`episodes/<cell>/.quarantine/`, salvages every message of the complete MCAP records with the
-independent `mcap` stream reader (up to the first truncated or undecodable record), replays them
-through the recorder core (same boundary and metadata rules) and publishes the result atomically as
-status `recovered`. Nothing is deleted.
+`episodes/<cell>/.quarantine/`, salvages every decodable message of the complete MCAP records with
+the independent `mcap` stream reader (chunk by chunk: a corrupt chunk is skipped, a truncated one
+yields its complete records), replays them through the recorder core (same boundary and metadata
+rules) and publishes the result atomically as status `recovered`. When a restarted recorder already
+published the rest of the episode, both are merged into one bag (the published one is quarantined
+too). A restarted recorder does the same itself when it receives the episode's start again
+(recording.py). Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ class Salvage:
     messages: List[Tuple[str, str, int, bytes]] = field(default_factory=list)  # topic, type, log ns, raw
     undecodable: int = 0
     stopped_at: str = ''          # why reading stopped early ('' = clean end of file)
+    skipped: List[str] = field(default_factory=list)     # corrupt chunks skipped (reading went on)
+
+    def note(self) -> str:
+        """Where reading stopped and what it skipped ('' if it read everything)."""
+        parts = ([f'read until: {self.stopped_at}'] if self.stopped_at else []) + self.skipped[:3]
+        if len(self.skipped) > 3:
+            parts.append(f'{len(self.skipped) - 3} more corrupt chunks skipped')
+        return '; '.join(parts)
 
 
 def verify_bag(bag_dir: Path, deep: bool = False) -> List[str]:
@@ -98,7 +109,9 @@ def salvage(mcap_path: Path) -> Salvage:
 
     Walks the top-level records itself, so that a chunk cut by the truncation still yields the
     messages it holds completely (uncompressed chunks, as rosbags writes them; zstd chunks are
-    decompressed as far as the data goes). Records are parsed by the `mcap` library.
+    decompressed as far as the data goes), and a corrupt chunk inside the file costs only its own
+    messages after the damage (its length is known, reading goes on with the next record). Records
+    are parsed by the `mcap` library.
     """
     import io
     import struct as st
@@ -153,6 +166,9 @@ def salvage(mcap_path: Path) -> Salvage:
             out.stopped_at = f'truncated record header at byte {pos}'
             break
         op = data[pos]
+        if not 0x01 <= op <= 0x0F:                      # not an MCAP opcode: lengths cannot be trusted
+            out.stopped_at = f'invalid record opcode 0x{op:02x} at byte {pos}'
+            break
         (length,) = st.unpack_from('<Q', data, pos + 1)
         start, end = pos + 9, pos + 9 + length
         cut = end > len(data)
@@ -180,8 +196,7 @@ def salvage(mcap_path: Path) -> Salvage:
                 break
             why = parse(records)
             if why and not cut:
-                out.stopped_at = f'corrupt chunk at byte {pos}: {why}'
-                break
+                out.skipped.append(f'corrupt chunk at byte {pos}: {why}')
         elif op in (0x03, 0x04, 0x05) and not cut:     # schema, channel, message outside chunks
             why = parse(data[pos:end])
             if why:
@@ -203,9 +218,21 @@ def _namespace_of(messages) -> str:
     return ''
 
 
+def _merge_streams(*streams) -> List[Tuple[str, str, int, bytes]]:
+    """The messages of several salvaged streams of one episode, by receive time, each once."""
+    seen, out = set(), []
+    for m in sorted((m for s in streams for m in s), key=lambda m: m[2]):
+        key = (m[0], m[2], m[3])
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out
+
+
 def _replay(layout: DataLayout, cell: str, messages, start_event_json: Optional[str],
-            recovered_from: str) -> Optional[Path]:
-    """Feed salvaged messages through the recorder core; returns the published bag (None if empty)."""
+            recovered_from: str, end_reason: str) -> Optional[Path]:
+    """Feed salvaged messages through the recorder core; returns the published bag (None if empty).
+    An episode whose end or abort event was not salvaged is closed for `end_reason`."""
     from chef_recorder.recording import EpisodeRecorder, RecorderSettings, roles_for_namespace
     ns = _namespace_of(messages) or '/' + cell
     settings = RecorderSettings(data_dir=str(layout.root), cell=cell, roles=roles_for_namespace(ns),
@@ -223,7 +250,7 @@ def _replay(layout: DataLayout, cell: str, messages, start_event_json: Optional[
                      'std_msgs/msg/String', raw, t0)
     for topic, msgtype, log_ns, raw in messages:
         rec.receive(topic, msgtype, raw, log_ns, is_stamped(msgtype))
-    rec.shutdown()
+    rec.shutdown(reason=end_reason)
     return rec.published[0] if rec.published else None
 
 
@@ -250,12 +277,53 @@ def repair_partial(layout: DataLayout, cell: str, partial_dir: Path) -> Optional
             info = json.loads(info_path.read_text())
         except ValueError:
             info = {}
-    quarantine = _quarantine(layout, cell, partial_dir, 'partial')
-    found = salvage(mcap_file(quarantine))
-    why = f'crashed partial {layout.relative(quarantine)}'
-    if found.stopped_at:
-        why += f' (read until: {found.stopped_at})'
-    return _replay(layout, cell, found.messages, info.get('event'), why)
+    kept = quarantine(layout, cell, partial_dir, 'partial')
+    found = salvage(mcap_file(kept))
+    why = f'crashed partial {layout.relative(kept)}' + (f' ({found.note()})' if found.note() else '')
+    pid = info.get('pid')
+    died = f'the recorder{f" (pid {pid})" if pid else ""} died before the episode ended'
+    final = layout.episode_dir(cell, name)
+    if not final.is_dir():
+        return _replay(layout, cell, found.messages, info.get('event'), why, died)
+    from chef_contract import topics as T
+    from chef_recorder.decode import contract_name
+    if all(contract_name(m[0]) in (T.EPISODE_EVENTS, T.POLICY_INFO) for m in found.messages):
+        return None                                 # no data to add to the published rest
+    # a restarted recorder published the rest of this episode without this part: one bag of both
+    published = quarantine(layout, cell, final, 'superseded')
+    rest = salvage(mcap_file(published))
+    why += f' merged with {layout.relative(published)}' + (f' ({rest.note()})' if rest.note() else '')
+    out = None
+    try:
+        out = _replay(layout, cell, _merge_streams(found.messages, rest.messages), info.get('event'), why,
+                      died)
+    finally:
+        if out is None and not final.exists():
+            os.rename(published, final)             # never leave the episode with less than before
+    return out
+
+
+def repair_crashed_partials(layout: DataLayout, cells=None) -> List[Tuple[Path, Optional[Path], str]]:
+    """Repair every crashed partial (of `cells`, default all) and catalogue the results:
+    [(partial, published bag or None if nothing was recoverable, error or '')]. For a caller that knows
+    the recorders are gone (a stopped graph); `chef data repair` is the interactive version."""
+    from chef_recorder.catalog import Catalog
+    done = []
+    todo = [(c, d) for c, d in layout.iter_partials()
+            if (cells is None or c in cells) and partial_state(d) == 'crashed']
+    if not todo:
+        return done
+    with Catalog(layout) as cat:
+        for cell, d in todo:
+            try:
+                out = repair_partial(layout, cell, d)
+            except Exception as exc:  # noqa: BLE001 - report and go on with the others
+                done.append((d, None, f'{type(exc).__name__}: {exc}'))
+                continue
+            if out is not None:
+                cat.add_bag(out)
+            done.append((d, out, ''))
+    return done
 
 
 def repair_bag(layout: DataLayout, bag_dir: Path) -> Optional[Path]:
@@ -274,15 +342,15 @@ def repair_bag(layout: DataLayout, bag_dir: Path) -> Optional[Path]:
                 stamp_ns=int(meta.get('start_stamp_ns') or 0), tags=meta.get('tags') or {}).to_json()
     except (BagError, ValueError, TypeError):
         start_json = None
-    quarantine = _quarantine(layout, cell, bag_dir, 'corrupt')
-    found = salvage(mcap_file(quarantine))
-    why = f'corrupt bag {layout.relative(quarantine)}'
-    if found.stopped_at:
-        why += f' (read until: {found.stopped_at})'
-    return _replay(layout, cell, found.messages, start_json, why)
+    kept = quarantine(layout, cell, bag_dir, 'corrupt')
+    found = salvage(mcap_file(kept))
+    why = f'corrupt bag {layout.relative(kept)}' + (f' ({found.note()})' if found.note() else '')
+    return _replay(layout, cell, found.messages, start_json, why,
+                   'the readable part of the bag ends before the episode\'s end event')
 
 
-def _quarantine(layout: DataLayout, cell: str, path: Path, kind: str) -> Path:
+def quarantine(layout: DataLayout, cell: str, path: Path, kind: str) -> Path:
+    """Move `path` to episodes/<cell>/.quarantine/<name>.<kind>-<ns> (kept, never deleted)."""
     q = layout.quarantine_dir(cell)
     q.mkdir(parents=True, exist_ok=True)
     dest = q / f'{path.name}.{kind}-{time.time_ns()}'

@@ -58,6 +58,7 @@ FIELDS: Dict[str, tuple] = {
     'latency_ms_p99': (None, 'receive - header stamp, 99th percentile (wall-clock cells only)'),
     'recorder': ({}, 'recorder node, host and version'),
     'recovered_from': ('', 'repair: the partial or corrupt bag this was recovered from'),
+    'merged_from': ('', 'restart: the dead recorder\'s partial bag taken over (messages, where reading stopped)'),
 }
 
 

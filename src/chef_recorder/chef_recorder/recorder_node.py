@@ -7,16 +7,23 @@ the ROS-free `chef_recorder.recording.EpisodeRecorder`; this module is plumbing.
 
 Works under sim time and wall time alike: nothing depends on the node clock; the close/stall timeouts
 run on a steady-clock timer (a lockstep sim may stop its clock between episodes).
+
+Readiness: the latched `recorder/status` says `ready` once every recorded topic is matched to every
+publisher the graph shows, and each topic of `require_publishers` that it records has at least one.
+A lockstep sim cell (`wait_for_recorder`) starts no episode before that, so the first ticks of the
+first episode (policy commands included) are not lost to DDS matching.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -24,10 +31,16 @@ from rclpy.node import Node
 from chef_contract import topics as T
 from chef_contract.config import field_
 from chef_contract.params import declare_params
-from chef_contract.ros import create_contract_subscription, msg_class, spin_node
+from chef_contract.ros import create_contract_publisher, create_contract_subscription, msg_class, spin_node
 from chef_contract.spec import CAMERA_NAMES, CONTROL_PERIOD_S
 from chef_recorder.bagio import warm_up
 from chef_recorder.recording import EpisodeRecorder, RecorderSettings, roles_from_names
+
+
+# Topics without which an episode's data is not worth starting: the tick reference, the boundaries and
+# the behaviour and executed commands (their first samples are lost to a reader that matches late).
+READY_TOPICS = (T.JOINT_STATES, T.EPISODE_EVENTS, T.POLICY_TWIST, T.POLICY_GRIPPER, T.TWIST_CMD, T.GRIPPER_CMD)
+READY_RECHECK_S = 1.0        # wall s between graph checks once ready (10 Hz until then)
 
 
 @dataclass
@@ -54,7 +67,12 @@ class Params:
                                     'would not match, so real cells keep False')
     queue_depth: int = field_(100, help='reader-side history per topic: messages the recorder can '
                               'buffer while its executor is busy (contract QoS otherwise)', min=1, max=10000)
+    sync_s: float = field_(0.5, help='wall s between flushes of an open bag as complete MCAP chunks (and at '
+                           'its end event): at most this much is lost to a kill -9', min=0.05, max=60.0)
     fsync: bool = field_(True, help='fsync each bag before publishing it (power-loss safety)')
+    require_publishers: List[str] = field_(default_factory=lambda: list(READY_TOPICS), help=(
+        'recorder/status is ready only when each of these that is recorded has a matched publisher '
+        '(every other recorded topic: every publisher the graph shows is matched); [] = none'))
     update_catalog: bool = field_(True, help='add each published episode to <data_dir>/catalog.sqlite')
 
 
@@ -67,7 +85,7 @@ def selected_topics(p: Params) -> List[str]:
     camera_topics = {T.image_topic(c) for c in CAMERA_NAMES} | {T.camera_info_topic(c) for c in CAMERA_NAMES}
     for name in p.topics:
         if name == '*':
-            names += [t.name for t in T.TOPICS if t.name != T.CLOCK and not t.real_only
+            names += [t.name for t in T.TOPICS if t.recorded and not t.real_only
                       and t.name not in camera_topics]
         else:
             T.topic(name)
@@ -99,11 +117,25 @@ def code_revision() -> str:
 
 
 class _Sub:
-    __slots__ = ('name', 'full', 'msgtype', 'stamped', 'last_seq')
+    __slots__ = ('name', 'full', 'msgtype', 'stamped', 'last_seq', 'handle')
 
     def __init__(self, name, full, msgtype, stamped):
         self.name, self.full, self.msgtype, self.stamped = name, full, msgtype, stamped
         self.last_seq: Dict[bytes, int] = {}
+        self.handle = None
+
+
+def unmatched_topics(subs: List[_Sub], graph_publishers, required) -> Dict[str, str]:
+    """{contract name: why} of the subscriptions not ready: fewer matched publishers than the graph
+    shows, or none matched on a `required` topic. `graph_publishers(full name)` counts the graph's."""
+    out = {}
+    for sub in subs:
+        matched, seen = sub.handle.get_publisher_count(), graph_publishers(sub.full)
+        if matched < seen:
+            out[sub.name] = f'{matched} of {seen} publishers matched'
+        elif matched == 0 and sub.name in required:
+            out[sub.name] = 'no publisher'
+    return out
 
 
 class RecorderNode(Node):
@@ -120,7 +152,7 @@ class RecorderNode(Node):
             data_dir=self.p.data_dir, cell=self.cell, roles=roles, control_period_s=CONTROL_PERIOD_S,
             tick_tolerance=self.p.tick_tolerance, max_missed_ticks=self.p.max_missed_ticks,
             close_timeout_s=self.p.close_timeout_s, stall_timeout_s=self.p.stall_timeout_s,
-            pending_timeout_s=self.p.pending_timeout_s, fsync=self.p.fsync,
+            pending_timeout_s=self.p.pending_timeout_s, sync_s=self.p.sync_s, fsync=self.p.fsync,
             code_revision=code_revision(), node_name=self.get_fully_qualified_name())
         self.catalog = None
         if self.p.update_catalog:
@@ -135,9 +167,15 @@ class RecorderNode(Node):
             stamped = bool(fields) and fields[0] == ('header', 'std_msgs/Header')
             sub = _Sub(name, full[name], t.msg_type, stamped)
             self._subs.append(sub)
-            create_contract_subscription(self, name, self._callback(sub), raw=True, depth=self.p.queue_depth,
-                                         reliable=self.p.reliable)
+            sub.handle = create_contract_subscription(self, name, self._callback(sub), raw=True,
+                                                      depth=self.p.queue_depth, reliable=self.p.reliable)
         self._reported: Dict[str, int] = {}
+        for name in self.p.require_publishers:
+            T.topic(name)                               # unknown names are an error
+        self._required = set(self.p.require_publishers)
+        self._status_pub = create_contract_publisher(self, T.RECORDER_STATUS)
+        self._status: Optional[dict] = None
+        self._status_checked = 0.0
         self.create_timer(0.1, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f'recording cell {self.cell!r} into {self.engine.layout.root}: {len(names)} topics '
@@ -166,11 +204,31 @@ class RecorderNode(Node):
 
     def _poll(self) -> None:
         self.engine.poll()
+        self._publish_status()
         for key in ('late', 'unassigned', 'write_errors', 'publish_errors', 'events_without_start'):
             n = self.engine.counters.get(key, 0)
             if n > self._reported.get(key, 0):
                 self.get_logger().warning(f'{key}: {n} so far')
                 self._reported[key] = n
+
+    def _publish_status(self) -> None:
+        """Publish recorder/status when readiness changes (graph checked at 10 Hz until ready, then
+        every READY_RECHECK_S)."""
+        now = time.monotonic()
+        if self._status is not None and self._status['ready'] and now - self._status_checked < READY_RECHECK_S:
+            return
+        self._status_checked = now
+        unmatched = unmatched_topics(self._subs, self.count_publishers, self._required)
+        status = {'ready': not unmatched, 'unmatched': unmatched, 'pid': os.getpid(),
+                  'node': self.get_fully_qualified_name()}
+        if status == self._status:
+            return
+        if status['ready']:
+            self.get_logger().info('ready: matched to a publisher on every topic it requires')
+        elif self._status is not None and self._status['ready']:
+            self.get_logger().warning(f'not ready any more: {unmatched}')
+        self._status = status
+        self._status_pub.publish(msg_class('std_msgs/msg/String')(data=json.dumps(status, sort_keys=True)))
 
     def _published(self, meta, path) -> None:
         if self.catalog is not None:

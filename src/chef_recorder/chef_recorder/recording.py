@@ -16,7 +16,11 @@ Boundaries come from the episode events, messages are assigned by header stamp, 
   * a start event while another episode has no end closes that one as `superseded` (reset storms);
     an episode without any message for `stall_timeout_s` is closed as `stalled`;
   * an episode id that is already on disk is never recorded again (the events topic is transient
-    local: a restarted recorder receives old starts and ends).
+    local: a restarted recorder receives old starts and ends);
+  * a restarted recorder that receives the start of the episode its dead predecessor was recording
+    takes that partial bag over: its readable messages go into the new bag first (the original is
+    kept in .quarantine), so the episode is published once, with only the ticks nobody recorded
+    missing (`merged_from` in the metadata).
 Publishing (close, checksum, fsync, atomic rename, catalog) runs on a worker thread so the callbacks
 keep receiving.
 """
@@ -40,10 +44,12 @@ import numpy as np
 from chef_contract import topics as T
 from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.spec import CONTROL_PERIOD_S, INTENTIONS, REWARD_TERMS
-from chef_recorder import align
-from chef_recorder.bagio import BagError, EpisodeBagWriter, deserialize, header_stamp_ns
-from chef_recorder.layout import DataLayout
-from chef_recorder.metadata import SCHEMA_VERSION, defaults, to_custom_data
+from chef_recorder import align, integrity
+from chef_recorder.bagio import (
+    BagError, EpisodeBagWriter, deserialize, header_stamp_ns, is_stamped, read_bag_metadata,
+)
+from chef_recorder.layout import DataLayout, mcap_file
+from chef_recorder.metadata import SCHEMA_VERSION, defaults, from_custom_data, to_custom_data
 
 RECORDER_VERSION = '0.1.0'
 log = logging.getLogger('chef_recorder')
@@ -92,10 +98,17 @@ class RecorderSettings:
     stall_timeout_s: float = 60.0         # wall s without a message before closing as stalled
     pending_timeout_s: float = 2.0        # wall s a message waits for its start event
     hold_s: float = 0.25                  # wall s a message waits before it is written (re-routing window)
+    sync_s: float = 0.5                   # wall s between chunk flushes of an open bag (kill -9 loses less)
     fsync: bool = True
     code_revision: str = ''
     node_name: str = 'recorder'
     recovered_from: str = ''              # set by `chef data repair` when it replays salvaged messages
+
+
+def _step_stamp(info: dict) -> Optional[int]:
+    """The tick stamp (ns) in a policy/step_info JSON object, None if it has none."""
+    stamp = info.get('stamp_ns')
+    return int(stamp) if isinstance(stamp, (int, float)) else None
 
 
 class _Episode:
@@ -120,6 +133,8 @@ class _Episode:
         self.opened_unix_ns = time.time_ns()
         self.held: collections.deque = collections.deque()   # (t, topic, type, raw, recv, stamp, dropped)
         self.topics_seen: Set[str] = set()
+        self.merged_from = ''                          # a dead recorder's partial bag taken over
+        self.synced_at = now                           # when its writer last flushed a chunk
 
     def contains(self, stamp: int) -> bool:
         return self.start_ns <= stamp and (self.end_ns is None or stamp <= self.end_ns)
@@ -207,8 +222,7 @@ class EpisodeRecorder:
     def on_step_info(self, info: dict, topic: str, msgtype: str, raw: bytes, recv_ns: int,
                      dropped: int = 0) -> None:
         """policy/step_info: stamped by its JSON `stamp_ns`; carries the intention of the tick."""
-        stamp = info.get('stamp_ns')
-        stamp = int(stamp) if isinstance(stamp, (int, float)) else None
+        stamp = _step_stamp(info)
         self.on_message(topic, msgtype, raw, recv_ns, stamp, dropped)
         if stamp is not None:
             ep = self._route(stamp)
@@ -231,8 +245,11 @@ class EpisodeRecorder:
         else:
             ep = next((e for e in self._open if e.id == event.episode_id), None)
             if ep is None:
-                self.counters['events_without_start'] += 1
+                if event.episode_id not in self._seen_ids:      # not history of a known episode
+                    self.counters['events_without_start'] += 1
                 return
+            if ep.end_event == event:
+                return                     # the same end twice: salvaged from a dead recorder's bag and replayed
             if ep.end_event is None:
                 ep.end_event = event
                 ep.end_ns = int(event.stamp_ns)
@@ -252,6 +269,9 @@ class EpisodeRecorder:
                 for st in [st for st in ep.intentions if st > ep.end_ns]:
                     self._pending.append((now, '__intention__', '', ep.intentions.pop(st), 0, st, 0))
             self._write(ep, topic, msgtype, raw, recv_ns)
+            if ep.end_event is event:          # nothing can be taken back from an ended episode: to disk
+                self._flush(ep)
+                self._sync(ep, now)
             self._check_closing(now)
 
     def poll(self) -> None:
@@ -268,18 +288,22 @@ class EpisodeRecorder:
             self.counters['dropped'] += item[6]
         for ep in self._open:
             self._flush(ep, now - self.s.hold_s)
+            if now - ep.synced_at >= self.s.sync_s:
+                self._sync(ep, now)
         for ep in list(self._open):
             if ep.end_ns is None and now - ep.last_activity > self.s.stall_timeout_s:
                 self._close(ep, 'stalled', f'no message for {self.s.stall_timeout_s:.0f} s and no end event')
         self._check_closing(now)
 
-    def shutdown(self, timeout_s: float = 60.0) -> None:
-        """Close every open episode (those without an end event as `shutdown`) and wait for publishing."""
+    def shutdown(self, timeout_s: float = 60.0,
+                 reason: str = 'recorder shut down before the episode ended') -> None:
+        """Close every open episode (those without an end event as `shutdown`, for `reason`) and wait
+        for publishing."""
         for ep in list(self._open):
             if ep.close_as is not None:
                 self._close(ep, *ep.close_as)
             else:
-                self._close(ep, 'shutdown', 'recorder shut down before the episode ended')
+                self._close(ep, 'shutdown', reason)
         self.flush(timeout_s)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -338,6 +362,15 @@ class EpisodeRecorder:
                         log.warning('undecodable %s message: %s', topic, exc)
         self._write(ep, topic, msgtype, raw, recv_ns)
 
+    def _sync(self, ep: _Episode, now: float) -> None:
+        ep.synced_at = now
+        if ep.writer.closed:
+            return
+        try:
+            ep.writer.sync()
+        except OSError as exc:
+            self._write_failed(ep, exc)
+
     def _write(self, ep: _Episode, topic, msgtype, raw, recv_ns) -> None:
         if ep.writer.closed:
             self.counters['dropped_after_error'] += 1
@@ -345,11 +378,13 @@ class EpisodeRecorder:
         try:
             ep.writer.write(topic, msgtype, recv_ns, raw)
         except OSError as exc:
-            ep.write_error = f'{type(exc).__name__}: {exc}'
-            log.error('episode %s: write failed (%s); partial bag kept for `chef data repair`',
-                      ep.id, ep.write_error)
-            ep.writer.abandon(ep.write_error)
-            self.counters['write_errors'] += 1
+            self._write_failed(ep, exc)
+
+    def _write_failed(self, ep: _Episode, exc: OSError) -> None:
+        ep.write_error = f'{type(exc).__name__}: {exc}'
+        log.error('episode %s: write failed (%s); partial bag kept for `chef data repair`', ep.id, ep.write_error)
+        ep.writer.abandon(ep.write_error)
+        self.counters['write_errors'] += 1
 
     # ------------------------------------------------------------------ episode lifecycle
     def _start(self, event, topic, msgtype, raw, recv_ns, now) -> None:
@@ -359,6 +394,10 @@ class EpisodeRecorder:
         self._seen_ids.add(event.episode_id)
         if final.exists():
             self.counters['already_recorded'] += 1      # replayed history of the events topic
+            return
+        taken = self._take_over_partial(event.episode_id)
+        if isinstance(taken, Path):                     # the dead recorder had closed it: now published
+            self.counters['already_recorded'] += 1
             return
         moved, moved_intentions = [], {}
         for ep in list(self._open):
@@ -389,12 +428,76 @@ class EpisodeRecorder:
             info, ptopic, pmsgtype, praw, precv = self._policy_info
             ep.policy_infos.append(info)
             self._write(ep, ptopic, pmsgtype, praw, precv)
+        ends = self._merge(ep, *taken, now=now) if taken is not None else []
         for item in moved:
             self._store(ep, *item[1:], now=item[0])
         ep.intentions.update(moved_intentions)
         if moved:
             self.counters['rerouted'] += len(moved)
         self._replay_pending(now)
+        for end_event, raw, recv in ends[:1]:
+            self.on_event(end_event, topic, msgtype, raw, recv)
+
+    def _take_over_partial(self, episode_id: str):
+        """The partial bag a dead recorder left for this episode (restart mid-episode): None if there is
+        none (or a live recorder holds it); the published bag's path if it was closed but not renamed;
+        else (salvaged messages, where the original now lies) after moving it to .quarantine."""
+        partial = self.layout.partial_dir(self.s.cell, episode_id)
+        if not partial.is_dir():
+            return None
+        try:
+            state = integrity.partial_state(partial)
+            if state == 'recording':
+                return None
+            if state == 'closed':
+                path = integrity.repair_partial(self.layout, self.s.cell, partial)
+                self._announce(from_custom_data(read_bag_metadata(path).get('custom_data')), path)
+                return path
+            kept = integrity.quarantine(self.layout, self.s.cell, partial, 'merged')
+            return integrity.salvage(mcap_file(kept)), kept
+        except (OSError, BagError) as exc:
+            log.error('episode %s: could not take over the partial bag %s (%s); it stays for '
+                      '`chef data repair`', episode_id, partial, exc)
+            self.counters['takeover_errors'] += 1
+            return None
+
+    def _merge(self, ep: _Episode, found, kept: Path, now: float) -> list:
+        """Put the salvaged messages of a dead recorder's bag of `ep` into `ep` (before any live one).
+        Events are not copied: the start is `ep`'s own; its end or abort events are returned as
+        (event, raw, receive stamp) for the caller to apply through `on_event` once `ep` is set up."""
+        r = self.s.roles
+        ends = []
+        for topic, msgtype, log_ns, raw in found.messages:
+            if topic == r.events:
+                try:
+                    event = EpisodeEvent.from_json(deserialize(raw, msgtype).data)
+                except (BagError, EventFormatError):
+                    continue
+                if event.episode_id == ep.id and event.event != 'start':
+                    ends.append((event, raw, log_ns))
+                continue
+            if topic == r.policy_info:
+                try:
+                    ep.policy_infos.append(json.loads(deserialize(raw, msgtype).data))
+                except (BagError, ValueError):
+                    pass
+                self._write(ep, topic, msgtype, raw, log_ns)
+                continue
+            stamp = header_stamp_ns(raw) if is_stamped(msgtype) else None
+            if topic == r.step_info:
+                try:
+                    info = json.loads(deserialize(raw, msgtype).data)
+                except (BagError, ValueError):
+                    info = None
+                stamp = _step_stamp(info) if isinstance(info, dict) else None
+                if stamp is not None and 'intention' in info:
+                    ep.intentions[stamp] = info['intention']
+            self._store(ep, topic, msgtype, raw, log_ns, stamp, 0, now)
+        note = f'{self.layout.relative(kept)}: {len(found.messages)} messages'
+        ep.merged_from = note + (f' ({found.note()})' if found.note() else '')
+        self.counters['merged_messages'] += len(found.messages)
+        log.warning('episode %s: took over the partial bag of a dead recorder (%s)', ep.id, ep.merged_from)
+        return ends
 
     def _replay_pending(self, now) -> None:
         keep = collections.deque()
@@ -465,12 +568,15 @@ class EpisodeRecorder:
             raise
         self.published.append(path)
         self.counters['published'] += 1
+        self._announce(meta, path)
+        return path
+
+    def _announce(self, meta: Dict[str, Any], path: Path) -> None:
         if self.on_published is not None:
             try:
                 self.on_published(meta, path)
             except Exception as exc:  # noqa: BLE001 - the bag is safe; the catalog can be rebuilt
-                log.error('episode %s published but the catalog update failed: %s', ep.id, exc)
-        return path
+                log.error('%s published but the catalog update failed: %s', path, exc)
 
     # ------------------------------------------------------------------ metadata
     def episode_metadata(self, ep: _Episode, status: str, reason: str) -> Dict[str, Any]:
@@ -522,6 +628,7 @@ class EpisodeRecorder:
             latency_ms_p99=float(np.percentile(lat, 99) / 1e6) if clock == 'wall' else None,
             recorder={'node': s.node_name, 'host': socket.gethostname(), 'pid': os.getpid(),
                       'version': RECORDER_VERSION, 'schema': SCHEMA_VERSION},
+            merged_from=ep.merged_from,
         )
         if s.recovered_from:
             meta.update(status='recovered', recovered_from=s.recovered_from,

@@ -93,7 +93,7 @@ class CellPublisher:
         self.source = source
         self.triplet = triplet
         self.tags = dict(tags or {'stage': 'collect', 'iteration': 0, 'config_hash': 'c0ffee'})
-        names = [t.name for t in T.TOPICS if t.name != T.CLOCK and not t.real_only
+        names = [t.name for t in T.TOPICS if t.recorded and not t.real_only
                  and not t.name.startswith('camera/')]
         names += [T.image_topic(c) for c in self.cameras] + [T.camera_info_topic(c) for c in self.cameras]
         self.pubs = {n: create_contract_publisher(node, n) for n in names} if sink is None else {}

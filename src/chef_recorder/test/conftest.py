@@ -70,6 +70,23 @@ class Stream:
         return t_end + PERIOD_NS
 
 
+def bag_meta(path):
+    """The episode metadata of a published bag."""
+    from chef_recorder.bagio import read_bag_metadata
+    from chef_recorder.metadata import from_custom_data
+    return from_custom_data(read_bag_metadata(path).get('custom_data'))
+
+
+def ticks_in_bag(path):
+    """Sorted (episode marker, tick marker) of the joint_states messages of a bag."""
+    from chef_recorder.bagio import deserialize, iter_messages
+    out = []
+    for m in iter_messages(path, topics=[full(T.JOINT_STATES)]):
+        js = deserialize(m.raw, m.msgtype)
+        out.append((int(round(js.position[1])), int(round(js.position[0]))))
+    return sorted(out)
+
+
 _STAMPED = {}
 
 

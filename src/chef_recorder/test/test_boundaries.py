@@ -8,25 +8,11 @@ import random
 import numpy as np
 
 from chef_contract import topics as T
-from chef_recorder.bagio import deserialize, header_stamp_ns, iter_messages, read_bag_metadata
-from chef_recorder.metadata import from_custom_data
+from chef_recorder.bagio import header_stamp_ns
 from chef_recorder.synthetic import PERIOD_NS
-from conftest import Stream, _stamped, feed, full
+from conftest import Stream, _stamped, bag_meta, feed, full, ticks_in_bag
 
 T0 = 1_000 * 10**9
-
-
-def bag_meta(path):
-    return from_custom_data(read_bag_metadata(path).get('custom_data'))
-
-
-def ticks_in_bag(path):
-    """Sorted (episode marker, tick marker) of the joint_states messages of a bag."""
-    out = []
-    for m in iter_messages(path, topics=[full(T.JOINT_STATES)]):
-        js = deserialize(m.raw, m.msgtype)
-        out.append((int(round(js.position[1])), int(round(js.position[0]))))
-    return sorted(out)
 
 
 def test_episodes_in_order_become_one_bag_each(make_recorder):

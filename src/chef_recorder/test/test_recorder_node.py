@@ -10,7 +10,7 @@ from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
 
 from chef_contract import topics as T
-from chef_contract.ros import create_contract_publisher, msg_class
+from chef_contract.ros import create_contract_publisher, msg_class, qos
 from chef_contract.testing import LocalGraph
 from chef_recorder.bagio import iter_messages, read_bag_metadata
 from chef_recorder.catalog import Catalog
@@ -151,3 +151,46 @@ def test_every_message_type_round_trips_through_the_recorder(graph, tmp_path):
                     assert len(decoded.data) == 16 * 16 * 3 and decoded.encoding == 'rgb8'
         assert seen == counts
         assert sum(counts.values()) == info['message_count']
+
+
+def test_recorder_status_says_ready_once_matched_on_every_required_topic(graph, tmp_path):
+    """recorder/status (latched JSON), what a lockstep sim cell waits for before an episode starts:
+    not ready while a required topic (here the policy's twist) has no publisher, ready once it has."""
+    import json
+
+    from std_msgs.msg import String
+    rec = graph(RecorderNode(context=graph.ctx, namespace='cell0', parameter_overrides=[
+        Parameter('data_dir', value=str(tmp_path / 'data')), Parameter('cameras', value=['none']),
+        Parameter('fsync', value=False)]))
+    cell = graph(rclpy.create_node('cell', namespace='cell0', context=graph.ctx))
+    got = []
+    cell.create_subscription(String, T.RECORDER_STATUS, lambda m: got.append(json.loads(m.data)),
+                             qos('latched', 'sub'))
+    pubs = {n: create_contract_publisher(cell, n) for n in (T.JOINT_STATES, T.EPISODE_EVENTS, T.POLICY_GRIPPER,
+                                                             T.TWIST_CMD, T.GRIPPER_CMD)}
+    graph.start()
+    wait_for(lambda: got and got[-1]['unmatched'] == {T.POLICY_TWIST: 'no publisher'}, what='not ready')
+    assert got[-1]['ready'] is False and got[-1]['node'] == '/cell0/recorder'
+    pubs[T.POLICY_TWIST] = create_contract_publisher(cell, T.POLICY_TWIST)
+    wait_for(lambda: got[-1]['ready'], what='ready')
+    assert got[-1]['unmatched'] == {} and all(p.get_subscription_count() == 1 for p in pubs.values())
+    assert T.RECORDER_STATUS not in {s.name for s in rec._subs}      # its own status is not recorded
+
+
+def test_unmatched_topics_counts_the_graphs_publishers():
+    from chef_recorder.recorder_node import _Sub, unmatched_topics
+
+    class Handle:
+        def __init__(self, n):
+            self.n = n
+
+        def get_publisher_count(self):
+            return self.n
+    subs = []
+    for name, matched in ((T.JOINT_STATES, 1), (T.POLICY_TWIST, 0), (T.WRENCH, 1), (T.POLICY_INFO, 0)):
+        sub = _Sub(name, f'/cell0/{name}', 'x', False)
+        sub.handle = Handle(matched)
+        subs.append(sub)
+    graph_counts = {f'/cell0/{T.JOINT_STATES}': 1, f'/cell0/{T.WRENCH}': 2}
+    out = unmatched_topics(subs, lambda full: graph_counts.get(full, 0), {T.JOINT_STATES, T.POLICY_TWIST})
+    assert out == {T.POLICY_TWIST: 'no publisher', T.WRENCH: '1 of 2 publishers matched'}

@@ -101,7 +101,8 @@ def test_recorder_records_the_mujoco_sim_bridge_in_lockstep(tmp_path):
     time.sleep(2.0)
     bridge = subprocess.Popen(
         [BRIDGE] + common + ['-p', 'preset:=fast', '-p', 'image_size:=32', '-p', f'cameras:=["{CAM}"]',
-                             '-p', 'episode_steps:=8', '-p', 'episodes:=2', '-p', 'lockstep_timeout_s:=2.0'],
+                             '-p', 'episode_steps:=8', '-p', 'episodes:=2', '-p', 'lockstep_timeout_s:=2.0',
+                             '-p', 'wait_for_recorder:=true'],                   # as in config/graphs/sim.yaml
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -26,16 +26,21 @@ services episode/start and episode/stop, or on its own: `episodes` > 0 runs that
 `autostart` without limit. Events on
 episode/events: start (before tick 0), end (after the last transition; success = sparse success at
 the final step, returns = per-term sums), abort (stop, restart, shutdown).
+With `wait_for_recorder` (sim graphs that record) no episode starts before the cell's recorder says
+`ready` on recorder/status (matched to every topic it records, policy commands included): a start
+command waits for it, the start service is refused, autostart holds back - for at most
+`recorder_wait_s`, then it starts with an error in the log.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -98,6 +103,11 @@ class Params:
     match_wait_s: float = field_(5.0, min=0.0, max=60.0,
                                  help='lockstep autostart: wait up to this long (wall s) until every '
                                       'reader of the observation topics is matched')
+    wait_for_recorder: bool = field_(False, help='start no episode before the recorder of this cell '
+                                                 'reports ready on recorder/status (sim graphs that record)')
+    recorder_wait_s: float = field_(30.0, min=0.0, max=600.0,
+                                    help='wait_for_recorder: start anyway after this long (wall s), with an '
+                                         'error (a recorder whose readers never match)')
     gripper_wait_s: float = field_(0.05, min=0.0, max=1.0,
                                    help='lockstep: extra wait for a gripper command after the twist arrived')
     watchdog_s: float = field_(0.1, min=0.01, max=5.0, help='realtime: twist older than this -> zero velocity')
@@ -153,6 +163,8 @@ class SimBridge(Node):
         create_contract_subscription(self, T.TWIST_CMD, self._on_twist)
         create_contract_subscription(self, T.GRIPPER_CMD, self._on_gripper)
         create_contract_subscription(self, T.EPISODE_COMMAND, self._on_episode_command)
+        if p.wait_for_recorder:
+            create_contract_subscription(self, T.RECORDER_STATUS, self._on_recorder_status)
         self.create_service(Trigger, T.EPISODE_START, self._srv_start)
         self.create_service(Trigger, T.EPISODE_STOP, self._srv_stop)
 
@@ -167,7 +179,9 @@ class SimBridge(Node):
         self._rt_twist_wall = -1e9
         self._stale = False
         self._autostarted = 0
-        self._match_wait_since: Optional[float] = None
+        self._waits: Dict[str, float] = {}                 # bounded waits before a start: since (monotonic s)
+        self._recorder_status: dict = {}                    # latest recorder/status (wait_for_recorder)
+        self._deferred_start: Optional[EpisodeCommand] = None   # a start command waiting for the recorder
         self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0,
                          'stale_grippers': 0, 'resends': 0, 'wait_ms': 0.0, 'step_ms': 0.0}
         self._tick_msgs: list = []                          # lockstep: what the current tick published
@@ -182,8 +196,8 @@ class SimBridge(Node):
         else:
             self.create_timer(CONTROL_PERIOD_S, self._realtime_tick, clock=steady)
         self.autostart = p.autostart or p.episodes > 0
-        if self.autostart:
-            self.create_timer(0.1, self._autostart_poll, clock=steady)
+        if self.autostart or p.wait_for_recorder:
+            self.create_timer(0.1, self._start_poll, clock=steady)
         self.get_logger().info(f'{self.cell} ready: triplet {p.triplet}, {p.image_size}px '
                                f'{list(self.cameras)}, autostart={self.autostart}')
 
@@ -321,9 +335,21 @@ class SimBridge(Node):
             self._reject('episode command', exc)
             return
         if cmd.op == 'stop':
+            self._deferred_start = None
             self.stop_episode(f'stop command {cmd.request_id[:8]}')
+        elif not self._recorder_ready():
+            self._deferred_start = cmd                      # the latest start command wins
+            self.get_logger().info(f'start {cmd.request_id[:8]} waits for the recorder: '
+                                   f'{self._recorder_status.get("unmatched") or "no recorder/status yet"}')
         else:
             self._run_start(cmd)
+
+    def _on_recorder_status(self, msg) -> None:
+        try:
+            status = json.loads(msg.data)
+        except ValueError:
+            status = None
+        self._recorder_status = status if isinstance(status, dict) else {}
 
     def _run_start(self, cmd: EpisodeCommand) -> bool:
         try:
@@ -334,9 +360,11 @@ class SimBridge(Node):
             return False
 
     def _srv_start(self, request, response):
-        response.success = not self.runner.running and self._run_start(EpisodeCommand(op='start'))
+        ready = self._recorder_ready()
+        response.success = not self.runner.running and ready and self._run_start(EpisodeCommand(op='start'))
         response.message = (f'started episode {self.runner.episode.episode_id}' if response.success
                             else 'refused: an episode is running' if self.runner.running
+                            else 'refused: the recorder is not ready (recorder/status)' if not ready
                             else 'start failed (see log)')
         return response
 
@@ -383,6 +411,14 @@ class SimBridge(Node):
             self._stale = True
         self._advance(lin, yaw)
 
+    def _start_poll(self) -> None:
+        """A start command that waits for the recorder, else the next autostart episode."""
+        if self._deferred_start is not None and not self._closed and self._recorder_ready():
+            cmd, self._deferred_start = self._deferred_start, None
+            self._run_start(cmd)
+        if self.autostart:
+            self._autostart_poll()
+
     def _autostart_poll(self) -> None:
         p = self.p
         if self.runner.running or self._closed:
@@ -391,10 +427,37 @@ class SimBridge(Node):
             return
         if self.lockstep and p.wait_for_commander and self.count_publishers(T.TWIST_CMD) == 0:
             return
+        if not self._recorder_ready():
+            return
         if self.lockstep and not self._subscribers_matched():
             return
         self._autostarted += 1
         self.start_episode()
+
+    def _bounded_wait(self, what: str, ok: bool, limit_s: float) -> str:
+        """'ok'; 'wait' while `what` has not been ok for less than `limit_s` (wall s); 'gave up' after
+        that (the caller logs why it goes on). The wait starts again after 'ok' and 'gave up'."""
+        if ok:
+            self._waits.pop(what, None)
+            return 'ok'
+        since = self._waits.setdefault(what, time.monotonic())
+        if time.monotonic() - since < limit_s:
+            return 'wait'
+        del self._waits[what]
+        return 'gave up'
+
+    def _recorder_ready(self) -> bool:
+        """wait_for_recorder: has a live recorder said `ready` on recorder/status? Gives up after
+        `recorder_wait_s` with an error (the episode then starts and its losses show in its metadata)."""
+        if not self.p.wait_for_recorder:
+            return True
+        ready = self._recorder_status.get('ready') is True and self.count_publishers(T.RECORDER_STATUS) > 0
+        state = self._bounded_wait('recorder', ready, self.p.recorder_wait_s)
+        if state == 'gave up':
+            self.get_logger().error(f'starting although the recorder is not ready after {self.p.recorder_wait_s} s: '
+                                    f'{self._recorder_status.get("unmatched") or "no recorder/status"}',
+                                    throttle_duration_sec=10.0)
+        return state != 'wait'
 
     def _subscribers_matched(self) -> bool:
         """Lockstep autostart: has every observation publisher matched every reader the graph shows
@@ -402,18 +465,11 @@ class SimBridge(Node):
         after `match_wait_s` (a reader with incompatible QoS never matches) with a warning."""
         unmatched = [pub.topic_name for pub in self.pubs.values()
                      if pub.get_subscription_count() < self.count_subscribers(pub.topic_name)]
-        if not unmatched:
-            self._match_wait_since = None
-            return True
-        now = time.monotonic()
-        if self._match_wait_since is None:
-            self._match_wait_since = now
-        if now - self._match_wait_since < self.p.match_wait_s:
-            return False
-        self.get_logger().warning(f'starting although {unmatched} have readers not matched after '
-                                  f'{self.p.match_wait_s} s (incompatible QoS?)', throttle_duration_sec=10.0)
-        self._match_wait_since = None
-        return True
+        state = self._bounded_wait('readers', not unmatched, self.p.match_wait_s)
+        if state == 'gave up':
+            self.get_logger().warning(f'starting although {unmatched} have readers not matched after '
+                                      f'{self.p.match_wait_s} s (incompatible QoS?)', throttle_duration_sec=10.0)
+        return state != 'wait'
 
     # --- shutdown --------------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,11 +1,13 @@
 """sim_bridge over real DDS, cross-process: two cells from config/graphs/sim.yaml (namespaces cell0 and
 cell1, per-cell /clock) in lockstep, and one realtime cell. Checks the published contract, that the
 cell obeys twist + gripper commands, the lockstep watchdog and tick re-sends, NaN / out-of-range rejection, the 100 ms
-realtime watchdog, episode events, the start/stop services and abort on SIGINT.
+realtime watchdog, episode events, the start/stop services, abort on SIGINT, and that a cell of a
+recording graph starts no episode before its recorder is ready.
 
 Slow-ish (each bridge process imports MuJoCo + dm_control and loads the cell: ~5-15 s to come up on
 2 busy cores; the first run of a checkout compiles the cell once, ~10 s, then it is cached)."""
 
+import json
 import math
 import subprocess
 import threading
@@ -125,7 +127,8 @@ def cells(tmp_path_factory):
     """Two lockstep cells exactly as the sim graph starts them (cells:=2), plus test overrides."""
     domain = unique_domain_id()
     graph = load_graph(WS / 'config' / 'graphs' / 'sim.yaml')
-    specs = [s for s in graph.resolve({'cells': 2, 'clock': 'lockstep'}) if s.package == 'chef_sim']
+    specs = [s for s in graph.resolve({'cells': 2, 'clock': 'lockstep', 'record': False})   # no recorder to wait for
+             if s.package == 'chef_sim']
     assert [s.fqn for s in specs] == ['/cell0/sim_bridge', '/cell1/sim_bridge']
     log = open(tmp_path_factory.mktemp('bridge') / 'bridges.log', 'w')
     procs = [launch(s.ros_args() + OVERRIDES, domain, log) for s in specs]
@@ -287,3 +290,33 @@ def test_realtime_watchdog_and_abort_on_sigint(tmp_path):
         log.close()
     assert code == 0, (tmp_path / 'rt.log').read_text()[-3000:]
 
+
+
+def test_no_episode_starts_before_the_recorder_is_ready(tmp_path):
+    """wait_for_recorder (set by sim graphs that record): a start command waits until a live
+    recorder says `ready` on recorder/status, the start service is refused meanwhile."""
+    domain = unique_domain_id()
+    log = open(tmp_path / 'wait.log', 'w')
+    proc = launch(['--ros-args', '-r', '__ns:=/cell6', '-r', '/clock:=/cell6/clock'] + OVERRIDES
+                  + ['-p', 'render_images:=false', '-p', 'wait_for_recorder:=true'], domain, log)
+    p = Probe(domain, '/cell6', '/cell6/clock')
+    recorder = create_contract_publisher(p.node, T.RECORDER_STATUS)
+    code = None
+    try:
+        assert p.start_srv.wait_for_service(timeout_sec=60.0), 'bridge did not come up'
+        res = p.call(p.start_srv)
+        assert not res.success and 'recorder is not ready' in res.message
+        p.command.publish(String(data=EpisodeCommand(op='start', seed=7).to_json()))
+        recorder.publish(String(data=json.dumps({'ready': False, 'unmatched': {T.POLICY_TWIST: 'no publisher'}})))
+        time.sleep(2.0)
+        assert p.event('start') is None                          # the command waits
+        recorder.publish(String(data=json.dumps({'ready': True, 'unmatched': {}})))
+        assert wait_for(lambda: p.event('start') is not None, 10.0), 'the waiting start did not run'
+        assert p.event('start').seed == 7
+        code = stop(proc)
+    finally:
+        if code is None:
+            code = stop(proc)
+        p.close()
+        log.close()
+    assert code == 0, (tmp_path / 'wait.log').read_text()[-3000:]
