@@ -1,30 +1,43 @@
 """`safety_filter` node: the only path from a policy to the actuators (rules in chef_policy.safety).
 
-Subscribes policy/twist_cmd, policy/gripper_cmd (raw policy output), tcp/pinch_pose and
-joint_states (TCP position for the workspace box, right_j6 for the wrist limit), safety/estop
-(latched Bool: True latches the e-stop). Publishes servo_node/delta_twist_cmds and
-gripper_controller/commands - each incoming command is filtered and forwarded at once, in the
-callback, with its header.stamp preserved (lockstep sims wait for exactly that stamp) - and the
-latched safety/status JSON. Service safety/reset (std_srvs/Trigger) clears a latched e-stop, and
-is refused while safety/estop still reads True.
+Subscribes policy/twist_cmd, policy/gripper_cmd (raw policy output), tcp/pinch_pose, tcp/wrist_pose
+and joint_states (TCP position for the workspace box, TCP - wrist offset for the TCP speed, right_j6
+for the wrist limit), safety/estop (latched Bool: True latches the e-stop). Publishes
+servo_node/delta_twist_cmds and gripper_controller/commands - each incoming command is filtered and
+forwarded at once, in the callback, with its header.stamp preserved (lockstep sims wait for exactly
+that stamp) - and the latched safety/status JSON (state, counters, the last rejected command and
+why). Service safety/reset (std_srvs/Trigger) clears a latched e-stop, and is refused while
+safety/estop still reads True.
+
+Time: each command's own stamp (twist header, gripper tick tag) is judged against "now": the node
+clock - wall time in realtime, the cell's sim time from /clock in lockstep (`timing: lockstep` or
+`auto` with use_sim_time). In lockstep the sim publishes /clock = t_k just before tick k's
+observations, but the filter may take the observation first; "now" is then advanced to the
+observation's stamp, by at most one control period.
 
 Watchdog: a timer every `watchdog_period_s` re-evaluates the state; when it turns stale or
-e-stopped it publishes a zero twist at once and then once per control period while it lasts
-(`active_stop`), so a real arm halts even if the policy has gone silent. In a lockstep sim
-(`timing: lockstep`, which switches use_sim_time on: freshness is judged in sim time) nothing
-moves without a command, so the watchdog only filters and never sends commands of its own (a zero
-twist stamped 'now' would be taken for the policy's command). There each command is also judged
-against the observation of its own tick: a command stamped t_k that overtakes the filter's copy
-of observation k (separate DDS paths) waits for it, at most `lockstep_pair_s` of wall time, since
-a filter that has not yet seen where the arm is would rightly zero it.
+e-stopped, or no twist has come for `command_timeout_s` (the policy fell silent), it publishes a
+zero twist at once and then once per control period while it lasts (`active_stop`), so a real arm
+halts whatever Servo's own timeout does. In a lockstep sim nothing moves without a command, so the
+watchdog only filters and never sends commands of its own (a zero twist stamped 'now' would be taken
+for the policy's command). There each command is also judged against the observation of its own
+tick: a command stamped t_k that overtakes the filter's copy of observation k (separate DDS paths)
+waits for it, at most `lockstep_pair_s` of wall time, since a filter that has not yet seen where the
+arm is would rightly zero it.
+
+Parameters: every SafetyLimits field except the task geometry (chef_policy.safety.BENCHMARK_GEOMETRY),
+with the help and range the field declares, plus the node's own (NodeParams); `Params` is built from
+both, so a limit is defined once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 import time
+import typing
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,10 +55,8 @@ from chef_contract.ros import (
     create_contract_publisher, create_contract_subscription, gripper_command_msg, gripper_tick_stamp,
     ns_to_stamp, spin_node, stamp_to_ns,
 )
-from chef_contract.spec import (
-    ARM_JOINT_NAMES, CONTROL_PERIOD_S, MAX_LINEAR_SPEED_MPS, MAX_YAW_RATE_RPS,
-)
-from chef_policy.safety import SafetyFilter, SafetyLimits
+from chef_contract.spec import ARM_JOINT_NAMES, CONTROL_PERIOD_S
+from chef_policy.safety import BENCHMARK_GEOMETRY, SafetyFilter, SafetyLimits
 
 WRIST_JOINT = ARM_JOINT_NAMES[-1]          # right_j6
 
@@ -53,42 +64,16 @@ WRIST_JOINT = ARM_JOINT_NAMES[-1]          # right_j6
 def _stamp_s(stamp) -> float:
     """Header stamp -> s: the one conversion this node uses, so equal stamps compare equal."""
     return stamp.sec + stamp.nanosec * 1e-9
-_DEFAULT = SafetyLimits()
 
 
 @dataclass
-class Params:
-    max_linear_speed_mps: float = field_(MAX_LINEAR_SPEED_MPS, min=1e-4, max=MAX_LINEAR_SPEED_MPS,
-                                         help='cap on the TCP linear speed (norm), m/s')
-    max_yaw_rate_rps: float = field_(MAX_YAW_RATE_RPS, min=1e-4, max=MAX_YAW_RATE_RPS,
-                                     help='cap on the yaw rate, rad/s')
-    lookahead_s: float = field_(_DEFAULT.lookahead_s, min=0.0, max=1.0,
-                                help='workspace/wrist prediction horizon, s; 0 = benchmark rule')
-    drift_margin_m: float = field_(_DEFAULT.drift_margin_m, min=0.0, max=0.1,
-                                   help='band inside each face where uncommanded outward motion '
-                                        'stops the other components (drift guard), m')
-    drift_speed_mps: float = field_(_DEFAULT.drift_speed_mps, min=0.0, max=0.1,
-                                    help='measured outward TCP speed that counts as drift, m/s')
-    workspace_margin_m: float = field_(_DEFAULT.workspace_margin_m, min=0.0, max=0.05,
-                                       help='rules act on the box shrunk by this (room to coast), m')
-    return_speed_mps: float = field_(_DEFAULT.return_speed_mps, min=0.0, max=0.07,
-                                     help='inward speed given to a TCP just outside the shrunk box, '
-                                          'm/s (0 = zeroing only)')
-    return_band_m: float = field_(_DEFAULT.return_band_m, min=0.0, max=0.1,
-                                  help='how far outside the box the return still applies, m')
-    wrist_lookahead_s: float = field_(_DEFAULT.wrist_lookahead_s, min=0.0, max=1.0,
-                                      help='right_j6 prediction horizon, s; 0 = benchmark rule')
-    wrist_margin_rad: float = field_(_DEFAULT.wrist_margin_rad, min=0.0, max=0.5,
-                                     help='right_j6 rules act on +-(pi/2 - this), rad')
-    wrist_return_rps: float = field_(_DEFAULT.wrist_return_rps, min=0.0, max=1.0,
-                                     help='yaw rate that turns right_j6 back inside, rad/s')
-    stale_timeout_s: float = field_(2 * CONTROL_PERIOD_S, min=0.01, max=1.0,
-                                    help='observation older than this -> zero twist, gripper hold')
-    wrist_yaw_sign: float = field_(-1.0, choices=(-1.0, 1.0),
-                                   help='d(right_j6)/dt = sign * base_link yaw rate')
-    watchdog_period_s: float = field_(0.01, min=0.001, max=0.1, help='watchdog check period')
-    active_stop: bool = field_(True, help='publish zero twists while stale/e-stopped (ignored with '
-                                          'use_sim_time: a lockstep sim needs no active stop)')
+class NodeParams:
+    """The node's own parameters (the limits come from SafetyLimits, see Params)."""
+
+    watchdog_period_s: float = field_(0.01, min=0.001, max=0.1, help='watchdog check period, s')
+    active_stop: bool = field_(True, help='publish zero twists while stale/e-stopped or without '
+                                          'commands (ignored with use_sim_time: a lockstep sim needs '
+                                          'no active stop)')
     status_period_s: float = field_(1.0, min=0.05, max=60.0, help='safety/status heartbeat')
     lockstep_pair_s: float = field_(0.5, min=0.0, max=10.0,
                                     help='lockstep: wall s a command may wait for the observation of '
@@ -98,24 +83,57 @@ class Params:
                               'auto: follow use_sim_time')
 
 
+LIMIT_PARAMS = tuple(f.name for f in dataclasses.fields(SafetyLimits)
+                     if f.name not in BENCHMARK_GEOMETRY)
+
+
+def _params_class():
+    """Params = the tunable SafetyLimits fields + NodeParams, each with its own default and metadata."""
+    out = []
+    for cls, names in ((SafetyLimits, LIMIT_PARAMS), (NodeParams, None)):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if names is None or f.name in names:
+                out.append((f.name, hints[f.name],
+                            dataclasses.field(default=f.default, metadata=f.metadata)))
+    cls = dataclasses.make_dataclass('Params', out)
+    cls.__module__ = __name__
+    cls.__doc__ = 'safety_filter parameters: the tunable SafetyLimits fields + NodeParams.'
+    return cls
+
+
+Params = _params_class()
+
+
+def limits_from_params(p) -> SafetyLimits:
+    """The SafetyLimits the parameters describe (raises ValueError on an inconsistent combination)."""
+    return SafetyLimits(**{name: getattr(p, name) for name in LIMIT_PARAMS})
+
+
 class SafetyFilterNode(Node):
     def __init__(self, **kwargs):
         super().__init__('safety_filter', **kwargs)
         self.p = declare_params(self, Params, on_change=self._on_params)
         if self.p.timing == 'lockstep' and not self._lockstep():
             self.set_parameters([Parameter('use_sim_time', Parameter.Type.BOOL, True)])
-        self.filter = SafetyFilter(self._limits())
+        self.filter = SafetyFilter(limits_from_params(self.p))
         self._tcp = None                  # latest pinch position (x, y, z), m
         self._tcp_stamp: Optional[float] = None
         self._tcp_velocity = None         # finite difference of the last two pinch poses, m/s
         self._yaw: Optional[float] = None
         self._yaw_rate: Optional[float] = None   # finite difference of right_j6, rad/s
         self._js_stamp: Optional[float] = None
+        self._wrist = None                # latest wrist site position (x, y, z), m
+        self._wrist_stamp: Optional[float] = None
         self._estop_input = False
         self._last_state = None
         self._last_stop_pub = -math.inf
         self._last_status_pub = -math.inf
         self._last_cmd_stamp_ns = 0
+        self._silent = True               # no twist for command_timeout_s (watchdog's view)
+        self._last_rejection: Optional[dict] = None   # the last command refused, and why
+        self._rejection_pub_wall = -math.inf            # steady s of the last status it forced
+        self._rejection_unpublished = False             # _last_rejection not in a status yet
         self._pending: list = []          # lockstep: (wall s, stamp ns, handler, msg) awaiting their tick
         self.pub_twist = create_contract_publisher(self, T.TWIST_CMD)
         self.pub_gripper = create_contract_publisher(self, T.GRIPPER_CMD)
@@ -123,6 +141,7 @@ class SafetyFilterNode(Node):
         create_contract_subscription(self, T.POLICY_TWIST, self._on_twist)
         create_contract_subscription(self, T.POLICY_GRIPPER, self._on_gripper)
         create_contract_subscription(self, T.PINCH_POSE, self._on_pinch)
+        create_contract_subscription(self, T.WRIST_POSE, self._on_wrist)
         create_contract_subscription(self, T.JOINT_STATES, self._on_joints)
         create_contract_subscription(self, T.ESTOP, self._on_estop)
         self.create_service(Trigger, T.SAFETY_RESET, self._on_reset)
@@ -132,25 +151,31 @@ class SafetyFilterNode(Node):
         self._publish_status(force=True)
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _limits(self) -> SafetyLimits:
-        p = self.p
-        return SafetyLimits(
-            max_linear_speed_mps=p.max_linear_speed_mps, max_yaw_rate_rps=p.max_yaw_rate_rps,
-            lookahead_s=p.lookahead_s, drift_margin_m=p.drift_margin_m, drift_speed_mps=p.drift_speed_mps,
-            workspace_margin_m=p.workspace_margin_m, return_speed_mps=p.return_speed_mps,
-            return_band_m=p.return_band_m, wrist_lookahead_s=p.wrist_lookahead_s,
-            wrist_margin_rad=p.wrist_margin_rad,
-            wrist_return_rps=p.wrist_return_rps, stale_timeout_s=p.stale_timeout_s,
-            wrist_yaw_sign=p.wrist_yaw_sign)
-
-    def _on_params(self, p: Params) -> None:
+    def _on_params(self, p) -> None:
         try:
-            self.filter.limits = self._limits()
+            self.filter.limits = limits_from_params(p)
         except ValueError as exc:          # inconsistent combination: keep the old limits
             self.get_logger().error(f'safety limits not changed: {exc}')
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _command_now(self) -> float:
+        """'Now' for judging a command: the node clock; in lockstep advanced to the newest
+        observation stamp when /clock lags it (the sim publishes /clock first, but the filter may
+        take the observation first), by at most one control period."""
+        now = self._now()
+        obs = self._obs_stamp()
+        if self._lockstep() and obs is not None and obs > now:
+            now = min(obs, now + CONTROL_PERIOD_S)
+        return now
+
+    def _tcp_offset(self):
+        """TCP - wrist position (m) when both poses are of the same moment, else None (nominal)."""
+        if self._wrist_stamp is None or self._tcp_stamp is None or \
+                abs(self._wrist_stamp - self._tcp_stamp) > 1e-3:
+            return None
+        return tuple(a - b for a, b in zip(self._tcp, self._wrist))
 
     def _obs_stamp(self) -> Optional[float]:
         if self._tcp_stamp is None or self._js_stamp is None:
@@ -174,6 +199,10 @@ class SafetyFilterNode(Node):
             self._tcp_velocity = None          # first pose, a gap or a reset: velocity unknown
         self._tcp, self._tcp_stamp = tcp, stamp
         self._flush_pending()
+
+    def _on_wrist(self, msg) -> None:
+        p = msg.pose.position
+        self._wrist, self._wrist_stamp = (p.x, p.y, p.z), _stamp_s(msg.header.stamp)
 
     def _on_joints(self, msg) -> None:
         if WRIST_JOINT in msg.name:
@@ -241,14 +270,18 @@ class SafetyFilterNode(Node):
             return
         t, a = msg.twist.linear, msg.twist.angular
         values = (t.x, t.y, t.z, a.x, a.y, a.z)
-        if msg.header.frame_id not in ('', T.WORLD_FRAME):      # only base_link twists make sense
+        wrong_frame = msg.header.frame_id not in ('', T.WORLD_FRAME)   # only base_link twists
+        if wrong_frame:
             self.get_logger().error(f'twist in frame {msg.header.frame_id!r}, expected '
                                     f'{T.WORLD_FRAME!r}: zeroed', throttle_duration_sec=1.0)
             self.filter.counters['rejected_frame'] = self.filter.counters.get('rejected_frame', 0) + 1
             values = (float('nan'),) * 6                        # -> rejected as non-finite: zero
-        twist, _, status = self.filter.filter(values, None, self._tcp, self._yaw,
-                                              self._now(), self._obs_stamp(), self._tcp_velocity,
-                                              self._yaw_rate)
+        twist, _, status = self.filter.filter(values, None, self._tcp, self._yaw, self._command_now(),
+                                              self._obs_stamp(), self._tcp_velocity, self._yaw_rate,
+                                              cmd_stamp=_stamp_s(msg.header.stamp),
+                                              tcp_offset=self._tcp_offset())
+        if wrong_frame:
+            status = dataclasses.replace(status, reasons=('twist_frame',) + status.reasons)
         out = TwistStamped()
         out.header.stamp = msg.header.stamp                   # preserved: lockstep waits for it
         out.header.frame_id = T.WORLD_FRAME
@@ -262,6 +295,7 @@ class SafetyFilterNode(Node):
                 f'command stamped {self._last_cmd_stamp_ns} ns zeroed: observations stale '
                 f'(clock {now:.3f} s, newest pose {self._tcp_stamp} s, joints {self._js_stamp} s'
                 f'{"" if obs is None else f", age {now - obs:.3f} s"})', throttle_duration_sec=1.0)
+        self._note_rejection('twist', self._last_cmd_stamp_ns, status)
         if status.state != self._last_state:
             self._publish_status(force=True, state=status.state)
 
@@ -269,13 +303,35 @@ class SafetyFilterNode(Node):
         tick = gripper_tick_stamp(msg)
         if not paired and self._paired(self._on_gripper, msg, None if tick is None else ns_to_stamp(tick)):
             return
-        value = msg.data[0] if len(msg.data) >= 1 else math.nan
-        _, gripper, status = self.filter.filter(None, value, self._tcp, self._yaw, self._now(),
-                                                self._obs_stamp())
+        _, gripper, status = self.filter.filter(None, list(msg.data), self._tcp, self._yaw,
+                                                self._command_now(), self._obs_stamp(),
+                                                cmd_stamp=None if tick is None else tick * 1e-9)
         if gripper is not None:                   # forward the tick tag (lockstep sims pair with it)
-            self.pub_gripper.publish(gripper_command_msg(gripper, gripper_tick_stamp(msg)))
+            self.pub_gripper.publish(gripper_command_msg(gripper, tick))
+        self._note_rejection('gripper', tick, status)
         if status.state != self._last_state:
             self._publish_status(force=True, state=status.state)
+
+    def _note_rejection(self, command: str, stamp_ns: Optional[int], status) -> None:
+        """Keep the last refused command for safety/status, published at once or - when a status
+        went out less than a control period ago (1 kHz of garbage must not flood it) - by the
+        steady timer as soon as that period has passed."""
+        reason = status.rejection
+        if reason is None:
+            return
+        self._last_rejection = {'command': command, 'reason': reason, 'stamp_ns': stamp_ns}
+        self._rejection_unpublished = True
+        self._publish_rejection()
+        if reason in ('command_stale', 'command_future'):
+            self.get_logger().warning(
+                f'{command} command stamped {stamp_ns} ns rejected ({reason}) at clock '
+                f'{self._command_now():.3f} s', throttle_duration_sec=1.0)
+
+    def _publish_rejection(self) -> None:
+        wall = time.monotonic()
+        if self._rejection_unpublished and wall - self._rejection_pub_wall >= CONTROL_PERIOD_S:
+            self._rejection_pub_wall = wall
+            self._publish_status(force=True)
 
     # --- watchdog --------------------------------------------------------------------------------
     def _stop_now(self) -> None:
@@ -289,21 +345,28 @@ class SafetyFilterNode(Node):
         self._last_stop_pub = self._now()
 
     def _flush_overdue(self) -> None:
-        """Steady-clock timer (sim time stands still while a lockstep command waits)."""
+        """Steady-clock timer (sim time stands still while a lockstep command waits): overdue
+        lockstep commands, a rejection not yet in safety/status."""
         if self._pending:
             self._flush_pending(force_older_than=time.monotonic() - self.p.lockstep_pair_s)
+        self._publish_rejection()
 
     def _watchdog(self) -> None:
         now = self._now()
         state = self.filter.state(now, self._obs_stamp())
-        if state != 'ok' and (state != self._last_state or now - self._last_stop_pub >= CONTROL_PERIOD_S):
+        silent = self.filter.commands_silent(now)
+        active = not self._lockstep() and self.p.active_stop
+        if silent and not self._silent and active:
+            self.filter.counters['stopped_silent'] += 1
+            self.get_logger().warning(f'no twist for {self.filter.limits.command_timeout_s} s: zero '
+                                      'twist', throttle_duration_sec=5.0)
+        if state == 'stale' and self._last_state == 'ok':
+            self.get_logger().warning('observations stale: commands zeroed, gripper held')
+        changed = state != self._last_state or silent != self._silent
+        if (state != 'ok' or silent) and (changed or now - self._last_stop_pub >= CONTROL_PERIOD_S):
             self._stop_now()
-        if state != self._last_state:
-            if state == 'stale' and self._last_state == 'ok':
-                self.get_logger().warning('observations stale: commands zeroed, gripper held')
-            self._publish_status(force=True, state=state)
-        else:
-            self._publish_status(state=state)
+        self._silent = silent
+        self._publish_status(force=changed, state=state)
 
     def _publish_status(self, force: bool = False, state: Optional[str] = None) -> None:
         now = self._now()
@@ -312,9 +375,11 @@ class SafetyFilterNode(Node):
         state = state or self.filter.state(now, self._obs_stamp())
         self._last_state = state
         self._last_status_pub = now
+        self._rejection_unpublished = False
         self.pub_status.publish(String(data=json.dumps({
             'state': state, 'estop': self.filter.estop_latched, 'estop_reason': self.filter.estop_reason,
             'estop_input': self._estop_input, 'last_command_stamp_ns': self._last_cmd_stamp_ns,
+            'command_silent': self._silent, 'last_rejection': self._last_rejection,
             'counters': dict(self.filter.counters)}, sort_keys=True)))
 
 

@@ -24,15 +24,18 @@ def run_episode(env, runner, seed, triplet):
     obs, info = env.reset(seed=seed, triplet=triplet)
     runner.start_episode(seed)
     frame, prev, prev_j6 = info['frame'], None, None
-    for _ in range(EPISODE_STEPS):
+    for k in range(EPISODE_STEPS):
         step = runner.act(frame)                          # stacks the frame, as live
         linear, yaw, gripper = to_command(step.action)
         p = np.asarray(frame['sawyer/pinch/pose'][:3], np.float64)
+        wrist = np.asarray(frame['sawyer/tcp/pose'][:3], np.float64)
         j6 = float(frame['sawyer/joints/angle'][6])
         vel = (p - prev) / CONTROL_PERIOD_S if prev is not None else None
         rate = (j6 - prev_j6) / CONTROL_PERIOD_S if prev is not None else None
         prev, prev_j6 = p, j6
-        twist, held, _ = filt.filter(tuple(linear) + (0.0, 0.0, yaw), gripper, p, j6, 0.0, 0.0, vel, rate)
+        now = k * CONTROL_PERIOD_S                        # the tick's stamp: commands and observations
+        twist, held, _ = filt.filter(tuple(linear) + (0.0, 0.0, yaw), gripper, p, j6, now, now, vel, rate,
+                                     cmd_stamp=now, tcp_offset=p - wrist)
         obs, _, _, truncated, info = env.step(from_command(twist[:3], twist[5], held))
         frame = info['frame']
         if truncated:
