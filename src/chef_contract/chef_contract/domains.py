@@ -1,5 +1,13 @@
 """ROS domain ids reserved per process, so independent graphs (tests, CHEF stages, a crashed
-earlier run whose nodes linger for the 20 s DDS lease) never talk to each other."""
+earlier run whose nodes linger for the 20 s DDS lease) never talk to each other.
+
+Ids are drawn from a range: `CHEF_DOMAIN_RANGE` (environment, e.g. `110-199`) when set, else the
+range the caller was configured with (the CHEF loop's `cells.domain_range`), else 110-199.
+ROS allows 0-232 (DDS ports 7400 + 250 * id must fit in 16 bits). The ROS docs call 0-101 and
+215-232 safe on Linux: the ports of ids 102-214 fall in the kernel's ephemeral port range
+(32768-60999), where the OS may already have handed a port to another program. The default stays
+clear of 0 (every other ROS process) and of the small ids people pick by hand.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,42 @@ import errno
 import os
 import random
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Tuple
+
+from chef_contract.config import ConfigError
 
 _LOCK_DIR = Path(os.environ.get('CHEF_DOMAIN_LOCK_DIR', '/tmp/chef_ros_domains'))
 _HELD: Dict[int, int] = {}
-DOMAIN_RANGE = (110, 200)     # kept clear of the default 0 and the usual small ids; all < 233
+DOMAIN_RANGE_ENV = 'CHEF_DOMAIN_RANGE'
+MAX_DOMAIN_ID = 232                       # 7400 + 250 * 232 + participant ports < 65536
+DEFAULT_DOMAIN_RANGE: Tuple[int, int] = (110, 199)     # inclusive
+DEFAULT_DOMAIN_RANGE_TEXT = f'{DEFAULT_DOMAIN_RANGE[0]}-{DEFAULT_DOMAIN_RANGE[1]}'
+
+
+def parse_domain_range(text: str, source: str = 'domain range') -> Tuple[int, int]:
+    """'LO-HI' (inclusive) or one id 'N' -> (lo, hi); ConfigError with a one-line reason otherwise."""
+    s = str(text).strip()
+    parts = s.split('-') if '-' in s else [s, s]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = (int(p.strip()) for p in parts)
+    except ValueError:
+        raise ConfigError(f'{source} {text!r}: expected LO-HI (ROS domain ids, e.g. '
+                          f'{DEFAULT_DOMAIN_RANGE_TEXT}) or one id') from None
+    if not 0 <= lo <= hi <= MAX_DOMAIN_ID:
+        raise ConfigError(f'{source} {text!r}: need 0 <= LO <= HI <= {MAX_DOMAIN_ID} (ROS domain ids)')
+    return lo, hi
+
+
+def domain_range(configured: Optional[str] = None) -> Tuple[int, int]:
+    """The range ids are reserved from: $CHEF_DOMAIN_RANGE, else `configured`, else 110-199."""
+    env = os.environ.get(DOMAIN_RANGE_ENV, '').strip()
+    if env:
+        return parse_domain_range(env, DOMAIN_RANGE_ENV)
+    if configured:
+        return parse_domain_range(configured)
+    return DEFAULT_DOMAIN_RANGE
 
 
 def _alive(pid: int) -> bool:
@@ -22,10 +61,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def reserve_domain_id() -> int:
-    """Reserve a ROS domain id for this process (released when the process dies)."""
+def reserve_domain_id(id_range: Optional[Tuple[int, int]] = None) -> int:
+    """Reserve a ROS domain id of `id_range` (inclusive; default `domain_range()`) for this process
+    (released when the process dies)."""
+    lo, hi = id_range if id_range is not None else domain_range()
     _LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    ids = list(range(*DOMAIN_RANGE))
+    ids = list(range(lo, hi + 1))
     random.shuffle(ids)
     for did in ids:
         if did in _HELD:
@@ -49,9 +90,8 @@ def reserve_domain_id() -> int:
         os.close(fd)
         _HELD[did] = os.getpid()
         return did
-    raise RuntimeError('no free ROS domain id for tests')
-
-
+    raise RuntimeError(f'no free ROS domain id in {lo}-{hi} (held by live processes, see {_LOCK_DIR}; '
+                       f'widen it with {DOMAIN_RANGE_ENV}=LO-HI)')
 
 
 def release_domain_id(did: int) -> None:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, Optional
 
-from chef_contract.domains import DOMAIN_RANGE, reserve_domain_id as unique_domain_id  # noqa: F401
+from chef_contract.domains import domain_range, reserve_domain_id as unique_domain_id  # noqa: F401
 
 
 def executable(package: str, name: str) -> str:

@@ -75,7 +75,8 @@ def run_ablation(run, name: str, steps: Optional[int] = None, episodes_per_tripl
                                           list(base_cfg['overrides']) + v.overrides, str(run.data_dir), ids,
                                           steps, out_dir / v.name,
                                           init_checkpoint=best['checkpoint'] if v.init_from_best else None,
-                                          progress=run.progress)
+                                          progress=run.progress,
+                                          checkpoint_every=cfg.explore.checkpoint_every)
         pid = f'ablate-{name}-{v.name}'
         run.state.add_policy(pid, checkpoint=ckpt, sha256=sha,
                              parent=best_id if v.init_from_best else None,

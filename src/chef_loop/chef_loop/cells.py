@@ -1,8 +1,9 @@
 """A running set of simulated cells for one CHEF stage: `chef run sim ...` + a CellFleet.
 
-Each session gets its own ROS domain, so nodes of an earlier (possibly crashed) session cannot
-answer its commands, and its own log file. The graph process dies with the loop (PDEATHSIG), and
-a session always stops its graph on exit, also on errors.
+Each session gets its own ROS domain (drawn from `cells.domain_range`, or $CHEF_DOMAIN_RANGE), so
+nodes of an earlier (possibly crashed) session cannot answer its commands, and its own log file.
+The graph process dies with the loop (PDEATHSIG), and a session always stops its graph on exit,
+also on errors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from chef_bringup.runner import die_with_parent
-from chef_contract.domains import release_domain_id, reserve_domain_id
+from chef_contract.domains import domain_range, release_domain_id, reserve_domain_id
 from chef_loop.config import CellsConfig
 from chef_loop.fleet import CellFleet, EpisodeJob, EpisodeOutcome, FleetError
 
@@ -49,7 +50,7 @@ class CellSession:
     def __enter__(self) -> 'CellSession':
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        self.domain = reserve_domain_id()
+        self.domain = reserve_domain_id(domain_range(self.cells_cfg.domain_range))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, '-m', 'chef_bringup.cli', 'run', self.graph, '--domain', str(self.domain),
                '--grace', '15', *(f'{k}:={_literal(v)}' for k, v in self.args.items())]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from chef_contract.config import ConfigError, field_, load_config
+from chef_contract.domains import DEFAULT_DOMAIN_RANGE_TEXT, domain_range, parse_domain_range
 from chef_contract.spec import TEST_TRIPLETS
 
 TEST_TRIPLET_NAMES: Tuple[str, ...] = tuple(TEST_TRIPLETS)
@@ -28,6 +29,11 @@ class CellsConfig:
     episode_timeout_s: float = field_(240.0, min=10.0, help='wall time an episode may take before '
                                                             'the loop gives up on the cell')
     start_timeout_s: float = field_(120.0, min=5.0, help='wall time for the cells to come up')
+    domain_range: str = field_(DEFAULT_DOMAIN_RANGE_TEXT,
+                               help='ROS domain ids the graph sessions draw from, LO-HI inclusive '
+                                    '(0-232; the ROS docs call 0-101 and 215-232 safe on Linux, 102-214 '
+                                    'share ports with the kernel\'s ephemeral range); the environment '
+                                    'variable CHEF_DOMAIN_RANGE overrides it')
 
 
 @dataclass
@@ -73,6 +79,9 @@ class ExploreConfig:
     ray_address: str = field_('', help="'' = a local Ray; 'auto' or ray://host:10001 = a cluster")
     cpus_per_trial: float = field_(1.0, min=0.1, help='Ray resources per trial')
     torch_threads: int = field_(1, min=1, help='torch threads inside each trial')
+    checkpoint_every: int = field_(250, min=0, help='updates between a trial\'s checkpoints (optimisers, '
+                                   'update count and RNG states included): a killed trial resumes from '
+                                   'its newest one and loses at most this many updates (0 = only at the end)')
 
 
 @dataclass
@@ -89,6 +98,8 @@ class ExecuteConfig:
 @dataclass
 class FinetuneConfig:
     steps: int = field_(750, min=0, help='updates continuing the best policy on all data (0 = skip)')
+    checkpoint_every: int = field_(250, min=0, help='updates between checkpoints of the fine-tuning run '
+                                   '(resumed from the newest after a kill; 0 = only at the end)')
     episodes_per_triplet: int = field_(2, min=0, help='evaluation episodes per test triplet')
     scratch_baseline: bool = field_(False, help='also train the best config from scratch for the '
                                                 'same number of updates and evaluate it (compute '
@@ -142,6 +153,8 @@ def resolve_config_path(name: Union[str, Path, None]) -> Optional[Path]:
 
 def load_loop_config(name: Union[str, Path, None] = 'default', overrides=()) -> LoopConfig:
     cfg = load_config(LoopConfig, resolve_config_path(name), overrides)
+    parse_domain_range(cfg.cells.domain_range, 'cells.domain_range')
+    domain_range(cfg.cells.domain_range)          # a bad CHEF_DOMAIN_RANGE fails here, in one line
     for t in cfg.execute.triplets + cfg.collect.triplets:
         if t not in TEST_TRIPLETS and not t.startswith('rgb_'):
             raise ConfigError(f'unknown triplet {t!r}')

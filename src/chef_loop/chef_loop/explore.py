@@ -2,8 +2,11 @@
 
 Trials are sampled up front by the stage (seeded, stored in trials.json) and handed to Ray Tune as
 a grid over trial indices, so a re-entered stage runs only the trials that have no result yet and a
-half-trained trial resumes from its own checkpoints (chef_trainer keeps them in its run dir).
-`ray_address` '' starts a local Ray sized to the trials; 'auto' or 'ray://host:10001' uses a
+half-trained trial resumes from its newest checkpoint: every trial checkpoints (networks,
+optimisers, update count, RNG states; written atomically) every `checkpoint_every` updates into
+its own directory, and a resumed trial drops the metrics.csv rows logged after that checkpoint, so
+no step is logged twice. `ray_address` '' starts a local Ray sized to the trials (chef_loop.ray_session:
+per-run temporary directory, nothing left behind after a kill); 'auto' or 'ray://host:10001' uses a
 cluster (the data directory and the run directory must then be on a shared filesystem).
 
 Offline selection score (`explore.select_metric`): by default `fqe_value`, fitted Q evaluation
@@ -52,8 +55,11 @@ def policy_value(run, sampler, samples: int = 1024, seed: int = 12345) -> Dict[s
 
 def train_policy(base_config: str, overrides: Sequence[str], data_dir: str, episode_ids: Sequence[str],
                  steps: int, run_dir: Path, init_checkpoint: Optional[str] = None, progress: bool = True,
-                 torch_threads: Optional[int] = None) -> Tuple[str, str, Dict[str, Any]]:
-    """Train one offline policy on the given episodes; resumes in `run_dir`. -> (ckpt, sha256, summary)."""
+                 torch_threads: Optional[int] = None, checkpoint_every: int = 0
+                 ) -> Tuple[str, str, Dict[str, Any]]:
+    """Train one offline policy on the given episodes, checkpointing every `checkpoint_every`
+    updates (0: at the end only); resumes from `run_dir`'s newest checkpoint.
+    -> (ckpt, sha256, summary)"""
     import torch
 
     from chef_recorder.dataset import Dataset
@@ -70,11 +76,11 @@ def train_policy(base_config: str, overrides: Sequence[str], data_dir: str, epis
         raise RuntimeError(f'{len(wanted) - len(records)} episode(s) of the training set are not in the '
                            f'catalog of {data_dir} (e.g. {missing})')
     sampler = make_sampler((ds, records), cfg.learner)
-    run = LearningRun(cfg, run_dir, sampler, init_checkpoint=init_checkpoint, resume=True)
+    run = LearningRun(cfg, run_dir, sampler, init_checkpoint=init_checkpoint, resume=True,
+                      checkpoint_every=checkpoint_every)
     try:
-        remaining = max(0, steps - run.steps)
-        if remaining:
-            run.run(remaining, progress=progress)
+        if run.steps < steps:            # a resumed run continues to `steps` in all
+            run.run(steps, progress=progress)
         summary = run.finish()
         summary.update(policy_value(run, sampler))
     finally:
@@ -95,7 +101,8 @@ def _trial(config: Dict[str, Any]) -> None:
     try:
         ckpt, sha, summary = train_policy(config['base_config'], result['overrides'], config['data_dir'],
                                           config['episode_ids'], config['steps'], run_dir, progress=False,
-                                          torch_threads=config['torch_threads'])
+                                          torch_threads=config['torch_threads'],
+                                          checkpoint_every=config['checkpoint_every'])
         result.update(checkpoint=ckpt, sha256=sha, summary=summary, wall_s=time.time() - t0)
         metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
         metrics.update({f'final/{k}': v for k, v in (summary.get('final') or {}).items()
@@ -123,27 +130,32 @@ def load_result(trial_root: Path, trial: int) -> Optional[Dict[str, Any]]:
 def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overrides: List[str],
                data_dir: str, episode_ids: Sequence[str], steps: int, trial_root: Path,
                ray_address: str = '', max_concurrent: int = 2, cpus_per_trial: float = 1.0,
-               torch_threads: int = 1, log: Callable[[str], None] = print, progress: bool = True
-               ) -> List[Dict[str, Any]]:
-    """Run the trials that have no result yet on Ray Tune; return every trial's result."""
+               torch_threads: int = 1, log: Callable[[str], None] = print, progress: bool = True,
+               checkpoint_every: int = 0, run_dir: Optional[Path] = None) -> List[Dict[str, Any]]:
+    """Run the trials that have no result yet on Ray Tune; return every trial's result.
+
+    `run_dir` (default: the directory above `trial_root`) owns the local Ray: its temporary
+    directory and the processes a killed earlier run left behind (chef_loop.ray_session)."""
     trial_root = Path(trial_root).resolve()
     todo = [t for t in trials if load_result(trial_root, t['trial']) is None]
     if todo:
-        import ray
         from ray import tune
+
+        from chef_loop.ray_session import ray_session
         log(f'  explore: {len(todo)} of {len(trials)} trial(s) to run on Ray Tune '
             f'({"local" if not ray_address else ray_address}, {max_concurrent} at once)')
-        init_kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level='WARNING',
-                           ignore_reinit_error=True)
-        if ray_address:
-            ray.init(address=ray_address, **init_kwargs)
-        else:
-            ray.init(num_cpus=max(1, int(round(max_concurrent * cpus_per_trial))), **init_kwargs)
-        try:
+        owner = Path(run_dir) if run_dir is not None else trial_root.parent
+        with ray_session(owner, num_cpus=max(1, int(round(max_concurrent * cpus_per_trial))),
+                         address=ray_address, log=log):
+            for t in todo:      # (a killed run's trial workers are gone by now: ray_session)
+                latest = trial_root / f'trial_{t["trial"]:03d}' / 'latest.json'
+                if latest.is_file():
+                    log(f'  trial {t["trial"]}: resumes from update {json.loads(latest.read_text())["step"]}')
             space = {'trial': tune.grid_search(list(todo)), 'trial_root': str(trial_root),
                      'base_config': str(Path(base_config).resolve()), 'base_overrides': list(base_overrides),
                      'data_dir': str(Path(data_dir).resolve()), 'episode_ids': list(episode_ids),
-                     'steps': int(steps), 'torch_threads': int(torch_threads)}
+                     'steps': int(steps), 'torch_threads': int(torch_threads),
+                     'checkpoint_every': int(checkpoint_every)}
             tuner = tune.Tuner(
                 tune.with_resources(_trial, {'cpu': cpus_per_trial}), param_space=space,
                 tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
@@ -153,8 +165,6 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
             for res in grid:
                 if res.error:
                     log(f'  trial failed in Ray: {res.error}')
-        finally:
-            ray.shutdown()
     results = []
     for t in trials:
         p = trial_root / f'trial_{t["trial"]:03d}' / RESULT_FILE
@@ -204,7 +214,9 @@ def score_trials_fqe(results: List[Dict[str, Any]], data_dir: str, episode_ids: 
     log(f'  explore: fitted Q evaluation of {len(todo)} trial(s) on {len(episode_ids)} held-out episode(s)')
     args = [(r['checkpoint'], data_dir, list(episode_ids), updates) for r, _ in todo]
     if workers > 1 and len(todo) > 1:
-        with mp.get_context('spawn').Pool(min(workers, len(todo)), maxtasksperchild=1) as pool:
+        from chef_bringup.runner import die_with_parent     # a killed loop leaves no FQE worker
+        with mp.get_context('spawn').Pool(min(workers, len(todo)), maxtasksperchild=1,
+                                          initializer=die_with_parent) as pool:
             scores = pool.starmap(_fqe_one, args)
     else:
         scores = [_fqe_one(*a) for a in args]

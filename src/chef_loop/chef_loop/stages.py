@@ -14,7 +14,8 @@
 
 Every episode carries tags (stage, iteration, data_source, policy_id, candidate); stages count what
 the store already holds for their tags before acting, so a stage re-entered after a crash neither
-loses nor duplicates data. Explore trials train into fixed per-trial directories and resume there.
+loses nor duplicates data. Explore trials train into fixed per-trial directories, checkpoint every
+`explore.checkpoint_every` updates and resume from their newest checkpoint.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class ChefRun:
             save_config(cfg, cfg_file)
         self.state = RunState(self.run_dir)
         self._dataset = None
+        from chef_loop.ray_session import clean_stale_ray
+        clean_stale_ray(self.run_dir, log)       # what a killed earlier run's local Ray left behind
 
     # --- helpers ----------------------------------------------------------------------------------
     @property
@@ -286,7 +289,8 @@ class ChefRun:
                              data_dir=str(self.data_dir), episode_ids=episode_ids, steps=e.steps,
                              trial_root=sdir / 'trials', ray_address=e.ray_address,
                              max_concurrent=e.max_concurrent, cpus_per_trial=e.cpus_per_trial,
-                             torch_threads=e.torch_threads, log=self.log, progress=self.progress)
+                             torch_threads=e.torch_threads, log=self.log, progress=self.progress,
+                             checkpoint_every=e.checkpoint_every, run_dir=self.run_dir)
         if e.select_metric.startswith('fqe'):
             from chef_loop.explore import score_trials_fqe
             score_trials_fqe(results, str(self.data_dir), holdout_ids or episode_ids, sdir / 'trials',
@@ -361,7 +365,7 @@ class ChefRun:
         ckpt, sha, summary = train_policy(str(learner_config_path(parent['config']['learner_config'])),
                                           overrides, str(self.data_dir), [r.id for r in records],
                                           f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
-                                          progress=self.progress)
+                                          progress=self.progress, checkpoint_every=f.checkpoint_every)
         pid = f'finetune-{iteration}'
         self.state.add_policy(pid, checkpoint=ckpt, sha256=sha, parent=parent_id,
                               config=parent['config'], episodes=[r.id for r in records], stage='finetune',
@@ -379,7 +383,8 @@ class ChefRun:
         if f.scratch_baseline:
             ckpt_s, sha_s, _ = train_policy(str(learner_config_path(parent['config']['learner_config'])),
                                             overrides, str(self.data_dir), [r.id for r in records],
-                                            f.steps, sdir / 'scratch', progress=self.progress)
+                                            f.steps, sdir / 'scratch', progress=self.progress,
+                                            checkpoint_every=f.checkpoint_every)
             sid = f'scratch-{iteration}'
             self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=parent['config'],
                                   episodes=[r.id for r in records], stage='finetune_scratch',

@@ -90,6 +90,10 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     for t in arts['explore']['trials']:
         assert t['checkpoint'] and Path(t['checkpoint']).is_file()
         assert t['score'] is not None                # fitted Q evaluation scored every trial
+        trial_dir = Path(t['checkpoint']).parents[1]
+        assert len(list((trial_dir / 'checkpoints').glob('step_*.pt'))) >= 2   # periodic + final
+    from chef_loop.ray_session import ray_processes, ray_temp_dir
+    assert ray_processes(run_dir) == {} and not ray_temp_dir(run_dir).exists()   # no Ray left over
     assert arts['explore']['metric'] == 'fqe_value' and arts['explore']['holdout_episodes'] == 1
     split = json.loads((run_dir / 'iter_00' / 'explore' / 'data.json').read_text())
     assert not set(split['holdout']) & set(split['episodes'])     # held out of trial training

@@ -3,7 +3,8 @@ summary.json (final and averaged values), read by the CHEF loop's report.
 
 Columns are fixed by the first row (step, wall_s, then the learner's scalar metrics in sorted order);
 per-intention values appear as `<metric>/<intention>` columns. Rows are flushed as written, so a
-crashed run keeps every row up to the crash; a resumed run appends to the same file.
+crashed run keeps every row up to the crash; a resumed run first drops the rows after the step it
+resumes from (and a row the crash cut short), then appends: no step appears twice.
 """
 
 from __future__ import annotations
@@ -36,18 +37,29 @@ class MetricsWriter:
                 self._fields = header
 
     def truncate_after(self, step: int) -> int:
-        """Drop rows logged after `step` (a resumed run re-does those updates); returns rows kept."""
+        """Drop rows logged after `step` (a resumed run re-does those updates) and a row a kill cut
+        short; rewrites the file atomically only when something goes. Returns the rows kept."""
+        if self._file is not None:
+            raise RuntimeError('truncate_after before the first write of this writer')
         if not self.path.is_file():
             return 0
         with open(self.path, newline='') as f:
-            rows = list(csv.reader(f))
+            text = f.read()
+        rows = list(csv.reader(text.splitlines()))
         if not rows:
             return 0
-        keep = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
-        tmp = self.path.with_suffix('.csv.tmp')
-        with open(tmp, 'w', newline='') as f:
-            csv.writer(f).writerows(keep)
-        os.replace(tmp, self.path)
+        total = len(rows)
+        if total > 1 and not text.endswith('\n'):
+            rows.pop()                          # the last row lost its end: a kill mid-write
+        keep = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and _step(r[0]) is not None
+                            and _step(r[0]) <= step]
+        if len(keep) < total:
+            tmp = self.path.with_suffix('.csv.tmp')
+            with open(tmp, 'w', newline='') as f:
+                csv.writer(f).writerows(keep)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
         return len(keep) - 1
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -91,6 +103,13 @@ class MetricsWriter:
             self._file.close()
             self._file = None
             self._writer = None
+
+
+def _step(cell: str):
+    try:
+        return int(float(cell))
+    except ValueError:
+        return None
 
 
 def read_metrics(path: Union[str, Path]) -> List[Dict[str, float]]:

@@ -81,10 +81,12 @@ class LearningRun:
             self.extra = load_learner_checkpoint(latest['path'], self.learner, self.rng)
             self.started_from = f'resumed:{latest["path"]}'
             self.last_checkpoint = latest
-            self.metrics.truncate_after(self.learner.steps)     # rows past the checkpoint are redone
         elif init_checkpoint:
             load_learner_checkpoint(init_checkpoint, self.learner, weights_only=True)
             self.started_from = f'init:{init_checkpoint}'
+        # rows logged after the step this run starts from (a run killed after its last checkpoint,
+        # or before its first) are redone: drop them, so metrics.csv never holds a step twice
+        self.metrics.truncate_after(self.learner.steps)
         self.update_time_s = 0.0
         self.sample_time_s = 0.0
 

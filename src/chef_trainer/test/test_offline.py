@@ -184,6 +184,32 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
     assert CheckpointDir(tmp_path / 'split').latest()['step'] == 16
 
 
+def test_metrics_never_hold_a_step_twice_after_kills(tmp_path):
+    """A run killed before its first checkpoint starts metrics.csv afresh; one killed after a
+    checkpoint drops the rows logged past it (and a row the kill cut short) and continues there."""
+    buf = expert_dataset(256)
+    cfg = LearnerConfig(algorithm='crr', network=small_net(), batch_size=32, log_every=5, seed=3)
+    metrics = tmp_path / 'a' / 'metrics.csv'
+    first = LearningRun(cfg, tmp_path / 'a', buf, checkpoint_every=20)
+    for _ in range(12):
+        first.update()
+    first.close()                              # as if killed at update 12: rows 5, 10, no checkpoint
+    assert [r['step'] for r in read_metrics(metrics)] == [5, 10]
+    second = LearningRun(cfg, tmp_path / 'a', buf, checkpoint_every=20)
+    assert second.steps == 0 and read_metrics(metrics) == []
+    for _ in range(33):
+        second.update()
+    second.close()                             # killed at 33: checkpoint 20, rows up to 30 ...
+    with open(metrics, 'a') as f:
+        f.write('35,0.5,1.2')                   # ... and a row cut short mid-write
+    third = LearningRun(cfg, tmp_path / 'a', buf, checkpoint_every=20)
+    assert third.steps == 20 and third.started_from.endswith('step_000000020.pt')
+    assert [r['step'] for r in read_metrics(metrics)] == [5, 10, 15, 20]
+    third.run(40, progress=False)
+    third.close()
+    assert [r['step'] for r in read_metrics(metrics)] == list(range(5, 41, 5))
+
+
 def test_state_inputs_are_standardised_from_the_training_data_and_travel_with_the_weights(tmp_path):
     """Raw benchmark inputs span 1e-3 to 255; a run from scratch fits per-feature mean/std on its
     data once, every network (online and target) uses them, checkpoints carry them, fine-tuning and
