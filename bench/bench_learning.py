@@ -224,12 +224,12 @@ def _train(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str, An
         return {'error': f'{type(exc).__name__}: {exc}'}
 
 
-def _evaluate(name: str, spec, episodes_per_triplet: int) -> Dict[str, Any]:
+def _evaluate(name: str, spec, episodes_per_triplet: int, seed: int = EVAL_SEED) -> Dict[str, Any]:
     import torch
     torch.set_num_threads(1)
     from chef_loop.sim_eval import evaluate
     t0 = time.perf_counter()
-    res = evaluate(spec, episodes_per_triplet=episodes_per_triplet, seed=EVAL_SEED)
+    res = evaluate(spec, episodes_per_triplet=episodes_per_triplet, seed=seed)
     out = res.to_dict()
     out['eval_s'] = time.perf_counter() - t0
     return out
@@ -242,6 +242,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--updates', type=int, default=None, help='updates per learner (default 10000)')
     ap.add_argument('--episodes-per-triplet', type=int, default=None, help='evaluation episodes (default 10)')
     ap.add_argument('--learners', nargs='*', default=None, help='subset of learners to run')
+    ap.add_argument('--eval-seed', type=int, default=EVAL_SEED,
+                    help='first evaluation seed (another value gives validation scenes for choosing variants)')
     ap.add_argument('--workers', type=int, default=2, help='learners trained / evaluated at once')
     ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
     ap.add_argument('--out', default=str(RESULTS / 'learning.json'))
@@ -270,7 +272,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     jobs = [('data', PolicySpec('scripted', noise=noise))] + \
            [(n, r['spec']) for n, r in trained.items() if 'spec' in r]
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        evals = dict(zip([j[0] for j in jobs], pool.starmap(_evaluate, [(n, s, per_triplet) for n, s in jobs])))
+        evals = dict(zip([j[0] for j in jobs], pool.starmap(_evaluate, [(n, s, per_triplet, args.eval_seed) for n, s in jobs])))
 
     learners: Dict[str, Any] = {}
     for n, r in trained.items():
@@ -289,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     d3 = [learners[n]['pooled_success'] for n in learners if n.startswith('d3rlpy') and 'pooled_success' in learners[n]]
     result = {
         'bench': 'learning', 'quick': args.quick, 'updates': updates, 'batch': BATCH,
-        'episodes_per_triplet': per_triplet, 'eval_seed': EVAL_SEED,
+        'episodes_per_triplet': per_triplet, 'eval_seed': args.eval_seed,
         'data': {'config': DATA_CONFIG, 'dir': str(data_dir.relative_to(ROOT)) if data_dir.is_relative_to(ROOT)
                  else str(data_dir), 'episodes': len(records),
                  'recorded_success': sum(recorded) / max(1, len(recorded)), 'scripted_noise': noise},
