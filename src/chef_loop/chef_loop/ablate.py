@@ -76,7 +76,8 @@ def run_ablation(run, name: str, steps: Optional[int] = None, episodes_per_tripl
                                           steps, out_dir / v.name,
                                           init_checkpoint=best['checkpoint'] if v.init_from_best else None,
                                           progress=run.progress,
-                                          checkpoint_every=cfg.explore.checkpoint_every)
+                                          checkpoint_every=cfg.explore.checkpoint_every,
+                                          torch_threads=cfg.explore.torch_threads)
         pid = f'ablate-{name}-{v.name}'
         run.state.add_policy(pid, checkpoint=ckpt, sha256=sha,
                              parent=best_id if v.init_from_best else None,

@@ -365,7 +365,8 @@ class ChefRun:
         ckpt, sha, summary = train_policy(str(learner_config_path(parent['config']['learner_config'])),
                                           overrides, str(self.data_dir), [r.id for r in records],
                                           f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
-                                          progress=self.progress, checkpoint_every=f.checkpoint_every)
+                                          progress=self.progress, checkpoint_every=f.checkpoint_every,
+                                          torch_threads=self.cfg.explore.torch_threads)
         pid = f'finetune-{iteration}'
         self.state.add_policy(pid, checkpoint=ckpt, sha256=sha, parent=parent_id,
                               config=parent['config'], episodes=[r.id for r in records], stage='finetune',
@@ -384,7 +385,8 @@ class ChefRun:
             ckpt_s, sha_s, _ = train_policy(str(learner_config_path(parent['config']['learner_config'])),
                                             overrides, str(self.data_dir), [r.id for r in records],
                                             f.steps, sdir / 'scratch', progress=self.progress,
-                                            checkpoint_every=f.checkpoint_every)
+                                            checkpoint_every=f.checkpoint_every,
+                                            torch_threads=self.cfg.explore.torch_threads)
             sid = f'scratch-{iteration}'
             self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=parent['config'],
                                   episodes=[r.id for r in records], stage='finetune_scratch',

@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument('--no-resume', action='store_true')
         s.add_argument('--checkpoint-every', type=int, default=0)
         s.add_argument('--device', default=None)
+        s.add_argument('--threads', type=int, default=1,
+                       help='torch CPU threads (default 1: on a busy 2-core machine one thread ran CRR '
+                            '~20x faster than the default)')
         s.add_argument('--quiet', action='store_true', help='no progress bar')
     off = sub.choices['offline']
     off.add_argument('--data', required=True, help='recorder data directory')
@@ -45,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit(f'learn: --threads must be >= 1, got {args.threads}')
+    import torch
+    torch.set_num_threads(args.threads)
     from chef_trainer.config import load_learner_config
     from chef_trainer.config import resolve_config_path
     cfg = load_learner_config(resolve_config_path(args.config or ''), args.set)

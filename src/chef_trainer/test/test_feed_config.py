@@ -85,3 +85,23 @@ def test_config_errors_are_clear(tmp_path):
         load_learner_config(None, ['learner.intentions=[staged]'])
     with pytest.raises(ConfigError, match='not one of'):
         load_learner_config(None, ['learner.crr.weight_mode=soft'])
+
+
+def test_learn_cli_sets_torch_threads_and_trains(data_dir, tmp_path):
+    """`learn offline` runs with an explicit torch thread count (default 1), never torch's default."""
+    import torch
+
+    from chef_trainer import cli
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        rc = cli.main(['offline', '--config', 'crr_state_ci', '--data', str(data_dir), '--steps', '3',
+                       '--run-dir', str(tmp_path / 'run'), '--quiet', '--set', 'learner.batch_size=8',
+                       '--set', 'learner.device=cpu'])
+        assert rc in (0, None) and torch.get_num_threads() == 1
+        assert (tmp_path / 'run' / 'latest.json').is_file()
+        with pytest.raises(SystemExit, match='--threads must be >= 1'):
+            cli.main(['offline', '--data', str(data_dir), '--steps', '1', '--run-dir', str(tmp_path / 'x'),
+                      '--threads', '0'])
+    finally:
+        torch.set_num_threads(before)
