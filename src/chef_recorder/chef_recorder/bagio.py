@@ -28,12 +28,14 @@ import os
 import socket
 import struct
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from chef_recorder.layout import CHECKSUMS, RECORDING_INFO, RECORDING_LOCK, mcap_file
 
 ROSBAG_VERSION = 9
+ROS_DISTRO = 'kilted'          # the distro of the typestore below: definitions and RIHS01 hashes
 _TYPESTORE = None
 
 
@@ -50,6 +52,35 @@ def typestore():
     return _TYPESTORE
 
 
+def offered_qos_profiles(topic: str) -> list:
+    """The QoS the contract's publishers of `topic` offer, as rosbags Qos ([] for a topic outside the
+    contract). Recorded per topic so that `ros2 bag play` offers what CHEF's subscribers request
+    (deadline on commands, transient local on events) instead of its default profile."""
+    try:
+        from chef_contract.ros import qos
+        from chef_contract.topics import topic as contract_topic
+        from chef_recorder.decode import contract_name
+    except ImportError:                 # no rclpy here: rosbag2 play falls back to its default profile
+        return []
+    name = contract_name(topic) or ('/clock' if topic.endswith('/clock') else None)   # /cellN/clock
+    if name is None:
+        return []
+    return [qos_to_rosbags(qos(contract_topic(name).qos, 'pub'))]
+
+
+def qos_to_rosbags(profile):
+    """rclpy QoSProfile -> rosbags Qos (same rmw enum values; durations as sec + nsec)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    def t(duration) -> QosTime:
+        ns = int(duration.nanoseconds)
+        return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+    return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
+               QosDurability(int(profile.durability)), t(profile.deadline), t(profile.lifespan),
+               QosLiveliness(int(profile.liveliness)), t(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
 def warm_up(msgtypes: Iterable[str]) -> None:
     """Load the typestore and generate the code for `msgtypes` now (~0.5 s), not on the first message."""
     ts = typestore()
@@ -61,29 +92,111 @@ def warm_up(msgtypes: Iterable[str]) -> None:
     deserialize(ts.serialize_cdr(String(data='{}'), 'std_msgs/msg/String'), 'std_msgs/msg/String')
 
 
-def ensure_type(msgtype: str, msgdef: str = '', fmt: str = 'ros2msg') -> None:
-    """Register `msgtype` from a bag's schema text when the typestore does not know it."""
+class UnsupportedTypeError(BagError):
+    """A topic whose message type neither the typestore nor the bag can describe (the topic is
+    skipped, never the whole bag)."""
+
+
+class SkippedTopicWarning(UserWarning):
+    """A topic of a bag was skipped: its type cannot be described (the message names topic and type)."""
+
+
+def _empty_fields():
+    """The fields of a message without fields: rosidl's dummy byte, as in std_msgs/msg/Empty."""
+    from rosbags.interfaces import Nodetype
+    return [('structure_needs_at_least_one_member', (Nodetype.BASE, ('uint8', 0)))]
+
+
+def canonical_type(msgtype: str) -> str:
+    """The typestore's name of a bag's type: old-style 'pkg/Type' (rosbag2 before Foxy) -> 'pkg/msg/Type'."""
+    parts = msgtype.split('/')
+    return f'{parts[0]}/msg/{parts[1]}' if len(parts) == 2 and all(parts) else msgtype
+
+
+def _rename_types(types: Dict[str, Any]) -> Dict[str, Any]:
+    """Undo the '/msg/' that rosbags' msg parser inserts into service type names
+    ('pkg/srv/msg/X_Request' -> 'pkg/srv/X_Request'), in the names and in every field that uses them."""
+    from rosbags.interfaces import Nodetype
+
+    def fix(name: str) -> str:
+        return name.replace('/srv/msg/', '/srv/').replace('/action/msg/', '/action/')
+
+    def node(n):
+        kind, detail = n
+        if kind == Nodetype.NAME:
+            return (kind, fix(detail))
+        if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):     # (element node, size)
+            return (kind, (node(detail[0]), detail[1]))
+        return n
+    return {fix(k): (consts, [(f, node(d)) for f, d in fields]) for k, (consts, fields) in types.items()}
+
+
+def _service_event_types(name: str, srv_text: str) -> Dict[str, Any]:
+    """`pkg/srv/X_Event` from the .srv text ('request --- response') rosbag2 stores as its schema."""
+    from rosbags.typesys import get_types_from_msg
+    base = name[:-len('_Event')]
+    req, sep, resp = srv_text.partition('\n---\n')
+    if not sep:
+        req, sep, resp = srv_text.partition('---\n') if srv_text.startswith('---\n') else (srv_text, '', '')
+    if not sep:
+        raise UnsupportedTypeError(f'{name}: service event schema without a request/response separator')
+    types: Dict[str, Any] = {}
+    for text, part in ((req, '_Request'), (resp, '_Response')):
+        types.update(get_types_from_msg(text, base + part) if text.strip() else
+                     {base.replace('/srv/', '/srv/msg/') + part: ([], _empty_fields())})
+    types.update(get_types_from_msg(f'service_msgs/msg/ServiceEventInfo info\n{base}_Request[<=1] request\n'
+                                    f'{base}_Response[<=1] response\n', name))
+    return _rename_types(types)
+
+
+def describe_type(msgtype: str, msgdef: Optional[str], fmt: str = 'ros2msg') -> str:
+    """Make `msgtype` decodable and return its typestore name (see `canonical_type`).
+
+    Known types come from the typestore; others are registered from the bag's schema: `fmt` is
+    'ros2msg' or 'ros2idl' ('' or None: the bag has no definition). An empty ros2msg definition is a
+    message without fields (test_msgs/msg/Empty), not a missing one; service-event topics
+    (`pkg/srv/X_Event`, stored with the .srv text) are built from their request and response.
+    Raises UnsupportedTypeError naming the type when it cannot be described.
+    """
     ts = typestore()
-    if msgtype in ts.types:
-        return
-    if not msgdef:
-        raise BagError(f'unknown message type {msgtype!r} and no definition in the bag')
-    from rosbags.typesys import get_types_from_idl, get_types_from_msg
-    if fmt == 'ros2idl':
-        types = get_types_from_idl(msgdef)
-    else:
-        types = {}
-        # rosbag2 concatenates dependent definitions separated by '=' lines with 'MSG: pkg/Type'.
-        parts = msgdef.split('\n' + '=' * 80 + '\n')
-        types.update(get_types_from_msg(parts[0], msgtype))
-        for part in parts[1:]:
-            head, _, body = part.partition('\n')
-            if head.startswith('MSG: '):
-                name = head[5:].strip()
-                if '/msg/' not in name:
-                    name = name.replace('/', '/msg/', 1)
-                types.update(get_types_from_msg(body, name))
-    ts.register({k: v for k, v in types.items() if k not in ts.types})
+    name = canonical_type(msgtype)
+    if name in ts.fielddefs:
+        return name
+    msgdef = msgdef or ''
+    try:
+        if fmt not in ('ros2msg', 'ros2idl'):
+            raise UnsupportedTypeError(f'unknown message type {msgtype!r} and no definition in the bag')
+        if fmt == 'ros2idl':
+            from rosbags.typesys import get_types_from_idl
+            types = get_types_from_idl(msgdef)
+        elif not msgdef.strip():
+            types = {name: ([], _empty_fields())}
+        elif '/srv/' in name and name.endswith('_Event') and '\nMSG: ' not in msgdef:
+            types = _service_event_types(name, msgdef)
+        else:
+            from rosbags.typesys import get_types_from_msg
+            # rosbag2 concatenates dependent definitions separated by '=' lines with 'MSG: pkg/Type'.
+            parts = msgdef.split('\n' + '=' * 80 + '\n')
+            types = dict(get_types_from_msg(parts[0], name))
+            for part in parts[1:]:
+                head, _, body = part.partition('\n')
+                if head.startswith('MSG: '):
+                    types.update(get_types_from_msg(body, canonical_type(head[5:].strip())))
+            types = _rename_types(types)
+        ts.register({k: v for k, v in types.items() if k not in ts.fielddefs})
+        ts.get_msgdef(name)
+    except UnsupportedTypeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rosbags' parser errors have no common base
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''
+        raise UnsupportedTypeError(f'message type {msgtype!r}: definition not usable '
+                                   f'({type(exc).__name__}{": " + first if first else ""})') from None
+    return name
+
+
+def ensure_type(msgtype: str, msgdef: str = '', fmt: str = 'ros2msg') -> str:
+    """`describe_type` (kept for callers that predate it)."""
+    return describe_type(msgtype, msgdef, fmt)
 
 
 def is_stamped(msgtype: str) -> bool:
@@ -185,6 +298,7 @@ class EpisodeBagWriter:
             os.replace(self.partial_dir, aside)
         self._writer = Writer(self.partial_dir, version=ROSBAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
+        _as_rosbag2_records(self._writer.storage)
         self._lock_fd = os.open(self.partial_dir / RECORDING_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         info = dict(start_info)
@@ -200,7 +314,8 @@ class EpisodeBagWriter:
         key = (topic, msgtype)
         conn = self._connections.get(key)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=typestore())
+            conn = self._writer.add_connection(topic, msgtype, typestore=typestore(),
+                                               offered_qos_profiles=offered_qos_profiles(topic))
             self._connections[key] = conn
         self._writer.write(conn, int(recv_ns), raw)
         self.bytes_written += len(raw)
@@ -226,6 +341,7 @@ class EpisodeBagWriter:
             self._writer.set_custom_data(k, v)
         self._writer.close()
         self._closed = True
+        _set_distro(self.partial_dir / 'metadata.yaml')
         mcap = mcap_file(self.partial_dir)
         sums = f'{sha256_file(mcap)}  {mcap.name}\n' \
                f'{sha256_file(self.partial_dir / "metadata.yaml")}  metadata.yaml\n'
@@ -278,6 +394,41 @@ class EpisodeBagWriter:
         return path.with_name(f'{path.name}-{k}')
 
 
+def _as_rosbag2_records(storage) -> None:
+    """Make rosbags' MCAP writer write what rosbag2's own MCAP plugin writes: channel metadata with
+    `offered_qos_profiles` *and* `topic_type_hash`, and the real distro in the rosbag2 metadata
+    record. Patches the instance (rosbags 0.11 internals); a no-op for another storage."""
+    if not all(hasattr(storage, a) for a in ('channels', 'channel_stats', 'chunk', 'schemas', 'close')):
+        return
+    from io import BytesIO
+
+    from rosbags.rosbag2 import storage_mcap as sm
+    close = storage.close
+
+    def add_connection(connection, offered_qos_profiles: str) -> None:
+        meta = BytesIO()
+        for key, value in (('offered_qos_profiles', offered_qos_profiles),
+                           ('topic_type_hash', connection.digest or '')):
+            sm.write_string(meta, key)
+            sm.write_string(meta, value)
+        storage.channels.append(sm.Channel(connection.id, connection.msgtype, connection.topic,
+                                           connection.ext.serialization_format, meta.getvalue()))
+        storage.channel_stats[connection.id] = 0
+        sm.write_channel(storage.chunk.bio, storage.channels[-1], storage.schemas)
+
+    def close_with_distro(version: int, metadata: str) -> None:
+        close(version, metadata.replace('ros_distro: rosbags', f'ros_distro: {ROS_DISTRO}'))
+
+    storage.add_connection = add_connection
+    storage.close = close_with_distro
+
+
+def _set_distro(metadata_yaml: Path) -> None:
+    text = metadata_yaml.read_text()
+    if 'ros_distro: rosbags' in text:
+        metadata_yaml.write_text(text.replace('ros_distro: rosbags', f'ros_distro: {ROS_DISTRO}'))
+
+
 # --------------------------------------------------------------------------------------------------
 def read_bag_metadata(bag_dir: Path) -> Dict[str, Any]:
     """The `rosbag2_bagfile_information` mapping of a bag's metadata.yaml (any version)."""
@@ -293,6 +444,16 @@ def read_bag_metadata(bag_dir: Path) -> Dict[str, Any]:
     if not isinstance(info, dict):
         raise BagError(f'{path}: lacks rosbag2_bagfile_information')
     return info
+
+
+def declared_types(info: Dict[str, Any]) -> Dict[str, str]:
+    """topic -> type as metadata.yaml declares it."""
+    out = {}
+    for t in info.get('topics_with_message_count') or []:
+        meta = t.get('topic_metadata') or {} if isinstance(t, dict) else {}
+        if isinstance(meta.get('name'), str) and isinstance(meta.get('type'), str):
+            out[meta['name']] = meta['type']
+    return out
 
 
 def storage_files(bag_dir: Path, info: Optional[Dict[str, Any]] = None) -> List[Path]:
@@ -311,41 +472,86 @@ class BagMessage:
         self.topic, self.msgtype, self.log_time_ns, self.raw = topic, msgtype, log_time_ns, raw
 
 
-def iter_messages(bag_dir: Path, topics: Optional[Iterable[str]] = None) -> Iterator[BagMessage]:
-    """Every message of a rosbag2 bag (mcap or sqlite3 storage), optionally only `topics`.
-
-    Raw CDR bytes with the bag's log time (the receive stamp); decode with `deserialize`.
-    Errors name the file: a truncated or corrupt storage file raises BagError.
-    """
-    from rosbags.rosbag2 import Reader
+# What a storage plugin's reader may raise on a damaged or foreign file (rosbags wraps most in
+# ReaderError; KeyError: a schema encoding it does not know; sqlite3.Error: a damaged database).
+def _storage_errors():
+    import sqlite3
     from rosbags.rosbag2.errors import ReaderError
+    return (ReaderError, struct.error, EOFError, ValueError, KeyError, OSError, sqlite3.Error)
+
+
+def _definition_format(conn) -> str:
+    return {'MSG': 'ros2msg', 'IDL': 'ros2idl'}.get(getattr(conn.msgdef.format, 'name', ''), '')
+
+
+def _open_storage(path: Path):
+    """rosbags' reader of one storage file: MCAP (`.mcap`) or the sqlite3 plugin's database
+    (`.db3`), each read through its own plugin from the path metadata.yaml lists (rosbags' directory
+    reader matches metadata.yaml to the storage and reads v4 MCAP bags as empty)."""
+    from rosbags.rosbag2 import Reader
+    if path.suffix not in ('.mcap', '.db3'):
+        raise BagError(f'{path}: unsupported storage (only mcap and sqlite3 bags are read)')
+    return Reader(path)
+
+
+def readable_connections(reader, bag_dir: Path, wanted=None, declared: Optional[Dict[str, str]] = None,
+                         ) -> Tuple[List[Any], Dict[int, str], Dict[str, str]]:
+    """(connections whose type can be described, typestore name per connection id, skipped topic ->
+    reason) of one open storage file; each skipped topic is also warned about (SkippedTopicWarning).
+    `declared`: topic -> type from metadata.yaml, for channels stored without a schema."""
+    conns, names, skipped = [], {}, {}
+    for c in reader.connections:
+        if wanted is not None and c.topic not in wanted:
+            continue
+        msgtype = (declared or {}).get(c.topic, c.msgtype) if c.msgtype == '__schemaless__' else c.msgtype
+        try:
+            names[c.id] = describe_type(msgtype, c.msgdef.data, _definition_format(c))
+        except UnsupportedTypeError as exc:
+            if c.topic not in skipped:
+                skipped[c.topic] = str(exc)
+                warnings.warn(f'{bag_dir}: skipping topic {c.topic} [{msgtype}]: {exc}',
+                              SkippedTopicWarning, stacklevel=3)
+            continue
+        conns.append(c)
+    return conns, names, skipped
+
+
+def iter_messages(bag_dir: Path, topics: Optional[Iterable[str]] = None,
+                  skipped: Optional[Dict[str, str]] = None) -> Iterator[BagMessage]:
+    """Every message of a rosbag2 bag (mcap or sqlite3 storage, metadata v4-v9, split into any
+    number of files), optionally only `topics`.
+
+    Raw CDR bytes with the bag's log time (the receive stamp) and the typestore name of the type
+    (`canonical_type`); decode with `deserialize`. A topic whose type cannot be described is skipped
+    with a SkippedTopicWarning naming it (and recorded in `skipped`: topic -> reason), never the
+    whole bag. A truncated or corrupt storage file raises BagError naming the file.
+    """
     info = read_bag_metadata(bag_dir)
     wanted = set(topics) if topics is not None else None
+    errors = _storage_errors()
     for path in storage_files(bag_dir, info):
         try:
-            with Reader(path) as reader:
-                conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
-                for c in conns:
-                    ensure_type(c.msgtype, c.msgdef.data,
-                                'ros2idl' if c.msgdef.data.startswith('=' * 80 + '\nIDL: ') else 'ros2msg')
+            with _open_storage(path) as reader:
+                conns, names, missed = readable_connections(reader, bag_dir, wanted, declared_types(info))
+                if skipped is not None:
+                    skipped.update(missed)
                 if not conns:
                     continue
                 for conn, t, raw in reader.messages(connections=conns):
-                    yield BagMessage(conn.topic, conn.msgtype, t, raw)
-        except (ReaderError, struct.error, EOFError, ValueError, OSError) as exc:
+                    yield BagMessage(conn.topic, names[conn.id], t, raw)
+        except errors as exc:
             raise BagError(f'{path}: unreadable ({type(exc).__name__}: {exc})') from None
 
 
 def bag_connections(bag_dir: Path) -> List[Tuple[str, str, int]]:
-    """(topic, msgtype, message count) per connection, read from the storage files' summaries."""
-    from rosbags.rosbag2 import Reader
-    from rosbags.rosbag2.errors import ReaderError
+    """(topic, msgtype as stored, message count) per connection, from the storage files' summaries."""
     out: Dict[Tuple[str, str], int] = {}
+    errors = _storage_errors()
     for path in storage_files(bag_dir):
         try:
-            with Reader(path) as reader:
+            with _open_storage(path) as reader:
                 for c in reader.connections:
                     out[(c.topic, c.msgtype)] = out.get((c.topic, c.msgtype), 0) + c.msgcount
-        except (ReaderError, struct.error, EOFError, ValueError, OSError) as exc:
+        except errors as exc:
             raise BagError(f'{path}: unreadable ({type(exc).__name__}: {exc})') from None
     return [(t, m, n) for (t, m), n in out.items()]
