@@ -68,6 +68,13 @@ def offered_qos_profiles(topic: str) -> list:
     return [qos_to_rosbags(qos(contract_topic(name).qos, 'pub'))]
 
 
+def parse_offered_qos(profiles) -> list:
+    """A topic's `offered_qos_profiles` from metadata.yaml or MCAP channel metadata (a YAML string up
+    to metadata v8, a list from v9) -> rosbags Qos."""
+    from rosbags.rosbag2.metadata import parse_qos
+    return parse_qos(profiles or [])
+
+
 def qos_to_rosbags(profile):
     """rclpy QoSProfile -> rosbags Qos (same rmw enum values; durations as sec + nsec)."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime

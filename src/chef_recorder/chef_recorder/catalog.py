@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from chef_recorder.bagio import BagError, read_bag_metadata
 from chef_recorder.layout import DataLayout
-from chef_recorder.metadata import from_custom_data
+from chef_recorder.metadata import PREFIX, from_custom_data
 
 # column -> SQL type; the rest of the metadata is in the JSON column `metadata`.
 COLUMNS: Tuple[Tuple[str, str], ...] = (
@@ -50,7 +50,10 @@ def _dir_bytes(path: Path) -> int:
 def row_from_bag(layout: DataLayout, bag_dir: Path) -> Dict[str, Any]:
     """The catalog row of a published bag, from its files only."""
     info = read_bag_metadata(bag_dir)
-    meta = from_custom_data(info.get('custom_data'))
+    custom = info.get('custom_data')
+    if not isinstance(custom, dict) or not any(str(k).startswith(PREFIX) for k in custom):
+        raise BagError(f'{bag_dir}: not a CHEF episode (a rosbag2 bag without chef.* custom_data)')
+    meta = from_custom_data(custom)
     row: Dict[str, Any] = {k: meta.get(k) for k in _FROM_META}
     for k in ('success', 'complete', 'rate_ok'):
         row[k] = None if row[k] is None else int(bool(row[k]))
@@ -123,8 +126,8 @@ class Catalog:
         for bag in _progress(new, 'cataloguing', progress):
             try:
                 rows.append(row_from_bag(self.layout, bag))
-            except (BagError, OSError):
-                continue
+            except (BagError, OSError, ValueError, TypeError, AttributeError):
+                continue                    # unreadable or foreign: `chef data verify` names it
         self._upsert(rows)
         gone = sorted(set(known) - set(on_disk))
         self.remove(gone)
@@ -137,8 +140,8 @@ class Catalog:
         for bag in _progress(bags, 'rebuilding catalog', progress):
             try:
                 rows.append(row_from_bag(self.layout, bag))
-            except (BagError, OSError):
-                continue
+            except (BagError, OSError, ValueError, TypeError, AttributeError):
+                continue                    # unreadable or foreign: `chef data verify` names it
         with self._db:
             self._db.execute('DELETE FROM episodes')
         self._upsert(rows)

@@ -231,7 +231,7 @@ class TransitionSampler:
         for rec in it:
             try:
                 ep = self.dataset.load(rec)
-            except (BagError, OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one bag that does not decode never stops the data set
                 if self.on_error == 'raise':
                     raise
                 self.skipped[rec.id] = str(exc)

@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from chef_recorder.bagio import (
-    BagError, bag_connections, deserialize, ensure_type, is_stamped, iter_messages, lock_is_held,
-    read_bag_metadata,
+    BagError, SkippedTopicWarning, bag_connections, deserialize, ensure_type, is_stamped, iter_messages,
+    lock_is_held, read_bag_metadata,
 )
 from chef_recorder.decode import check_checksums
 from chef_recorder.layout import CHECKSUMS, RECORDING_INFO, RECORDING_LOCK, DataLayout, mcap_file
@@ -47,22 +48,45 @@ class Salvage:
         return '; '.join(parts)
 
 
-def verify_bag(bag_dir: Path, deep: bool = False) -> List[str]:
-    """Problems of a published bag ([] = fine): metadata, checksums, index, counts; with `deep`,
-    every message is read and decoded."""
-    bag_dir = Path(bag_dir)
+def verify_bag(bag_dir: Path, deep: bool = False, notes: Optional[List[str]] = None,
+               episode: bool = False) -> List[str]:
+    """Problems of a bag ([] = fine): metadata, checksums, index, counts; with `deep`, every message is
+    read and decoded. Never raises: whatever goes wrong is a problem naming the bag. Topics whose type
+    cannot be described are skipped and named in `notes` (not problems). `episode`: the bag sits in a
+    data set's store, so it must be a CHEF episode (chef.* custom_data)."""
+    try:
+        return _verify_bag(Path(bag_dir), deep, notes if notes is not None else [], episode)
+    except Exception as exc:  # noqa: BLE001 - a malformed bag is a finding, not a crash
+        return [f'{bag_dir}: {one_line(exc)}']
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its first line, its type when the text does not say it."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+    return text if isinstance(exc, (RuntimeError, OSError, ValueError)) and text else \
+        f'{type(exc).__name__}{": " + text if text else ""}'
+
+
+def _verify_bag(bag_dir: Path, deep: bool, notes: List[str], episode: bool) -> List[str]:
     try:
         info = read_bag_metadata(bag_dir)
     except BagError as exc:
         return [str(exc)]
     problems: List[str] = []
-    ours = any(k.startswith(PREFIX) for k in (info.get('custom_data') or {}))
+    custom = info.get('custom_data')
+    ours = isinstance(custom, dict) and any(str(k).startswith(PREFIX) for k in custom)
+    if episode and not ours:
+        problems.append(f'{bag_dir}: not a CHEF episode (a rosbag2 bag without chef.* custom_data)')
     if (bag_dir / CHECKSUMS).is_file():
         problems += check_checksums(bag_dir)
     elif ours:
         problems.append(f'{bag_dir}: no {CHECKSUMS}')
-    expected = {t['topic_metadata']['name']: int(t.get('message_count', 0))
-                for t in info.get('topics_with_message_count') or []}
+    expected: Dict[str, int] = {}
+    for t in info.get('topics_with_message_count') or []:
+        try:
+            expected[str(t['topic_metadata']['name'])] = int(t.get('message_count', 0))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            problems.append(f'{bag_dir}: metadata.yaml has a malformed topic entry: {str(t)[:80]}')
     try:
         counts: Dict[str, int] = {}
         for topic, _, n in bag_connections(bag_dir):
@@ -75,22 +99,51 @@ def verify_bag(bag_dir: Path, deep: bool = False) -> List[str]:
                             f'metadata.yaml says {n}')
     if deep:
         seen: Dict[str, int] = {}
+        skipped: Dict[str, str] = {}
         bad = 0
         try:
-            for m in iter_messages(bag_dir):
-                seen[m.topic] = seen.get(m.topic, 0) + 1
-                try:
-                    deserialize(m.raw, m.msgtype)
-                except BagError:
-                    bad += 1
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', SkippedTopicWarning)      # reported as notes
+                for m in iter_messages(bag_dir, skipped=skipped):
+                    seen[m.topic] = seen.get(m.topic, 0) + 1
+                    try:
+                        deserialize(m.raw, m.msgtype)
+                    except BagError:
+                        bad += 1
         except BagError as exc:
             problems.append(str(exc))
         if bad:
             problems.append(f'{bag_dir}: {bad} undecodable messages')
+        notes += [f'{bag_dir}: topic {t} skipped: {why}' for t, why in sorted(skipped.items())]
         for topic, n in expected.items():
-            if seen.get(topic, 0) != n:
+            if topic not in skipped and seen.get(topic, 0) != n:
                 problems.append(f'{bag_dir}: read {seen.get(topic, 0)} {topic} messages, metadata.yaml says {n}')
     return problems
+
+
+def recognised_episode(bag_dir: Path) -> str:
+    """'' if `bag_dir` (in a data set's store) is a CHEF episode `repair` may work on, else why not: a
+    CHEF bag has chef.* custom_data, or - metadata.yaml damaged - its MCAP and SHA256SUMS."""
+    bag_dir = Path(bag_dir)
+    if not any(bag_dir.iterdir()):
+        return 'empty directory'
+    try:
+        custom = read_bag_metadata(bag_dir).get('custom_data')
+    except BagError:
+        if mcap_file(bag_dir).is_file() and (bag_dir / CHECKSUMS).is_file():
+            return ''
+        return 'no readable metadata.yaml and no CHEF MCAP + SHA256SUMS'
+    if isinstance(custom, dict) and any(str(k).startswith(PREFIX) for k in custom):
+        return ''
+    return 'a rosbag2 bag without chef.* custom_data (not recorded by CHEF)'
+
+
+def recognised_partial(partial_dir: Path) -> str:
+    """'' if `partial_dir` is a recorder's partial episode (recording.json or an MCAP), else why not."""
+    partial_dir = Path(partial_dir)
+    if (partial_dir / RECORDING_INFO).is_file() or any(partial_dir.glob('*.mcap')):
+        return ''
+    return 'empty directory' if not any(partial_dir.iterdir()) else 'no recording.json and no MCAP'
 
 
 def partial_state(partial_dir: Path) -> str:
@@ -134,7 +187,7 @@ def salvage(mcap_path: Path) -> Salvage:
                 return
             name, enc, text = schemas[ch[1]]
             try:
-                ensure_type(name, text, enc)
+                name = ensure_type(name, text, enc)
                 deserialize(rec.data, name)
             except Exception:  # noqa: BLE001 - garbage in a damaged file
                 out.undecodable += 1
@@ -156,6 +209,9 @@ def salvage(mcap_path: Path) -> Salvage:
             return f'{type(exc).__name__} {exc}'.strip()
         return ''
 
+    if not Path(mcap_path).is_file():
+        out.stopped_at = f'no MCAP file ({Path(mcap_path).name})'
+        return out
     data = Path(mcap_path).read_bytes()
     if data[:8] != b'\x89MCAP0\r\n':
         out.stopped_at = 'not an MCAP file (bad magic)'
