@@ -14,9 +14,17 @@ Crash safety of `EpisodeBagWriter`:
   * `publish()` closes the bag (index, summary, metadata.yaml), writes SHA256SUMS, fsyncs, and
     renames the directory to `episodes/<cell>/<id>/` in one atomic step, then fsyncs the parent.
 
-Reading: `iter_messages` reads the storage files listed in metadata.yaml directly (rosbags matches
-metadata.yaml connections to MCAP channels by QoS and silently yields nothing when they differ, as in
-bags from rosbag2 Foxy), `deserialize` tolerates the trailing padding rmw adds to CDR buffers.
+What `ros2 bag play` needs is written too (docs/data.md, "Bags both ways"): each topic's offered QoS
+(the contract publisher's profile, `offered_qos_profiles`; the one place here that imports rclpy,
+lazily) in metadata.yaml and the MCAP channel metadata, the channel's `topic_type_hash`, and
+`ros_distro: kilted`.
+
+Reading: `iter_messages` reads the storage files listed in metadata.yaml directly, each through its
+own plugin (rosbags matches metadata.yaml connections to MCAP channels by QoS and silently yields
+nothing when they differ, as in bags from rosbag2 Foxy); types are resolved per topic
+(`describe_type`: empty definitions, old-style names, service events) and a topic nothing can
+describe is skipped with a SkippedTopicWarning, never the whole bag. `deserialize` tolerates the
+trailing padding rmw adds to CDR buffers.
 """
 
 from __future__ import annotations
