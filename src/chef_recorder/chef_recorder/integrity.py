@@ -314,6 +314,9 @@ def repair_partial(layout: DataLayout, cell: str, partial_dir: Path) -> Optional
     """Publish a closed partial, or salvage a crashed one; returns the published bag (None: nothing
     recoverable). A partial that is still being recorded is refused."""
     partial_dir = Path(partial_dir)
+    why = recognised_partial(partial_dir)
+    if why:
+        raise BagError(f'{partial_dir}: not a recorder\'s partial ({why}); left untouched')
     state = partial_state(partial_dir)
     if state == 'recording':
         raise BagError(f'{partial_dir} is being recorded by a live recorder')
@@ -366,7 +369,7 @@ def repair_crashed_partials(layout: DataLayout, cells=None) -> List[Tuple[Path, 
     from chef_recorder.catalog import Catalog
     done = []
     todo = [(c, d) for c, d in layout.iter_partials()
-            if (cells is None or c in cells) and partial_state(d) == 'crashed']
+            if (cells is None or c in cells) and not recognised_partial(d) and partial_state(d) == 'crashed']
     if not todo:
         return done
     with Catalog(layout) as cat:
@@ -385,6 +388,9 @@ def repair_crashed_partials(layout: DataLayout, cells=None) -> List[Tuple[Path, 
 def repair_bag(layout: DataLayout, bag_dir: Path) -> Optional[Path]:
     """Replace a published bag that fails verification by what can be salvaged from it."""
     bag_dir = Path(bag_dir)
+    why = recognised_episode(bag_dir)
+    if why:
+        raise BagError(f'{bag_dir}: not a CHEF episode ({why}); left untouched')
     cell = bag_dir.parent.name
     start_json = None
     try:
