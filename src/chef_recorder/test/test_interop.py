@@ -176,20 +176,20 @@ def test_split_and_sqlite3_bags_written_by_rosbags(tmp_path):
 
 # --- CHEF bags out: what `ros2 bag play` needs ------------------------------------------------------------
 def _played_offer(recorded):
-    """What rosbag2's player offers for a topic: the recorded offered profile when the topic has one
-    (rosbag2_transport adapt_offer_to_recorded_offers), else its default profile (KEEP_LAST 10,
-    reliable, volatile, no deadline)."""
+    """What rosbag2's player offers for a topic: the recorded offered profile with its default history
+    (KEEP_LAST 10) when the recorded profiles agree (rosbag2_transport
+    Rosbag2QoS::adapt_offer_to_recorded_offers), else its default profile (KEEP_LAST 10, reliable,
+    volatile, no deadline)."""
     from rclpy.duration import Duration
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile, ReliabilityPolicy
     if not recorded:
         return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
     q = recorded[0]
-    names = {'history': HistoryPolicy, 'reliability': ReliabilityPolicy, 'durability': DurabilityPolicy,
-             'liveliness': LivelinessPolicy}
+    names = {'reliability': ReliabilityPolicy, 'durability': DurabilityPolicy, 'liveliness': LivelinessPolicy}
     kw = {k: getattr(e, q[k].upper()) for k, e in names.items()}
     for k in ('deadline', 'lifespan', 'liveliness_lease_duration'):
         kw[k] = Duration(seconds=q[k]['sec'], nanoseconds=q[k]['nsec'])
-    return QoSProfile(depth=max(int(q['depth']), 1), **kw)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, **kw)
 
 
 @pytest.fixture
