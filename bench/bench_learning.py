@@ -53,6 +53,8 @@ CHEF_LEARNERS = {
     'chef_crr_single': ('crr_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1']),
     'chef_crr_nll': ('crr_state.yaml', ['learner.actor_loss=nll', 'learner.crr.normalize_advantage=false']),
     'chef_bc': ('bc_state.yaml', []),
+    'chef_iql': ('iql_state.yaml', []),
+    'chef_iql_nll': ('iql_state.yaml', ['learner.actor_loss=nll']),
     # variants measured while choosing the loop's learner (not in the default set)
     'chef_crr_bc': ('crr_state.yaml', ['learner.crr.bc_weight=1.0']),
     'chef_crr_b3': ('crr_state.yaml', ['learner.crr.beta=3.0']),

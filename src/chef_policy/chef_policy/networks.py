@@ -538,5 +538,20 @@ class MultiTaskCritic(nn.Module):
         return self._raw(obs, action, detach_encoder)
 
 
+class MultiTaskValue(nn.Module):
+    """State value for every intention: forward(obs) -> v [B, K] (IQL's expectile value); the
+    critic's torso widths and per-intention heads, its own encoder."""
+
+    def __init__(self, config: NetworkConfig, encoder: Optional[ObservationEncoder] = None):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder if encoder is not None else ObservationEncoder(config)
+        self.torso, dim = mlp(self.encoder.output_dim, config.critic_torso)
+        self.head = MultiHead(dim, config.head_hidden, 1, config.n_intentions)
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.torso(self.encoder(obs))).squeeze(-1)
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -1,6 +1,6 @@
 """Typed learner configs (config/learners/*.yaml), loaded with chef_contract.config.load_config.
 
-One `LearnerConfig` describes every learner: the algorithm ('crr', 'bc' offline; 'mpo' online),
+One `LearnerConfig` describes every learner: the algorithm ('crr', 'iql', 'bc' offline; 'mpo' online),
 the networks (chef_policy.networks.NetworkConfig), the TD set-up (n-step, discount, targets) and
 the per-algorithm knobs. Online runs add `OnlineConfig` (replay, scheduler, acting).
 """
@@ -17,8 +17,8 @@ from chef_contract.config import ConfigError, field_, load_config
 from chef_contract.spec import INTENTIONS
 from chef_policy.networks import NetworkConfig
 
-ALGORITHMS = ('crr', 'bc', 'mpo')
-OFFLINE_ALGORITHMS = ('crr', 'bc')
+ALGORITHMS = ('crr', 'iql', 'bc', 'mpo')
+OFFLINE_ALGORITHMS = ('crr', 'iql', 'bc')
 
 
 @dataclass
@@ -47,6 +47,14 @@ class CRRConfig:
 
 
 @dataclass
+class IQLConfig:
+    expectile: float = field_(0.7, min=0.5, max=0.999,
+                              help='tau of the value expectile: V_k(s) -> the tau-expectile of Q_k(s, a_data)')
+    beta: float = field_(3.0, min=0.0, help='inverse temperature: w = min(exp(beta * (Q - V)), max_weight)')
+    max_weight: float = field_(100.0, min=0.0, help='clip of the advantage weights')
+
+
+@dataclass
 class MPOConfig:
     action_samples: int = field_(20, min=2, max=512, help='N actions per state in the E-step')
     epsilon: float = field_(0.1, min=0.0, help='KL bound of the non-parametric E-step')
@@ -61,7 +69,7 @@ class MPOConfig:
 
 @dataclass
 class LearnerConfig:
-    algorithm: str = field_('crr', choices=ALGORITHMS, help='crr | bc (offline), mpo (online)')
+    algorithm: str = field_('crr', choices=ALGORITHMS, help='crr | iql | bc (offline), mpo (online)')
     network: NetworkConfig = field_(default_factory=NetworkConfig, help='actor/critic shapes')
     intentions: Tuple[str, ...] = field_(INTENTIONS, help='intentions learned; reward = logged term')
     batch_size: int = field_(256, min=1, help='transitions per update')
@@ -80,6 +88,7 @@ class LearnerConfig:
     target_tau: float = field_(0.0, min=0.0, max=1.0,
                                help='> 0: Polyak averaging every update instead of hard copies')
     crr: CRRConfig = field_(default_factory=CRRConfig, help='CRR actor')
+    iql: IQLConfig = field_(default_factory=IQLConfig, help='IQL value expectile and actor weights')
     mpo: MPOConfig = field_(default_factory=MPOConfig, help='MPO policy improvement')
     optim: OptimConfig = field_(default_factory=OptimConfig, help='optimisers')
     device: str = field_('auto', help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from chef_policy.networks import MultiTaskActor, MultiTaskCritic
+from chef_policy.networks import MultiTaskActor, MultiTaskCritic, MultiTaskValue
 
 from chef_trainer import losses as L
 from chef_trainer.config import LearnerConfig, resolve_device
@@ -344,6 +344,69 @@ class CRRLearner(Learner):
         }
 
 
+class IQLLearner(Learner):
+    """Implicit Q-learning (Kostrikov et al. 2021), multi-task, n-step, on the shared-critic design.
+
+    value: V_k(s) regressed to the `expectile` of Q_k^target(s, a_data) (in-sample, no policy
+    samples); critic: TD to R_k^(n) + discount * V_k(s_{t+n}); actor: the logged action's actor
+    terms weighted min(exp(beta * (Q_k^target(s, a) - V_k(s))), max_weight). Unlike CRR nothing
+    queries the critic at actions the data does not hold, so a young critic cannot reward
+    out-of-distribution samples.
+    """
+
+    algorithm = 'iql'
+
+    def __init__(self, config: LearnerConfig, device: Optional[str] = None):
+        super().__init__(config, device)
+        self.value = MultiTaskValue(config.network).to(self.device)
+        self.value_opt = _make_adam(self.value.parameters(), config.optim.critic_lr, config.optim, self.device)
+
+    def _losses(self, b):
+        cfg = self.config
+        with torch.no_grad():
+            rewards = L.intention_rewards(b['rewards'], self.columns) * cfg.reward_scale
+            target = L.n_step_target(rewards, b['discount'], self.value(b['next_obs']))
+            q_target = self.target_critic(b['obs'], b['action'])                           # [B, K]
+        features = self.critic.encoder(b['obs'])
+        q = critic_q_for_actions(self.critic, features, b['action'].unsqueeze(1)).squeeze(1)   # [B, K]
+        critic_loss, per_k = L.td_loss(q, target, cfg.td_loss)
+        v = self.value(b['obs'])
+        value_loss = L.expectile_loss(q_target - v, cfg.iql.expectile)
+        adv = q_target - v.detach()
+        w = L.iql_weights(adv, cfg.iql.beta, cfg.iql.max_weight)
+        mean, std, logits, terms = self._actor_terms(b)
+        actor_loss = (w * terms).mean()
+        return {
+            'loss': critic_loss + value_loss + actor_loss,
+            'critic_loss': critic_loss.detach(), 'value_loss': value_loss.detach(),
+            'actor_loss': actor_loss.detach(), 'q_mean': q.detach().mean(), 'v_mean': v.detach().mean(),
+            'target_mean': target.mean(), 'adv_mean': adv.mean(), 'adv_std': adv.std(),
+            'adv_pos_frac': (adv > 0).float().mean(), 'weight_mean': w.mean(), 'weight_max': w.max(),
+            'actor_terms': terms.detach().mean(), 'policy_std': std.detach().mean(),
+            'arm_mse': _arm_mse(mean, b['action']),
+            'q_per_intention': q.detach().mean(0), 'critic_loss_per_intention': per_k.detach(),
+        }
+
+    def modules(self):
+        out = super().modules()
+        out['value'] = self.value
+        return out
+
+    def optimisers(self):
+        out = super().optimisers()
+        out['value_opt'] = self.value_opt
+        return out
+
+    def _zero_grad(self):
+        super()._zero_grad()
+        self.value_opt.zero_grad(set_to_none=True)
+
+    def _step_optimisers(self, out):
+        super()._step_optimisers(out)
+        out['value_grad_norm'] = _grad_clip(self.value.parameters(), self.config.optim.grad_clip)
+        self.value_opt.step()
+
+
 # --------------------------------------------------------------------------------------------------
 # online
 # --------------------------------------------------------------------------------------------------
@@ -433,7 +496,7 @@ class MPOLearner(Learner):
                 self.alpha_param.copy_(state['alpha_param'])
 
 
-LEARNERS = {'bc': BCLearner, 'crr': CRRLearner, 'mpo': MPOLearner}
+LEARNERS = {'bc': BCLearner, 'crr': CRRLearner, 'iql': IQLLearner, 'mpo': MPOLearner}
 
 
 def make_learner(config: LearnerConfig, device: Optional[str] = None) -> Learner:

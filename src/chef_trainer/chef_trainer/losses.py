@@ -141,6 +141,19 @@ def crr_weights(adv: Tensor, mode: str = 'exp', beta: float = 1.0, max_weight: f
     raise ValueError(f'unknown CRR weight mode {mode!r}')
 
 
+def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
+    """IQL's asymmetric squared loss of diff = Q - V: |tau - 1[diff < 0]| diff^2, mean over B x K.
+    Minimised by V = the tau-expectile of Q over the data's actions (tau > 0.5: an upper expectile,
+    a value of the better in-sample actions without querying unseen ones)."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+def iql_weights(adv: Tensor, beta: float = 3.0, max_weight: float = 100.0) -> Tensor:
+    """IQL / AWR weights min(exp(beta * A), max_weight); no gradient."""
+    return torch.exp(beta * adv.detach()).clamp(max=max_weight)
+
+
 def normalize_advantage(adv: Tensor, eps: float = 1e-6) -> Tensor:
     """A_k / std_b(A_k) per intention (no gradient): exp-weights with one beta for any Q scale."""
     adv = adv.detach()

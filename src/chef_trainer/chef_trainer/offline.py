@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 
 from chef_trainer.checkpointing import CheckpointDir, load_learner_checkpoint
-from chef_trainer.config import LearnerConfig, TrainerConfig
+from chef_trainer.config import OFFLINE_ALGORITHMS, LearnerConfig, TrainerConfig
 from chef_trainer.learners import Learner, make_learner, scalar_metrics
 from chef_trainer.metrics import MetricsWriter
 
@@ -178,8 +178,8 @@ def train_offline(cfg: Union[TrainerConfig, LearnerConfig], data: Any, steps: in
     count continues, it does not restart). `init_checkpoint` = fine-tune: start from its networks.
     """
     lcfg = learner_config(cfg)
-    if lcfg.algorithm not in ('crr', 'bc'):
-        raise ValueError(f'train_offline trains crr or bc, not {lcfg.algorithm!r}')
+    if lcfg.algorithm not in OFFLINE_ALGORITHMS:
+        raise ValueError(f'train_offline trains {"/".join(OFFLINE_ALGORITHMS)}, not {lcfg.algorithm!r}')
     run = LearningRun(lcfg, run_dir, make_sampler(data, lcfg), init_checkpoint=init_checkpoint,
                       resume=resume, checkpoint_every=checkpoint_every, device=device)
     try:

@@ -12,7 +12,7 @@ from chef_contract.spec import INTENTIONS
 from chef_policy.checkpoint import build_policy_from_checkpoint
 from chef_policy.networks import NetworkConfig
 from chef_trainer.checkpointing import CheckpointDir
-from chef_trainer.config import CRRConfig, LearnerConfig, OptimConfig
+from chef_trainer.config import CRRConfig, IQLConfig, LearnerConfig, OptimConfig
 from chef_trainer.learners import batch_to_torch, make_learner
 from chef_trainer.metrics import read_metrics
 from chef_trainer.offline import LearningRun, train_offline
@@ -134,6 +134,32 @@ def test_crr_prefers_the_better_logged_action_where_bc_averages(mode, actor_loss
         means[alg] = mean[0, :, 0].numpy()                     # vx mean of every intention
     assert np.all(np.abs(means['bc']) < 0.25), means           # BC: the average of +-0.6
     assert np.all(means['crr'] > 0.4), means                   # CRR: the rewarded action
+
+
+@pytest.mark.parametrize('actor_loss', ['mse', 'nll'])
+def test_iql_prefers_the_better_logged_action_and_its_value_is_an_upper_expectile(actor_loss):
+    """IQL on the bandit: the actor moves to the rewarded action (BC averages, previous test), and
+    V sits between the two actions' Q values, above their mean (expectile 0.9 > 0.5)."""
+    buf = bandit_dataset()
+    rng = np.random.default_rng(2)
+    cfg = LearnerConfig(algorithm='iql', network=small_net(), batch_size=64, n_step=1, seed=2,
+                        target_update_period=0, target_tau=0.05, actor_loss=actor_loss,
+                        iql=IQLConfig(expectile=0.9, beta=10.0),
+                        optim=OptimConfig(actor_lr=1e-3, critic_lr=1e-3))
+    learner = make_learner(cfg, 'cpu')
+    for _ in range(400):
+        out = learner.update(buf.sample(64, rng))
+    assert set(learner.modules()) >= {'actor', 'critic', 'value'} and 'value_opt' in learner.optimisers()
+    obs = {KEY: torch.zeros(1, 3, 7)}
+    with torch.no_grad():
+        mean, _, _ = learner.actor(obs)
+        v = learner.value(obs)[0].numpy()
+        good = learner.critic(obs, torch.tensor([[0.6, 0, 0, 0, 1.0]]))[0].numpy()
+        bad = learner.critic(obs, torch.tensor([[-0.6, 0, 0, 0, 1.0]]))[0].numpy()
+    assert np.all(mean[0, :, 0].numpy() > 0.4), mean                 # the rewarded action
+    assert np.all(good > bad + 0.5), (good, bad)                     # Q(good) ~ 1, Q(bad) ~ 0
+    assert np.all(v > (good + bad) / 2) and np.all(v < good + 0.1), (v, good, bad)
+    assert np.isfinite(out['value_loss'].item())
 
 
 def test_train_offline_run_dir_resume_and_fine_tune(tmp_path):
