@@ -55,6 +55,9 @@ CHEF_LEARNERS = {
     'chef_bc': ('bc_state.yaml', []),
     'chef_iql': ('iql_state.yaml', []),
     'chef_iql_nll': ('iql_state.yaml', ['learner.actor_loss=nll']),
+    'chef_iql_single': ('iql_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1']),
+    'chef_iql_single_n1': ('iql_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1',
+                                              'learner.n_step=1']),
     # variants measured while choosing the loop's learner (not in the default set)
     'chef_crr_bc': ('crr_state.yaml', ['learner.crr.bc_weight=1.0']),
     'chef_crr_b3': ('crr_state.yaml', ['learner.crr.beta=3.0']),

@@ -147,7 +147,10 @@ def spin_node(node_factory, args=None, executor=None) -> int:
     """Run a node with the kilted-safe signal idiom; returns the process exit code.
 
     SIGINT/SIGTERM shut the context down (rclpy raises ExternalShutdownException), which is a clean
-    stop (exit 0). Any other exception is logged and gives exit code 1.
+    stop (exit 0). When the signal lands while the executor is between its shutdown check and
+    building its wait set, rclpy raises RCLError ('context is not valid') instead: with the context
+    already shut down that is the same requested stop. Any other exception is logged and gives
+    exit code 1.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -163,10 +166,11 @@ def spin_node(node_factory, args=None, executor=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - report and exit non-zero
-        import traceback
-        traceback.print_exc()
-        print(f'[FATAL] {type(exc).__name__}: {exc}', flush=True)
-        code = 1
+        if not (node is not None and isinstance(exc, RuntimeError) and not rclpy.ok()):
+            import traceback
+            traceback.print_exc()
+            print(f'[FATAL] {type(exc).__name__}: {exc}', flush=True)
+            code = 1
     finally:
         if node is not None:
             close = getattr(node, 'close', None)

@@ -44,7 +44,9 @@ def test_trials_are_distinct_and_seeded(tmp_path):
     trials = run.sample_trials(0)
     assert len({tuple(sorted(t['params'].items())) for t in trials}) == 4     # the whole 2x2 grid
     assert run.sample_trials(0) == trials                                      # seeded
-    cfg2 = load_loop_config('default', [f'runs_dir={tmp_path}', 'name=other', 'explore.trials=6'])
+    cfg2 = load_loop_config('default', [f'runs_dir={tmp_path}', 'name=other', 'explore.trials=6',
+                                        'explore.search_space={learner.crr.weight_mode: {choice: [exp, binary]}, '
+                                        'learner.optim.actor_lr: {loguniform: [1.0e-4, 1.0e-3]}}'])
     t2 = ChefRun(cfg2, progress=False).sample_trials(0)
     assert len({str(t['params']) for t in t2}) == 6
     lrs = [t['params']['learner.optim.actor_lr'] for t in t2]

@@ -1,0 +1,32 @@
+"""spin_node's exit codes: a stop requested by shutting the context down is clean (0) even when
+rclpy reports it as an RCLError from the executor; a genuine error is 1."""
+
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+
+from chef_contract.ros import spin_node  # noqa: E402
+
+
+def _node(action):
+    from rclpy.node import Node
+
+    def factory():
+        node = Node('spin_node_probe')
+        node.create_timer(0.01, lambda: action())
+        return node
+    return factory
+
+
+def test_error_raised_after_the_context_was_shut_down_is_a_clean_stop():
+    def stop_then_raise():
+        rclpy.shutdown()           # what the SIGINT/SIGTERM handler does
+        raise RuntimeError('failed to initialize wait set: the given context is not valid')
+    assert spin_node(_node(stop_then_raise)) == 0
+
+
+def test_error_while_the_context_is_live_exits_1(capsys):
+    def fail():
+        raise RuntimeError('a real bug in a callback')
+    assert spin_node(_node(fail)) == 1
+    assert '[FATAL] RuntimeError: a real bug in a callback' in capsys.readouterr().out
