@@ -27,7 +27,8 @@ class EventFormatError(ValueError):
     """A malformed event or command payload."""
 
 
-def _from_json(cls, payload: str):
+def payload_from_json(cls, payload: str):
+    """A dataclass from its JSON object: unknown keys, non-objects and bad JSON are EventFormatError."""
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -72,7 +73,7 @@ class EpisodeEvent:
 
     @classmethod
     def from_json(cls, payload: str) -> 'EpisodeEvent':
-        return _from_json(cls, payload)
+        return payload_from_json(cls, payload)
 
 
 @dataclass
@@ -92,7 +93,7 @@ class EpisodeCommand:
 
     @classmethod
     def from_json(cls, payload: str) -> 'EpisodeCommand':
-        return _from_json(cls, payload)
+        return payload_from_json(cls, payload)
 
 
 def new_episode_id() -> str:

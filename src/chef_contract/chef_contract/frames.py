@@ -125,16 +125,16 @@ def messages_to_frame(msgs: Mapping[str, object], cameras: Iterable[str] = (),
                       require_objects: bool = False) -> Dict[str, np.ndarray]:
     """{contract topic name: message} -> one observation frame (float32, images uint8 copies).
 
-    `msgs` needs joint_states, wrist/wrench, gripper/grasp_status, tcp/pinch_pose, tcp/wrist_pose,
-    tcp/wrist_twist and joint_command/applied; sim/object_poses adds the privileged object keys;
-    each camera in `cameras` needs its image. Raises FrameError naming what is missing or bad.
+    `msgs` needs every `chef_contract.topics.STATE_TOPICS` entry (joint_states, wrist/wrench,
+    gripper/grasp_status, tcp/*, joint_command/applied); sim/object_poses adds the privileged object
+    keys; each camera in `cameras` needs its image (`topics.observation_topics` lists them all).
+    Raises FrameError naming what is missing or bad.
     """
     from chef_contract.msgnp import msg_to_image, msg_to_pose7, named_vector_values
 
-    need = [T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
-            T.JOINT_COMMAND_APPLIED] + [T.image_topic(c) for c in cameras]
-    if require_objects:
-        need.append(T.OBJECT_POSES)
+    cameras = tuple(cameras)
+    need = T.STATE_TOPICS + tuple(T.image_topic(c) for c in cameras) + (
+        (T.OBJECT_POSES,) if require_objects else ())
     missing = [n for n in need if msgs.get(n) is None]
     if missing:
         raise FrameError(f'no message yet on {missing}')

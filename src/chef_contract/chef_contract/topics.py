@@ -187,6 +187,32 @@ SERVICES: Dict[str, Tuple[str, str, str]] = {
 }
 PER_TICK_TOPICS = tuple(t.name for t in TOPICS if t.per_tick)
 
+# --- Per-tick topics, the one list ----------------------------------------------------------------
+# The sim bridge publishes these, the real cell's drivers + adapters publish the same, the policy node
+# and the dataset reader align them by tick, the recorder expects them. Every module that needs one of
+# these sets takes it from here (never a literal list of names).
+# Robot state of one observation frame (`chef_contract.frames.messages_to_frame`), in frame order.
+STATE_TOPICS: Tuple[str, ...] = (JOINT_STATES, WRENCH, GRASP_STATUS, PINCH_POSE, WRIST_POSE, WRIST_TWIST,
+                                 JOINT_COMMAND_APPLIED)
+# Of those, what a real cell's drivers publish (joint_state_broadcaster, F/T broadcaster); chef_real's
+# state adapter derives the rest (DERIVED_STATE_TOPICS) from them and from the commands.
+DRIVER_STATE_TOPICS: Tuple[str, ...] = (JOINT_STATES, WRENCH)
+DERIVED_STATE_TOPICS: Tuple[str, ...] = tuple(t for t in STATE_TOPICS if t not in DRIVER_STATE_TOPICS)
+
+
+def observation_topics(cameras=(), objects: bool = False) -> Tuple[str, ...]:
+    """Topics of one observation frame: `cameras`' images, the robot state, object poses if asked."""
+    return (tuple(image_topic(c) for c in cameras) + STATE_TOPICS + ((OBJECT_POSES,) if objects else ()))
+
+
+def tick_topics(cameras=CAMERA_NAMES) -> Tuple[str, ...]:
+    """Every topic a cell publishes once per control tick with `cameras` on: the robot state, object
+    poses, reward terms, then image + camera_info per camera (a subset of PER_TICK_TOPICS)."""
+    out = STATE_TOPICS + (OBJECT_POSES, REWARD_TERMS)
+    for c in cameras:
+        out += (image_topic(c), camera_info_topic(c))
+    return out
+
 
 def topic(name: str) -> Topic:
     """Look a topic up by its contract name; unknown names are an error, never a silent default."""

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from chef_bringup.runner import die_with_parent
 from chef_contract.domains import domain_range, release_domain_id, reserve_domain_id
 from chef_loop.config import CellsConfig
-from chef_loop.fleet import CellFleet, EpisodeJob, EpisodeOutcome, FleetError
+from chef_loop.jobs import EpisodeJob, EpisodeOutcome, FleetError
 
 
 def _literal(v: Any) -> str:
@@ -45,11 +45,13 @@ class CellSession:
         self.domain: Optional[int] = None
         self._ctx = None
         self._executor = None
-        self.fleet: Optional[CellFleet] = None
+        self.fleet = None                  # chef_loop.fleet.CellFleet (rclpy) while entered
 
     def __enter__(self) -> 'CellSession':
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+
+        from chef_loop.fleet import CellFleet
         self.domain = reserve_domain_id(domain_range(self.cells_cfg.domain_range))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, '-m', 'chef_bringup.cli', 'run', self.graph, '--domain', str(self.domain),

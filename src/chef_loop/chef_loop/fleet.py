@@ -6,49 +6,26 @@
   * matches start/end/abort events to jobs by the request id it puts into the tags (event history
     is transient-local, so old events of earlier requests are ignored by construction);
   * retries an aborted or timed-out episode once on another start, and reports what happened.
-The same class drives real cells (their episode manager publishes the same events).
+The same class drives real cells (their episode manager publishes the same events). The job and
+outcome types are ROS-free (chef_loop.jobs).
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from rclpy.node import Node
 from std_msgs.msg import String
 
 from chef_contract import topics as T
 from chef_contract.events import EpisodeCommand, EpisodeEvent, EventFormatError
+from chef_contract.payloads import PolicyInfo
 from chef_contract.ros import qos
+from chef_loop.jobs import EpisodeJob, EpisodeOutcome, FleetError
 
-
-@dataclass
-class EpisodeJob:
-    triplet: str
-    seed: int
-    tags: Dict[str, Any] = field(default_factory=dict)
-    attempts: int = 0
-    request_id: str = ''
-
-
-@dataclass
-class EpisodeOutcome:
-    job: EpisodeJob
-    cell: str
-    event: Optional[EpisodeEvent]        # end (or the last abort)
-    ok: bool
-    reason: str = ''
-
-    @property
-    def success(self) -> bool:
-        return bool(self.ok and self.event is not None and self.event.success)
-
-
-class FleetError(RuntimeError):
-    pass
+__all__ = ['CellFleet', 'EpisodeJob', 'EpisodeOutcome', 'FleetError']
 
 
 class CellFleet(Node):
@@ -57,7 +34,7 @@ class CellFleet(Node):
         self.cells = list(cells)
         self.cmd_pubs = {c: self.create_publisher(String, f'/{c}/{T.EPISODE_COMMAND}', qos('event', 'pub'))
                          for c in self.cells}
-        self.policy_info: Dict[str, dict] = {}
+        self.policy_info: Dict[str, PolicyInfo] = {}
         self.events: List[EpisodeEvent] = []
         for c in self.cells:
             self.create_subscription(String, f'/{c}/{T.EPISODE_EVENTS}',
@@ -78,24 +55,23 @@ class CellFleet(Node):
 
     def _on_info(self, cell: str, msg: String) -> None:
         try:
-            self.policy_info[cell] = json.loads(msg.data)
-        except json.JSONDecodeError:
-            pass
+            self.policy_info[cell] = PolicyInfo.from_json(msg.data)
+        except EventFormatError as exc:
+            self.get_logger().warning(f'{cell}: malformed policy/info ignored: {exc}')
 
     # ---------------------------------------------------------------------------------------------
     def _spin(self, executor, seconds: float) -> None:
         executor.spin_once(timeout_sec=seconds)
 
-    def wait_ready(self, executor, timeout_s: float, policy_ready: Callable[[dict], bool] = None,
+    def wait_ready(self, executor, timeout_s: float, policy_ready: Callable[[PolicyInfo], bool] = None,
                    alive: Callable[[], bool] = lambda: True) -> None:
         """Block until every cell's command topic has a subscriber and its policy reports ready."""
-        policy_ready = policy_ready or (lambda info: info.get('policy_id') not in (None, '', 'none')
-                                        and not info.get('load_error'))
+        policy_ready = policy_ready or (lambda info: info.ready)
         deadline = time.monotonic() + timeout_s
         while True:
             missing = [c for c in self.cells
                        if self.cmd_pubs[c].get_subscription_count() == 0
-                       or not policy_ready(self.policy_info.get(c, {}))]
+                       or c not in self.policy_info or not policy_ready(self.policy_info[c])]
             if not missing:
                 return
             if not alive():

@@ -1,7 +1,8 @@
 """ROS-free policy evaluation in the MuJoCo cell: success per test triplet with Wilson intervals.
 
 The same per-tick path as a cell, without DDS: `PolicyRunner` (frame stacking, intention
-schedule) -> action -> `chef_contract.action.to_command` -> `SafetyFilter` -> `from_command` ->
+schedule) -> action -> `chef_contract.action.to_command` -> `SafetyFilter` (the cells' limits, one
+`SafetyLimits` from `chef_policy.safety.load_limits`, passed through) -> `from_command` ->
 `RgbStackingEnv.step`. Benches and offline previews use it; the CHEF stages evaluate through the
 ROS graph (stages.py). Episode e of triplet i always uses seed `seed + 1000 * i + e`, so two
 policies evaluated with the same arguments meet exactly the same initial scenes.
@@ -121,11 +122,13 @@ def episode_seed(seed: int, triplet_index: int, episode: int) -> int:
     return int(seed) + 1000 * int(triplet_index) + int(episode)
 
 
-def run_episode(env, runner, seed: int, triplet: str, steps: int = EPISODE_STEPS) -> EpisodeResult:
-    """One episode through the safety filter; success = the sparse criterion at the last tick."""
+def run_episode(env, runner, seed: int, triplet: str, steps: int = EPISODE_STEPS,
+                limits=None) -> EpisodeResult:
+    """One episode through the safety filter with `limits` (chef_policy.safety.SafetyLimits; None =
+    the cells' config/safety_filter.yaml); success = the sparse criterion at the last tick."""
     from chef_contract.action import from_command, to_command
-    from chef_policy.safety import SafetyFilter
-    filt = SafetyFilter()
+    from chef_policy.safety import SafetyFilter, load_limits
+    filt = SafetyFilter(limits if limits is not None else load_limits())
     _, info = env.reset(seed=seed, triplet=triplet)
     runner.start_episode(seed)
     frame, prev_p, prev_j6 = info['frame'], None, None
@@ -148,31 +151,36 @@ def run_episode(env, runner, seed: int, triplet: str, steps: int = EPISODE_STEPS
 
 
 def _evaluate_jobs(spec: PolicySpec, jobs: Sequence[Tuple[str, int]], preset: str,
-                   torch_threads: int = 1) -> List[EpisodeResult]:
+                   torch_threads: int = 1, limits=None) -> List[EpisodeResult]:
     import torch
     torch.set_num_threads(torch_threads)
     from chef_policy.runner import PolicyRunner
+    from chef_policy.safety import load_limits
     from chef_policy.schedule import IntentionSchedule
     from chef_sim.env import RgbStackingEnv, SimConfig
+    limits = limits if limits is not None else load_limits()
     env = RgbStackingEnv(SimConfig(render_images=False, preset=preset))
     try:
         policy = build_policy(spec)
         k = INTENTIONS.index(spec.intention) if spec.intention in INTENTIONS else 0
         k = min(k, policy.n_intentions - 1) if policy.n_intentions < len(INTENTIONS) else k
         runner = PolicyRunner(policy, schedule=IntentionSchedule(fixed=k), deterministic=spec.deterministic)
-        return [run_episode(env, runner, seed, triplet) for triplet, seed in jobs]
+        return [run_episode(env, runner, seed, triplet, limits=limits) for triplet, seed in jobs]
     finally:
         env.close()
 
 
 def evaluate(spec: PolicySpec, episodes_per_triplet: int = 10, seed: int = 900_000,
              triplets: Sequence[str] = TEST_TRIPLET_NAMES, preset: str = 'fast',
-             workers: int = 1) -> EvalResult:
-    """Evaluate one policy on `episodes_per_triplet` seeded scenes of every triplet."""
+             workers: int = 1, limits=None) -> EvalResult:
+    """Evaluate one policy on `episodes_per_triplet` seeded scenes of every triplet, every command
+    through a SafetyFilter with `limits` (None = chef_policy.safety.load_limits(), what the cells use)."""
+    from chef_policy.safety import load_limits
+    limits = limits if limits is not None else load_limits()
     jobs = [(t, episode_seed(seed, i, e)) for i, t in enumerate(triplets) for e in range(episodes_per_triplet)]
     if workers <= 1:
-        return EvalResult(_evaluate_jobs(spec, jobs, preset))
+        return EvalResult(_evaluate_jobs(spec, jobs, preset, limits=limits))
     chunks = [jobs[w::workers] for w in range(workers)]
     with mp.get_context('spawn').Pool(workers) as pool:
-        parts = pool.starmap(_evaluate_jobs, [(spec, c, preset) for c in chunks if c])
+        parts = pool.starmap(_evaluate_jobs, [(spec, c, preset, 1, limits) for c in chunks if c])
     return EvalResult([r for part in parts for r in part])

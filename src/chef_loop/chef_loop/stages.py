@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from chef_contract.config import ConfigError, config_hash, load_config, save_config
 from chef_loop.config import STAGES, LoopConfig, learner_config_path
-from chef_loop.fleet import EpisodeJob, EpisodeOutcome
+from chef_loop.jobs import EpisodeJob, EpisodeOutcome
 from chef_loop.state import RunState, atomic_write_json
 from chef_loop.stats import Rate, success_table
 

@@ -32,7 +32,6 @@ thread; the acting thread swaps it in between two ticks, so no tick is missed.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from chef_contract.config import field_
 from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.frames import FrameError, messages_to_frame
 from chef_contract.params import declare_params
+from chef_contract.payloads import CheckpointAnnouncement, PolicyInfo, StepInfo
 from chef_contract.ros import (
     gripper_command_msg,
     create_contract_publisher, create_contract_subscription, ns_to_stamp, spin_node, stamp_to_ns,
@@ -61,8 +61,7 @@ from chef_policy.runner import PolicyError, PolicyRunner, make_policy
 from chef_policy.schedule import IntentionSchedule, ScheduleError
 from chef_policy.sync import ApproximateTimeSync
 
-BASE_TOPICS = (T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
-               T.JOINT_COMMAND_APPLIED)
+BASE_TOPICS = T.STATE_TOPICS          # what every policy needs; images and object poses on top
 
 
 @dataclass
@@ -223,11 +222,9 @@ class PolicyNode(Node):
 
     @staticmethod
     def _topics_for(policy) -> Tuple[str, ...]:
-        cams = tuple(policy.cameras) if policy is not None else ()
-        topics = [T.image_topic(c) for c in cams] + list(BASE_TOPICS)
-        if policy is not None and policy.needs_objects:
-            topics.append(T.OBJECT_POSES)
-        return tuple(topics)
+        if policy is None:
+            return BASE_TOPICS
+        return T.observation_topics(policy.cameras, objects=policy.needs_objects)
 
     def _subscribe(self, topics) -> None:
         for name in topics:
@@ -288,11 +285,11 @@ class PolicyNode(Node):
         if not self.p.follow_trainer:
             return
         try:
-            data = json.loads(msg.data)
-            path, sha = str(data['path']), str(data.get('sha256', ''))
-        except (ValueError, KeyError, TypeError) as exc:
+            announced = CheckpointAnnouncement.from_json(msg.data)
+        except EventFormatError as exc:
             self.get_logger().error(f'bad trainer/checkpoint announcement: {exc}')
             return
+        path, sha = announced.path, announced.sha256
         current = self.runner.policy
         if current is not None and sha and sha == current.sha256:
             return
@@ -370,13 +367,9 @@ class PolicyNode(Node):
         self._last_out = (stamp, grip_msg, twist_msg)
         self.ticks += 1
         self.counters['acted'] += 1
-        self.pub_step.publish(String(data=json.dumps({
-            'stamp_ns': stamp, 'tick': result.tick, 'episode_id': self._episode_id,
-            'intention': result.intention, 'intention_name': _intention_name(result.intention),
-            'action': [round(float(x), 6) for x in result.action],
-            'inference_ms': round(result.inference_ms, 3),
-            'latency_ms': round((time.perf_counter() - t0) * 1e3, 3),
-            'policy_id': policy.policy_id, 'checkpoint_sha256': policy.sha256})))
+        self.pub_step.publish(String(data=StepInfo.acted_on(
+            stamp, result.tick, result.intention, result.action, result.inference_ms,
+            (time.perf_counter() - t0) * 1e3, self._episode_id, policy.policy_id, policy.sha256).to_json()))
 
     def _twist(self, stamp: int, linear, yaw: float) -> TwistStamped:
         msg = TwistStamped()
@@ -392,9 +385,8 @@ class PolicyNode(Node):
         twist_msg = self._twist(stamp, (0.0, 0.0, 0.0), 0.0)
         self.pub_twist.publish(twist_msg)
         self._last_out = (stamp, None, twist_msg)
-        self.pub_step.publish(String(data=json.dumps({
-            'stamp_ns': stamp, 'tick': None, 'episode_id': self._episode_id, 'intention': None,
-            'action': None, 'zero_reason': reason, 'policy_id': self._policy_id()})))
+        self.pub_step.publish(String(data=StepInfo.zero(stamp, reason, self._episode_id,
+                                                         self._policy_id()).to_json()))
 
     def _resend(self) -> None:
         """Lockstep: publish the command of the tick the sim re-sent once more (same messages, same
@@ -408,16 +400,12 @@ class PolicyNode(Node):
 
     def _publish_info(self) -> None:
         pol = self.runner.policy if hasattr(self, 'runner') else None
-        info = pol.info() if pol is not None else {'policy_id': 'none', 'checkpoint_sha256': ''}
-        info.update({'deterministic': self.p.deterministic, 'timing': 'lockstep' if self.lockstep
-                     else 'realtime', 'load_error': self._load_error, 'swaps': self.counters['swaps'],
-                     'published_unix': time.time()})
+        info = PolicyInfo(**(pol.info() if pol is not None else {'policy_id': 'none'}),
+                          deterministic=bool(self.p.deterministic),
+                          timing='lockstep' if self.lockstep else 'realtime', load_error=self._load_error,
+                          swaps=int(self.counters['swaps']), published_unix=time.time())
         if hasattr(self, 'pub_info'):
-            self.pub_info.publish(String(data=json.dumps(info, sort_keys=True, default=str)))
-
-
-def _intention_name(i: int) -> str:
-    return INTENTIONS[i] if 0 <= i < len(INTENTIONS) else str(i)
+            self.pub_info.publish(String(data=info.to_json()))
 
 
 NODE_PARAMS = {'policy_node': Params}

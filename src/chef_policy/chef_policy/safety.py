@@ -203,6 +203,27 @@ class SafetyLimits:
         return max(room, 0.0) / (1.0 + self.tracking_margin)
 
 
+SAFETY_PARAMETER_FILE = 'safety_filter.yaml'     # in the config dir; every safety_filter node loads it
+SAFETY_NODE_KEY = '/**/safety_filter'
+
+
+def load_limits(path=None) -> SafetyLimits:
+    """The SafetyLimits a graph's safety_filter nodes enforce: the SafetyLimits fields of their parameter
+    file (`path`, default config/safety_filter.yaml). ROS-free code that filters commands
+    (chef_loop.sim_eval) takes its limits from here and passes the one object on, so it enforces what
+    the cells do. The file's other keys are the node's own parameters (safety_node.NodeParams)."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from chef_contract.graph import default_config_dir
+    path = Path(path) if path else default_config_dir() / SAFETY_PARAMETER_FILE
+    params = (yaml.safe_load(path.read_text()) or {}).get(SAFETY_NODE_KEY, {}).get('ros__parameters', {})
+    names = {f.name for f in dataclasses.fields(SafetyLimits)}
+    return SafetyLimits(**{k: v for k, v in params.items() if k in names})
+
+
 @dataclass
 class FilterStatus:
     """What the filter did to one command."""

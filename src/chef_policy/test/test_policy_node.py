@@ -60,9 +60,7 @@ def graph(**params):
 
 
 def topics_for(cameras=(), objects=True):
-    base = [T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
-            T.JOINT_COMMAND_APPLIED]
-    return base + [T.image_topic(c) for c in cameras] + ([T.OBJECT_POSES] if objects else [])
+    return list(T.observation_topics(cameras, objects=objects))
 
 
 class Feeder:

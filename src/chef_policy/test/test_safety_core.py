@@ -320,3 +320,17 @@ def test_limits_cannot_exceed_the_benchmark():
         SafetyLimits(max_linear_speed_mps=0.5)
     with pytest.raises(ValueError):
         SafetyLimits(workspace_low_m=(1, 0, 0), workspace_high_m=(0, 1, 1))
+
+
+def test_limits_file_is_the_one_source_for_ros_free_filters(tmp_path):
+    """load_limits reads the SafetyLimits fields of config/safety_filter.yaml (what the nodes load)
+    into one object; the node's own keys stay the node's; a changed value comes through."""
+    from chef_policy.safety import SAFETY_NODE_KEY, load_limits
+    assert load_limits() == SafetyLimits()
+    f = tmp_path / 'safety_filter.yaml'
+    f.write_text(f"{SAFETY_NODE_KEY}:\n  ros__parameters:\n    max_linear_speed_mps: 0.05\n"
+                 "    watchdog_period_s: 0.02\n")
+    assert load_limits(f) == SafetyLimits(max_linear_speed_mps=0.05)
+    f.write_text(f"{SAFETY_NODE_KEY}:\n  ros__parameters:\n    max_linear_speed_mps: 0.5\n")
+    with pytest.raises(ValueError, match='max_linear_speed_mps'):
+        load_limits(f)

@@ -4,8 +4,9 @@
     terms = pr.update(images, pinch_xyz, finger_255, grasp_flag)
 
 `terms` has every chef_contract.spec.REWARD_TERMS entry: the five stage terms and 'staged' from
-chef_sim.rewards.reward_terms (the code-exact port of rgb_stacking's shaped reward) evaluated on the
-estimated red and blue positions, and 'sparse_success' from chef_sim.rewards.sparse_success_pose_only
+chef_contract.rewards.reward_terms (the code-exact port of rgb_stacking's shaped reward) evaluated on
+the estimated red and blue positions, and 'sparse_success' from
+chef_contract.rewards.sparse_success_pose_only
 (a real cell has no contact sensing: red above blue, gripper not grasping, pinch clear of red).
 Pinch position, finger angle and grasp flag come from the cell's state (state_adapter on a real
 cell), exactly as the sim's reward reads them.
@@ -17,6 +18,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from chef_contract import rewards as R
 from chef_contract.spec import REWARD_TERMS
 from chef_real.cameras import CameraCalibration
 from chef_real.pixel_objects import EstimatorConfig, ObjectEstimate, PixelObjectEstimator
@@ -25,7 +27,6 @@ from chef_real.pixel_objects import EstimatorConfig, ObjectEstimate, PixelObject
 def terms_from_positions(red: Sequence[float], blue: Sequence[float], pinch: Sequence[float],
                          finger_255: float, grasp_flag: float) -> Dict[str, float]:
     """All contract reward terms from positions (m, base_link) and the gripper state."""
-    from chef_sim import rewards as R
     terms = R.reward_terms(red, blue, pinch, finger_255, grasp_flag)
     terms['sparse_success'] = float(R.sparse_success_pose_only(red, blue, pinch, grasp_flag, finger_255))
     return {k: float(terms[k]) for k in REWARD_TERMS}

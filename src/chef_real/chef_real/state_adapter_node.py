@@ -47,8 +47,7 @@ class StateAdapter(Node):
             stall_velocity_rps=self.p.grasp_stall_velocity_rps, stall_samples=self.p.grasp_stall_samples))
         self._stamp_ns = None
         self._last_cmd_t = None
-        self.pubs = {name: create_contract_publisher(self, name) for name in (
-            T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST, T.GRASP_STATUS, T.JOINT_COMMAND_APPLIED)}
+        self.pubs = {name: create_contract_publisher(self, name) for name in T.DERIVED_STATE_TOPICS}
         create_contract_subscription(self, T.JOINT_STATES, self._on_joints)
         create_contract_subscription(self, T.ARM_POSITION_COMMAND, self._on_arm_command)
         create_contract_subscription(self, T.GRIPPER_CMD, self._on_gripper_command)

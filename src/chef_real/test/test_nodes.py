@@ -68,7 +68,7 @@ def test_state_adapter_publishes_fk_poses_grasp_and_applied_command(ros):
     from chef_real.state_adapter_node import StateAdapter
     ctx, add, spin_until = ros
     add(StateAdapter(context=ctx, parameter_overrides=[Parameter('robot_description', value=URDF)]))
-    outs = [T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST, T.GRASP_STATUS, T.JOINT_COMMAND_APPLIED]
+    outs = list(T.DERIVED_STATE_TOPICS)
     probe = add(Probe(ctx, outs))
     for i in range(40):                      # Servo streaming position targets at 100 Hz
         probe.pub(T.JOINT_STATES, joint_state(HOME, stamp_ns=1_000_000 + i))

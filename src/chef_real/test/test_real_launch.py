@@ -24,6 +24,7 @@ from geometry_msgs.msg import PoseStamped  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from chef_bringup.launch_graph import generate_graph_launch_description  # noqa: E402
+from chef_contract import topics as T  # noqa: E402
 
 DRY_RUN = {'hardware': 'mock', 'cameras': 'false', 'reset_mode': 'none', 'record': 'false', 'cell': '5'}
 
@@ -38,8 +39,8 @@ def generate_test_description():
 
 class TestDryRun(unittest.TestCase):
     def test_contract_topics_come_up_on_mock_hardware(self):
-        topics = [('/cell5/joint_states', JointState), ('/cell5/tcp/pinch_pose', PoseStamped),
-                  ('/cell5/tcp/wrist_pose', PoseStamped), ('/cell5/joint_command/applied', JointState)]
+        topics = [(f'/cell5/{T.JOINT_STATES}', JointState), (f'/cell5/{T.PINCH_POSE}', PoseStamped),
+                  (f'/cell5/{T.WRIST_POSE}', PoseStamped), (f'/cell5/{T.JOINT_COMMAND_APPLIED}', JointState)]
         with WaitForTopics(topics, timeout=60.0) as wait:
             self.assertEqual(wait.topics_not_received(), set())
 
@@ -51,7 +52,7 @@ class TestDryRun(unittest.TestCase):
         node = rclpy.create_node('launch_test_probe')
         try:
             deadline = time.monotonic() + 60.0
-            want = ('/cell5/servo_node/delta_twist_cmds', '/cell5/gripper_controller/commands')
+            want = (f'/cell5/{T.TWIST_CMD}', f'/cell5/{T.GRIPPER_CMD}')
             while time.monotonic() < deadline and not all(node.count_subscribers(t) for t in want):
                 rclpy.spin_once(node, timeout_sec=0.5)
             for t in want:

@@ -35,6 +35,7 @@ from chef_contract.action import from_command
 from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.frames import FrameError, messages_to_frame
 from chef_contract.msgnp import msg_to_image
+from chef_contract.payloads import StepInfo
 from chef_contract.spec import (
     ACTION_DIM, CAMERA_NAMES, CONTROL_PERIOD_S, GRIPPER_CLOSED_POSITION_RAD, GRIPPER_OPEN_POSITION_RAD,
     INTENTIONS, REWARD_TERMS,
@@ -47,8 +48,7 @@ from chef_recorder.layout import CHECKSUMS, mcap_file
 from chef_recorder.metadata import from_custom_data
 
 DECODER_VERSION = 3      # 2: policy gripper from step_info; 3: executed gripper from joint_command/applied
-STATE_TOPICS = (T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
-                T.JOINT_COMMAND_APPLIED)
+STATE_TOPICS = T.STATE_TOPICS
 TICK_TOLERANCE = 0.5
 
 
@@ -137,7 +137,7 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
     images: Dict[str, List[Tuple[int, bytes]]] = {}           # camera -> [(stamp, raw)]
     unstamped: Dict[str, List[Tuple[int, Any]]] = {}          # contract name -> [(recv, msg)]
     events: List[EpisodeEvent] = []
-    step_info: Dict[int, dict] = {}
+    step_info: Dict[int, StepInfo] = {}
     image_topics = {T.image_topic(c): c for c in CAMERA_NAMES}
     try:
         for m in iter_messages(bag_dir):
@@ -156,9 +156,9 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
                         pass
                 else:
                     try:
-                        d = json.loads(text)
-                        step_info[int(d['stamp_ns'])] = d
-                    except (ValueError, KeyError, TypeError):
+                        info = StepInfo.from_json(text)
+                        step_info[info.stamp_ns] = info
+                    except EventFormatError:
                         pass
                 continue
             if name in (T.POLICY_GRIPPER, T.GRIPPER_CMD):
@@ -248,10 +248,9 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
         # names the gripper it chose, so it is used first; pairing the unstamped command with the
         # nearest twist by receive time is the fallback (it can pick a neighbour tick under load).
         g = None
-        if cmd_source == T.POLICY_TWIST:
-            a = step_info.get(int(ticks[k]), {}).get('action')
-            if isinstance(a, list) and len(a) == ACTION_DIM:
-                g = GRIPPER_CLOSED_POSITION_RAD if float(a[4]) > 0 else GRIPPER_OPEN_POSITION_RAD
+        info = step_info.get(int(ticks[k]))
+        if cmd_source == T.POLICY_TWIST and info is not None and info.action is not None:
+            g = GRIPPER_CLOSED_POSITION_RAD if info.action[4] > 0 else GRIPPER_OPEN_POSITION_RAD
         if g is None:
             g = gripper.get(k)
         g = last_grip if g is None else g
@@ -278,11 +277,9 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
     reward_ok = np.all(np.isfinite(rewards), axis=1)
     intentions = np.full(n, -1, np.int16)
     for k in range(n):
-        it = step_info.get(int(ticks[k]), {}).get('intention')
-        if isinstance(it, int) and 0 <= it < len(INTENTIONS):
-            intentions[k] = it
-        elif isinstance(it, str) and it in INTENTIONS:
-            intentions[k] = INTENTIONS.index(it)
+        info = step_info.get(int(ticks[k]))
+        if info is not None and info.intention is not None:       # StepInfo checks the range
+            intentions[k] = info.intention
     valid = obs_ok[:-1] & obs_ok[1:] & action_ok & reward_ok & align.interval_ok(ticks, period_s,
                                                                                   TICK_TOLERANCE)
 

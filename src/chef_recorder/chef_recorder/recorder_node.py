@@ -16,7 +16,6 @@ first episode (policy commands included) are not lost to DDS matching.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from rclpy.node import Node
 from chef_contract import topics as T
 from chef_contract.config import field_
 from chef_contract.params import declare_params
+from chef_contract.payloads import RecorderStatus
 from chef_contract.ros import create_contract_publisher, create_contract_subscription, msg_class, spin_node
 from chef_contract.spec import CAMERA_NAMES, CONTROL_PERIOD_S
 from chef_recorder.bagio import warm_up
@@ -174,7 +174,7 @@ class RecorderNode(Node):
             T.topic(name)                               # unknown names are an error
         self._required = set(self.p.require_publishers)
         self._status_pub = create_contract_publisher(self, T.RECORDER_STATUS)
-        self._status: Optional[dict] = None
+        self._status: Optional[RecorderStatus] = None
         self._status_checked = 0.0
         self.create_timer(0.1, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
@@ -215,20 +215,20 @@ class RecorderNode(Node):
         """Publish recorder/status when readiness changes (graph checked at 10 Hz until ready, then
         every READY_RECHECK_S)."""
         now = time.monotonic()
-        if self._status is not None and self._status['ready'] and now - self._status_checked < READY_RECHECK_S:
+        if self._status is not None and self._status.ready and now - self._status_checked < READY_RECHECK_S:
             return
         self._status_checked = now
         unmatched = unmatched_topics(self._subs, self.count_publishers, self._required)
-        status = {'ready': not unmatched, 'unmatched': unmatched, 'pid': os.getpid(),
-                  'node': self.get_fully_qualified_name()}
+        status = RecorderStatus(ready=not unmatched, unmatched=unmatched, pid=os.getpid(),
+                                node=self.get_fully_qualified_name())
         if status == self._status:
             return
-        if status['ready']:
+        if status.ready:
             self.get_logger().info('ready: matched to a publisher on every topic it requires')
-        elif self._status is not None and self._status['ready']:
+        elif self._status is not None and self._status.ready:
             self.get_logger().warning(f'not ready any more: {unmatched}')
         self._status = status
-        self._status_pub.publish(msg_class('std_msgs/msg/String')(data=json.dumps(status, sort_keys=True)))
+        self._status_pub.publish(msg_class('std_msgs/msg/String')(data=status.to_json()))
 
     def _published(self, meta, path) -> None:
         if self.catalog is not None:

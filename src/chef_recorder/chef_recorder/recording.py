@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import json
 import logging
 import os
 import shutil
@@ -43,6 +42,7 @@ import numpy as np
 
 from chef_contract import topics as T
 from chef_contract.events import EpisodeEvent, EventFormatError
+from chef_contract.payloads import PolicyInfo, StepInfo
 from chef_contract.spec import CONTROL_PERIOD_S, INTENTIONS, REWARD_TERMS
 from chef_recorder import align, integrity
 from chef_recorder.bagio import (
@@ -105,10 +105,20 @@ class RecorderSettings:
     recovered_from: str = ''              # set by `chef data repair` when it replays salvaged messages
 
 
-def _step_stamp(info: dict) -> Optional[int]:
-    """The tick stamp (ns) in a policy/step_info JSON object, None if it has none."""
-    stamp = info.get('stamp_ns')
-    return int(stamp) if isinstance(stamp, (int, float)) else None
+def _policy_info(text: str) -> Optional[PolicyInfo]:
+    """The policy/info payload, None if it is malformed (still recorded, not used for metadata)."""
+    try:
+        return PolicyInfo.from_json(text)
+    except EventFormatError:
+        return None
+
+
+def _step_info(text: str) -> Optional[StepInfo]:
+    """The policy/step_info payload, None if it is malformed (then recorded unstamped)."""
+    try:
+        return StepInfo.from_json(text)
+    except EventFormatError:
+        return None
 
 
 class _Episode:
@@ -127,7 +137,7 @@ class _Episode:
         self.rewards: List[tuple] = []                 # (stamp, {term: value})
         self.intentions: Dict[int, Any] = {}           # stamp -> intention
         self.dropped: Dict[str, int] = collections.Counter()
-        self.policy_infos: List[dict] = []
+        self.policy_infos: List[Optional[PolicyInfo]] = []   # None: a malformed policy/info
         self.write_error = ''
         self.max_stamp = self.start_ns
         self.opened_unix_ns = time.time_ns()
@@ -156,7 +166,7 @@ class EpisodeRecorder:
         self._max_stamp: Dict[str, int] = {}
         self._expected_per_tick: Set[str] = set()
         self._last_closed_end_ns: Optional[int] = None
-        self._policy_info: Optional[tuple] = None     # (info dict, topic, msgtype, raw, recv_ns)
+        self._policy_info: Optional[tuple] = None     # (PolicyInfo or None, topic, msgtype, raw, recv_ns)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, 'publish') if background else None
         self._futures: List[concurrent.futures.Future] = []
         self.published: List[Path] = []
@@ -187,15 +197,13 @@ class EpisodeRecorder:
                 return
             self.on_event(event, topic, msgtype, raw, recv_ns)
             return
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
         if topic == r.step_info:
-            self.on_step_info(data if isinstance(data, dict) else {}, topic, msgtype, raw, recv_ns, dropped)
-        else:
-            self.on_policy_info(data if isinstance(data, dict) else {'raw': text}, topic, msgtype, raw,
-                                recv_ns)
+            info = _step_info(text)
+            if info is None:
+                self.counters['malformed_step_info'] += 1
+            self.on_step_info(info, topic, msgtype, raw, recv_ns, dropped)
+            return
+        self.on_policy_info(_policy_info(text), topic, msgtype, raw, recv_ns)
 
     def on_message(self, topic: str, msgtype: str, raw: bytes, recv_ns: int,
                    stamp_ns: Optional[int] = None, dropped: int = 0) -> None:
@@ -219,19 +227,21 @@ class EpisodeRecorder:
         self._store(ep, topic, msgtype, raw, recv_ns, stamp_ns, dropped, now)
         self._check_closing(now)
 
-    def on_step_info(self, info: dict, topic: str, msgtype: str, raw: bytes, recv_ns: int,
+    def on_step_info(self, info: Optional[StepInfo], topic: str, msgtype: str, raw: bytes, recv_ns: int,
                      dropped: int = 0) -> None:
-        """policy/step_info: stamped by its JSON `stamp_ns`; carries the intention of the tick."""
-        stamp = _step_stamp(info)
+        """policy/step_info: stamped by its `stamp_ns`; carries the intention of the tick (a
+        malformed one, `info` None, is recorded unstamped)."""
+        stamp = info.stamp_ns if info is not None else None
         self.on_message(topic, msgtype, raw, recv_ns, stamp, dropped)
         if stamp is not None:
             ep = self._route(stamp)
-            if ep is not None and 'intention' in info:
-                ep.intentions[stamp] = info['intention']
-            elif ep is None and 'intention' in info:
-                self._pending.append((self.clock(), '__intention__', '', info['intention'], 0, stamp, 0))
+            if ep is not None:
+                ep.intentions[stamp] = info.intention
+            else:
+                self._pending.append((self.clock(), '__intention__', '', info.intention, 0, stamp, 0))
 
-    def on_policy_info(self, info: dict, topic: str, msgtype: str, raw: bytes, recv_ns: int) -> None:
+    def on_policy_info(self, info: Optional[PolicyInfo], topic: str, msgtype: str, raw: bytes,
+                       recv_ns: int) -> None:
         self._policy_info = (info, topic, msgtype, raw, recv_ns)
         ep = self._current()
         if ep is not None:
@@ -478,20 +488,22 @@ class EpisodeRecorder:
                 continue
             if topic == r.policy_info:
                 try:
-                    ep.policy_infos.append(json.loads(deserialize(raw, msgtype).data))
-                except (BagError, ValueError):
-                    pass
+                    info = _policy_info(deserialize(raw, msgtype).data)
+                except BagError:
+                    info = None
+                if info is not None:
+                    ep.policy_infos.append(info)
                 self._write(ep, topic, msgtype, raw, log_ns)
                 continue
             stamp = header_stamp_ns(raw) if is_stamped(msgtype) else None
             if topic == r.step_info:
                 try:
-                    info = json.loads(deserialize(raw, msgtype).data)
-                except (BagError, ValueError):
+                    info = _step_info(deserialize(raw, msgtype).data)
+                except BagError:
                     info = None
-                stamp = _step_stamp(info) if isinstance(info, dict) else None
-                if stamp is not None and 'intention' in info:
-                    ep.intentions[stamp] = info['intention']
+                stamp = info.stamp_ns if info is not None else None
+                if info is not None:
+                    ep.intentions[stamp] = info.intention
             self._store(ep, topic, msgtype, raw, log_ns, stamp, 0, now)
         note = f'{self.layout.relative(kept)}: {len(found.messages)} messages'
         ep.merged_from = note + (f' ({found.note()})' if found.note() else '')
@@ -599,14 +611,14 @@ class EpisodeRecorder:
         steps_recorded = max(int(ticks.size) - 1, 0)
         missing = max(0, int(end.steps) + 1 - int(ticks.size)) if end is not None and end.steps else 0
         returns_rec = self._recorded_returns(ep, ticks, slop)
-        info = ep.policy_infos[0] if ep.policy_infos else {}
+        info = (ep.policy_infos[0] if ep.policy_infos else None) or PolicyInfo(policy_id='')
         changes = sum(1 for a, b in zip(ep.policy_infos, ep.policy_infos[1:]) if a != b)
         lat = np.asarray(ep.recv_minus_stamp, np.int64)
         clock = 'wall' if lat.size and abs(float(np.median(lat))) < 60 * align.NS else 'sim'
         meta.update(
             episode_id=ep.id, cell=s.cell, source=ev.source, triplet=ev.triplet, objects=ev.objects,
-            seed=ev.seed, policy_id=str(info.get('policy_id') or tags.get('policy_id') or ''),
-            checkpoint_sha256=str(info.get('checkpoint_sha256') or tags.get('checkpoint_sha256') or ''),
+            seed=ev.seed, policy_id=str(info.policy_id or tags.get('policy_id') or ''),
+            checkpoint_sha256=str(info.checkpoint_sha256 or tags.get('checkpoint_sha256') or ''),
             policy_changes=changes, stage=str(tags.get('stage', '')), iteration=tags.get('iteration'),
             intention_schedule=self._intention_runs(ep, ticks[:-1]),
             returns=dict(end.returns) if end is not None and end.returns else returns_rec,

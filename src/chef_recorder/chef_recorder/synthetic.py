@@ -23,6 +23,7 @@ from chef_contract import topics as T
 from chef_contract.action import to_command
 from chef_contract.config import field_
 from chef_contract.events import EpisodeEvent
+from chef_contract.payloads import PolicyInfo, StepInfo
 from chef_contract.spec import (
     CAMERA_NAMES, CONTROL_PERIOD_S, INTENTIONS, REWARD_TERMS, STATE_OBSERVATIONS, image_key,
 )
@@ -120,7 +121,7 @@ class CellPublisher:
 
     def policy_info(self, policy_id: str = 'synthetic', sha: str = '0' * 64) -> None:
         from std_msgs.msg import String
-        self._pub(T.POLICY_INFO, String(data=json.dumps({'policy_id': policy_id, 'checkpoint_sha256': sha})))
+        self._pub(T.POLICY_INFO, String(data=PolicyInfo(policy_id=policy_id, checkpoint_sha256=sha).to_json()))
 
     def observation(self, e: int, k: int, stamp_ns: int) -> None:
         """The per-tick messages of tick k (observation + reward terms), all stamped stamp_ns."""
@@ -153,9 +154,10 @@ class CellPublisher:
         tw.twist.angular.z = yaw
         self._pub(T.POLICY_TWIST, tw)
         self._pub(T.POLICY_GRIPPER, Float64MultiArray(data=[grip]))
-        self._pub(T.POLICY_STEP, String(data=json.dumps({
-            'stamp_ns': stamp_ns, 'tick': k, 'intention': expected_intention(k), 'action': a.tolist(),
-            'inference_ms': 1.0})))
+        intention = INTENTIONS.index(expected_intention(k))
+        self._pub(T.POLICY_STEP, String(data=StepInfo(
+            stamp_ns=int(stamp_ns), tick=k, intention=intention, intention_name=INTENTIONS[intention],
+            action=a.tolist(), inference_ms=1.0).to_json()))
         if executed:
             self._pub(T.TWIST_CMD, tw)
             self._pub(T.GRIPPER_CMD, Float64MultiArray(data=[grip]))

@@ -34,7 +34,6 @@ command waits for it, the start service is refused, autostart holds back - for a
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -55,6 +54,7 @@ from chef_contract.config import field_
 from chef_contract.events import EpisodeCommand, EventFormatError
 from chef_contract.frames import frame_to_messages
 from chef_contract.params import declare_params
+from chef_contract.payloads import RecorderStatus
 from chef_contract.ros import (
     create_contract_publisher, create_contract_subscription, gripper_tick_stamp, named_vector_msg, ns_to_stamp,
     spin_node, stamp_to_ns,
@@ -153,11 +153,7 @@ class SimBridge(Node):
         self.camera_infos = {c: camera_info(c, p.image_size) for c in self.cameras}
 
         # publishers: one per topic a tick carries
-        names = [T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
-                 T.JOINT_COMMAND_APPLIED, T.OBJECT_POSES, T.REWARD_TERMS]
-        for cam in self.cameras:
-            names += [T.image_topic(cam), T.camera_info_topic(cam)]
-        self.pubs = {n: create_contract_publisher(self, n) for n in names}
+        self.pubs = {n: create_contract_publisher(self, n) for n in T.tick_topics(self.cameras)}
         self.pub_clock = create_contract_publisher(self, T.CLOCK) if self.lockstep else None
         self.pub_events = create_contract_publisher(self, T.EPISODE_EVENTS)
         create_contract_subscription(self, T.TWIST_CMD, self._on_twist)
@@ -180,7 +176,7 @@ class SimBridge(Node):
         self._stale = False
         self._autostarted = 0
         self._waits: Dict[str, float] = {}                 # bounded waits before a start: since (monotonic s)
-        self._recorder_status: dict = {}                    # latest recorder/status (wait_for_recorder)
+        self._recorder_status: Optional[RecorderStatus] = None   # latest recorder/status (wait_for_recorder)
         self._deferred_start: Optional[EpisodeCommand] = None   # a start command waiting for the recorder
         self.counters = {'ticks': 0, 'twists': 0, 'rejected': 0, 'timeouts': 0, 'stale_ticks': 0,
                          'stale_grippers': 0, 'resends': 0, 'wait_ms': 0.0, 'step_ms': 0.0}
@@ -340,16 +336,19 @@ class SimBridge(Node):
         elif not self._recorder_ready():
             self._deferred_start = cmd                      # the latest start command wins
             self.get_logger().info(f'start {cmd.request_id[:8]} waits for the recorder: '
-                                   f'{self._recorder_status.get("unmatched") or "no recorder/status yet"}')
+                                   f'{self._recorder_unmatched() or "no recorder/status yet"}')
         else:
             self._run_start(cmd)
 
     def _on_recorder_status(self, msg) -> None:
         try:
-            status = json.loads(msg.data)
-        except ValueError:
-            status = None
-        self._recorder_status = status if isinstance(status, dict) else {}
+            self._recorder_status = RecorderStatus.from_json(msg.data)
+        except EventFormatError as exc:
+            self._recorder_status = None
+            self.get_logger().warning(f'malformed recorder/status ignored: {exc}')
+
+    def _recorder_unmatched(self) -> dict:
+        return self._recorder_status.unmatched if self._recorder_status is not None else {}
 
     def _run_start(self, cmd: EpisodeCommand) -> bool:
         try:
@@ -451,11 +450,12 @@ class SimBridge(Node):
         `recorder_wait_s` with an error (the episode then starts and its losses show in its metadata)."""
         if not self.p.wait_for_recorder:
             return True
-        ready = self._recorder_status.get('ready') is True and self.count_publishers(T.RECORDER_STATUS) > 0
+        ready = (self._recorder_status is not None and self._recorder_status.ready
+                 and self.count_publishers(T.RECORDER_STATUS) > 0)
         state = self._bounded_wait('recorder', ready, self.p.recorder_wait_s)
         if state == 'gave up':
             self.get_logger().error(f'starting although the recorder is not ready after {self.p.recorder_wait_s} s: '
-                                    f'{self._recorder_status.get("unmatched") or "no recorder/status"}',
+                                    f'{self._recorder_unmatched() or "no recorder/status"}',
                                     throttle_duration_sec=10.0)
         return state != 'wait'
 

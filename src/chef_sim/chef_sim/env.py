@@ -10,7 +10,7 @@ Faithful to rgb_stacking @ 794c343 (spec §B): 20 Hz control, 400-step fixed-len
 zeroing and Cartesian controller of controller.py, the initial-state distribution of §B.9, every
 observation of §B.7 in the benchmark's names and units (stacked with chef_contract.obs.FrameStacker:
 3 state frames, 2 action frames, newest first), the shaped staged reward and the five stage terms
-(rewards.py) plus the contact-based sparse success. What differs from the benchmark code, and the
+(chef_contract.rewards, shared with the real cell) plus the contact-based sparse success. What differs from the benchmark code, and the
 'fast' preset, are listed in docs/sim.md.
 """
 
@@ -33,7 +33,7 @@ from chef_contract.spec import (
     TCP_YAW_RANGE_RAD, image_key,
 )
 from chef_sim import assets as A
-from chef_sim import rewards as R
+from chef_contract import rewards as R
 from chef_sim import scene as S
 from chef_sim.controller import CartesianVelocityController, pose_ik, workspace_zeroing
 from chef_sim.randomization import DomainRandomizationConfig, DomainRandomizer

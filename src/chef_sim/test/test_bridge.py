@@ -35,9 +35,7 @@ from chef_contract.testing import (
 
 WS = Path(__file__).resolve().parents[3]
 CAM = 'basket_front_left'
-TICK_TOPICS = (T.JOINT_STATES, T.WRENCH, T.GRASP_STATUS, T.PINCH_POSE, T.WRIST_POSE, T.WRIST_TWIST,
-               T.JOINT_COMMAND_APPLIED, T.OBJECT_POSES, T.REWARD_TERMS, T.image_topic(CAM),
-               T.camera_info_topic(CAM))
+TICK_TOPICS = T.tick_topics([CAM])
 OVERRIDES = ['-p', 'preset:=fast', '-p', 'image_size:=32', '-p', f'cameras:=["{CAM}"]',
              '-p', 'episode_steps:=8', '-p', 'lockstep_timeout_s:=0.4',
              '-p', 'first_tick_timeout_s:=1.2']

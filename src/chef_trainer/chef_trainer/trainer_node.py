@@ -21,7 +21,6 @@ count continues where the last checkpoint left it.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from chef_contract import topics as T
 from chef_contract.config import field_
 from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.params import declare_params
+from chef_contract.payloads import CheckpointAnnouncement
 from chef_contract.ros import create_contract_publisher, create_contract_subscription, spin_node
 from chef_trainer.config import parse_filters, resolve_config_path
 
@@ -158,10 +158,10 @@ class TrainerNode(Node):
             self.get_logger().error(f'learner stopped: {self._error}')
 
     def _announce(self, info: Dict[str, Any]) -> None:
-        payload = {'path': str(info['path']), 'sha256': info['sha256'], 'step': int(info['step']),
-                   'algorithm': self.run.cfg.algorithm, 'run_dir': str(Path(self.p.run_dir).resolve()),
-                   'stamp_unix': time.time()}
-        msg = String(data=json.dumps(payload, sort_keys=True))
+        msg = String(data=CheckpointAnnouncement(
+            path=str(info['path']), sha256=str(info['sha256']), step=int(info['step']),
+            algorithm=self.run.cfg.algorithm, run_dir=str(Path(self.p.run_dir).resolve()),
+            stamp_unix=time.time()).to_json())
         if not self.context.ok():             # shutting down: the checkpoint is saved, nobody listens
             return
         for pub in self.pubs:

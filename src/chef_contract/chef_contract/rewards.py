@@ -13,7 +13,8 @@ Code-exact port of rgb_stacking/stack_rewards.py + reward_functions.py (default 
   staged       from stage 5 down to 1: first stage k with value > 0.01 -> (k - 1 + value) / 5,
                else stage-1 value / 5  (each term clipped to [0, 1] first)
 
-The real cell's pixel-reward node calls `reward_terms` with estimated object positions. Sparse
+Part of the contract because both kinds of cell compute it: chef_sim's env on ground truth, chef_real's
+pixel reward node on estimated object positions (no MuJoCo needed for either call). Sparse
 success needs contacts (`sparse_success_contacts`, what the sim uses); `sparse_success_pose_only` is
 the documented approximation for cells without contact information (docs/sim.md).
 """

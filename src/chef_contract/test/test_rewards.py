@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chef_contract.spec import REWARD_STAGE_TERMS
-from chef_sim import rewards as R
+from chef_contract import rewards as R
 
 BLUE = np.array([0.60, 0.00, 0.075])          # m, a blue object resting in the basket
 
