@@ -15,6 +15,10 @@ CONTROL_PERIOD_S = 0.05          # s, 20 Hz agent loop
 CONTROL_RATE_HZ = 1.0 / CONTROL_PERIOD_S
 PHYSICS_TIMESTEP_S = 0.0005      # s, faithful 2 kHz physics (100 substeps per control tick)
 EPISODE_STEPS = 400              # control ticks per episode (20 s), fixed length, no early stop
+# s: the arm's own command timeout below the safety filter (2 ticks): MoveIt Servo's
+# incoming_command_timeout on a real cell (config/real/servo.yaml), the sim bridge's watchdog_s. The
+# safety filter's command_timeout_s (its own zero twists) must fire before it.
+ARM_COMMAND_TIMEOUT_S = 2 * CONTROL_PERIOD_S
 
 # --- Action (spec §B.5, precision X1) -----------------------------------------------------------
 MAX_LINEAR_SPEED_MPS = 0.07      # m/s, per axis in the spec; the effector then caps the norm

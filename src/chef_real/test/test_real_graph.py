@@ -12,7 +12,8 @@ import yaml
 from chef_bringup.workspace import workspace_root
 from chef_contract import topics as T
 from chef_contract.graph import load_graph
-from chef_contract.spec import ARM_JOINT_NAMES, CAMERA_NAMES, CAMERAS, GRIPPER_JOINT_NAME
+from chef_contract.spec import ARM_COMMAND_TIMEOUT_S, ARM_JOINT_NAMES, CAMERA_NAMES, CAMERAS, GRIPPER_JOINT_NAME
+from chef_policy.safety import load_limits
 from chef_real import description as D
 from chef_real.cameras import load_cameras
 from chef_real.kinematics import RobotModel
@@ -102,7 +103,9 @@ def test_servo_listens_where_the_safety_filter_publishes_and_drives_the_group_co
     assert servo['joint_topic'] == T.JOINT_STATES
     assert servo['command_out_type'] == 'std_msgs/Float64MultiArray'
     assert servo['publish_joint_positions'] and not servo['publish_joint_velocities']
-    assert servo['incoming_command_timeout'] == pytest.approx(0.1)
+    assert servo['incoming_command_timeout'] == pytest.approx(ARM_COMMAND_TIMEOUT_S)
+    # the safety filter's own zero twists (the limits every safety_filter loads) come before Servo halts
+    assert load_limits().command_timeout_s < servo['incoming_command_timeout']
     assert servo['check_collisions'] is True and servo['command_in_type'] == 'speed_units'
     assert servo['scale']['linear'] >= 0.07 and servo['scale']['rotational'] >= 1.0
     # the gripper forward controller listens on <controller>/commands = the contract's GRIPPER_CMD

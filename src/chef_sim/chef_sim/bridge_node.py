@@ -60,7 +60,7 @@ from chef_contract.ros import (
     spin_node, stamp_to_ns,
 )
 from chef_contract.spec import (
-    CAMERA_NAMES, CAMERAS, CONTROL_PERIOD_S, DEFAULT_IMAGE_SIZE_PX, EPISODE_STEPS,
+    ARM_COMMAND_TIMEOUT_S, CAMERA_NAMES, CAMERAS, CONTROL_PERIOD_S, DEFAULT_IMAGE_SIZE_PX, EPISODE_STEPS,
     GRIPPER_OPEN_POSITION_RAD, REWARD_TERMS,
 )
 from chef_sim.env import PRESETS, RgbStackingEnv, SimConfig
@@ -110,7 +110,8 @@ class Params:
                                          'error (a recorder whose readers never match)')
     gripper_wait_s: float = field_(0.05, min=0.0, max=1.0,
                                    help='lockstep: extra wait for a gripper command after the twist arrived')
-    watchdog_s: float = field_(0.1, min=0.01, max=5.0, help='realtime: twist older than this -> zero velocity')
+    watchdog_s: float = field_(ARM_COMMAND_TIMEOUT_S, min=0.01, max=5.0,
+                               help='realtime: twist older than this -> zero velocity (Servo\'s timeout)')
     start_time_s: float = field_(1.0, min=0.0, help='lockstep: sim time of the first tick (s)')
     enforce_workspace: bool = field_(True, help='zero TCP velocity components that leave the workspace box')
     domain_randomization: bool = field_(False, help='randomise lighting, colours, cameras, friction, mass')
