@@ -4,11 +4,13 @@ Partial episodes (`episodes/<cell>/.partial/<id>/`) are in one of three states:
   recording  its recording.lock is flock-held: a live recorder is writing it - left alone;
   closed     bag closed and checksummed but not renamed (crash in the last step) - repair renames it;
   crashed    the recorder died mid-episode - the MCAP has no summary or footer.
-Repair of a crashed partial (or of a published bag that fails verification) moves the original to
-`episodes/<cell>/.quarantine/`, salvages every decodable message of the complete MCAP records with
-the independent `mcap` stream reader (chunk by chunk: a corrupt chunk is skipped, a truncated one
-yields its complete records), replays them through the recorder core (same boundary and metadata
-rules) and publishes the result atomically as status `recovered`. When a restarted recorder already
+Repair of a crashed partial (or of a published bag that fails verification) salvages every
+decodable message of the complete MCAP records with the independent `mcap` stream reader (chunk by
+chunk: a corrupt chunk is skipped, a truncated one yields its complete records), replays them
+through the recorder core (same boundary and metadata rules), publishes the result atomically as
+status `recovered` and keeps the original in `episodes/<cell>/.quarantine/`. A crashed partial moves
+there only after its salvage is published (until then it waits under .partial as `<id>.stale-<ns>`),
+so a repair killed midway is finished by the next one. When a restarted recorder already
 published the rest of the episode, both are merged into one bag (the published one is quarantined
 too). A restarted recorder does the same itself when it receives the episode's start again
 (recording.py). Nothing is deleted.
@@ -336,17 +338,24 @@ def repair_partial(layout: DataLayout, cell: str, partial_dir: Path) -> Optional
             info = json.loads(info_path.read_text())
         except ValueError:
             info = {}
-    kept = quarantine(layout, cell, partial_dir, 'partial')
-    found = salvage(mcap_file(kept))
+    # crash-safe order (`chef loop` repairs when a cell session ends, so a kill can land here): the
+    # original waits under .partial, where the next repair finds it again, until what it holds is
+    # published; only then does it move to .quarantine
+    kept = quarantine_path(layout, cell, partial_dir.name, 'partial')
+    aside = set_aside(partial_dir)
+    found = salvage(mcap_file(aside))
     why = f'crashed partial {layout.relative(kept)}' + (f' ({found.note()})' if found.note() else '')
     pid = info.get('pid')
     died = f'the recorder{f" (pid {pid})" if pid else ""} died before the episode ended'
     final = layout.episode_dir(cell, name)
     if not final.is_dir():
-        return _replay(layout, cell, found.messages, info.get('event'), why, died)
+        out = _replay(layout, cell, found.messages, info.get('event'), why, died)
+        os.rename(aside, kept)
+        return out
     from chef_contract import topics as T
     from chef_recorder.decode import contract_name
     if all(contract_name(m[0]) in (T.EPISODE_EVENTS, T.POLICY_INFO) for m in found.messages):
+        os.rename(aside, kept)
         return None                                 # no data to add to the published rest
     # a restarted recorder published the rest of this episode without this part: one bag of both
     published = quarantine(layout, cell, final, 'superseded')
@@ -359,6 +368,7 @@ def repair_partial(layout: DataLayout, cell: str, partial_dir: Path) -> Optional
     finally:
         if out is None and not final.exists():
             os.rename(published, final)             # never leave the episode with less than before
+    os.rename(aside, kept)
     return out
 
 
@@ -413,8 +423,25 @@ def repair_bag(layout: DataLayout, bag_dir: Path) -> Optional[Path]:
 
 def quarantine(layout: DataLayout, cell: str, path: Path, kind: str) -> Path:
     """Move `path` to episodes/<cell>/.quarantine/<name>.<kind>-<ns> (kept, never deleted)."""
-    q = layout.quarantine_dir(cell)
-    q.mkdir(parents=True, exist_ok=True)
-    dest = q / f'{path.name}.{kind}-{time.time_ns()}'
+    dest = quarantine_path(layout, cell, path.name, kind)
     os.rename(path, dest)
     return dest
+
+
+def quarantine_path(layout: DataLayout, cell: str, name: str, kind: str) -> Path:
+    """Where `quarantine` puts `name` now: episodes/<cell>/.quarantine/<name>.<kind>-<ns>."""
+    q = layout.quarantine_dir(cell)
+    q.mkdir(parents=True, exist_ok=True)
+    return q / f'{name}.{kind}-{time.time_ns()}'
+
+
+def set_aside(partial_dir: Path) -> Path:
+    """Rename a dead recorder's partial to `<id>.stale-<ns>` in the same .partial directory (a
+    name the recorder also uses for it): still a crashed partial for the next repair, while the
+    recorder core publishes the episode's salvage under the episode's own partial name."""
+    partial_dir = Path(partial_dir)
+    if '.stale-' in partial_dir.name:
+        return partial_dir
+    aside = partial_dir.with_name(f'{partial_dir.name}.stale-{time.time_ns()}')
+    os.rename(partial_dir, aside)
+    return aside

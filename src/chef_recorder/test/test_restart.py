@@ -9,6 +9,7 @@ merge too when the rest was published without them; `chef data ls` must show eve
 import shutil
 
 import numpy as np
+import pytest
 
 from chef_bringup.cli import main as chef
 from chef_contract import topics as T
@@ -149,6 +150,36 @@ def test_repair_merges_a_dead_partial_into_the_rest_published_without_it(make_re
     assert chef(['data', '--data-dir', str(layout.root), 'ls', '--all']) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('ep001'))
     assert 'recovered PARTIAL' in row
+
+
+def test_a_repair_killed_before_it_published_is_finished_by_the_next(make_recorder, tmp_path, monkeypatch,
+                                                                     capsys):
+    """`chef loop` repairs a dead recorder's partials when its cell session ends, so a kill of the
+    loop can stop a repair midway: the original must still be where the next repair looks (not only
+    in .quarantine), and that repair publishes the episode once, with every readable tick."""
+    from chef_recorder import integrity
+    layout, s, history = first_life(make_recorder, tmp_path)
+    partial = layout.partial_dir('cell0', 'ep001')
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt('the repairing process dies while it replays the salvage')
+    monkeypatch.setattr(integrity, '_replay', killed)
+    with pytest.raises(KeyboardInterrupt):
+        integrity.repair_partial(layout, 'cell0', partial)
+    monkeypatch.undo()
+    left = [d.name for _, d in layout.iter_partials()]
+    assert len(left) == 1 and left[0].startswith('ep001.stale-') and partial_state(layout.partial_dir(
+        'cell0', left[0])) == 'crashed'
+
+    assert chef(['data', '--data-dir', str(layout.root), 'repair']) == 0
+    assert 'repaired 1 of 1' in capsys.readouterr().out
+    rec = Dataset(layout.root).get('ep001')
+    assert rec.metadata['status'] == 'recovered' and not rec.metadata['complete']
+    ks = recorded_ticks(rec.path)
+    assert len(ks) >= 10 and ks == list(range(len(ks)))
+    assert not list(layout.iter_partials())
+    kept = [p.name for p in layout.quarantine_dir('cell0').iterdir()]
+    assert len(kept) == 1 and kept[0].startswith('ep001.stale-') and '.partial-' in kept[0]
 
 
 def test_repair_skips_a_corrupt_chunk_and_never_counts_nothing_as_repaired(make_recorder, tmp_path, capsys):
