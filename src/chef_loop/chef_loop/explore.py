@@ -80,8 +80,10 @@ def train_policy(base_config: str, overrides: Sequence[str], data_dir: str, epis
                       checkpoint_every=checkpoint_every)
     try:
         if run.steps < steps:            # a resumed run continues to `steps` in all
-            run.run(steps, progress=progress)
-        summary = run.finish()
+            summary = run.run(steps, progress=progress)      # ends with the final checkpoint
+        else:   # re-entered after it had finished: its final checkpoint stands, never rewritten
+            summary = run.finish(save=False)    # (a rewrite changes its sha256 under the episodes
+            #                                     a killed stage already ran with it)
         summary.update(policy_value(run, sampler))
     finally:
         run.close()

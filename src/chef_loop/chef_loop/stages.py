@@ -359,17 +359,17 @@ class ChefRun:
         parent_eval = next(ev for ev in exe['evaluations'] if ev['policy'] == parent_id)
         if f.steps == 0:
             return {'best_policy': parent_id, 'skipped': True}
-        records = self.episodes()
         sdir = self.stage_dir(iteration, 'finetune')
+        episode_ids = self.finetune_episodes(sdir)
         overrides = parent['config']['overrides']
         ckpt, sha, summary = train_policy(str(learner_config_path(parent['config']['learner_config'])),
-                                          overrides, str(self.data_dir), [r.id for r in records],
+                                          overrides, str(self.data_dir), episode_ids,
                                           f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
                                           progress=self.progress, checkpoint_every=f.checkpoint_every,
                                           torch_threads=self.cfg.explore.torch_threads)
         pid = f'finetune-{iteration}'
         self.state.add_policy(pid, checkpoint=ckpt, sha256=sha, parent=parent_id,
-                              config=parent['config'], episodes=[r.id for r in records], stage='finetune',
+                              config=parent['config'], episodes=episode_ids, stage='finetune',
                               iteration=iteration, metrics={'updates': f.steps})
         arts: Dict[str, Any] = {'policy': pid, 'parent': parent_id, 'updates': f.steps,
                                 'parent_updates': parent['metrics'].get('updates')}
@@ -383,17 +383,28 @@ class ChefRun:
             arts['best_policy'] = parent_id
         if f.scratch_baseline:
             ckpt_s, sha_s, _ = train_policy(str(learner_config_path(parent['config']['learner_config'])),
-                                            overrides, str(self.data_dir), [r.id for r in records],
+                                            overrides, str(self.data_dir), episode_ids,
                                             f.steps, sdir / 'scratch', progress=self.progress,
                                             checkpoint_every=f.checkpoint_every,
                                             torch_threads=self.cfg.explore.torch_threads)
             sid = f'scratch-{iteration}'
             self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=parent['config'],
-                                  episodes=[r.id for r in records], stage='finetune_scratch',
+                                  episodes=episode_ids, stage='finetune_scratch',
                                   iteration=iteration, metrics={'updates': f.steps})
             arts['scratch'] = self.evaluate(iteration, 'finetune_scratch', sid, f.episodes_per_triplet or 1,
                                             self.cfg.execute.triplets)
         return arts
+
+    def finetune_episodes(self, stage_dir: Path) -> List[str]:
+        """Every episode in the store when fine-tuning first started, kept in `data.json`: a stage
+        re-entered after a kill resumes training on (and names in the lineage) exactly that set, not
+        the evaluation episodes it recorded itself before the kill."""
+        data_file = stage_dir / 'data.json'
+        if data_file.is_file():
+            return json.loads(data_file.read_text())['episodes']
+        episode_ids = [r.id for r in self.episodes()]
+        atomic_write_json(data_file, {'episodes': episode_ids})
+        return episode_ids
 
     # --- the loop ---------------------------------------------------------------------------------
     def run_stage(self, iteration: int, stage: str, force: bool = False) -> Dict[str, Any]:

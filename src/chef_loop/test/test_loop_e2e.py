@@ -6,75 +6,44 @@ ticks instead of 400 to fit CI.
 """
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-
 from chef_contract.testing import ros_env, unique_domain_id
-
-TINY = Path(__file__).with_name('tiny.yaml')
-
-
-def chef(args, runs_dir, **kw):
-    env = ros_env(unique_domain_id())
-    return subprocess.Popen([sys.executable, '-m', 'chef_bringup.cli', *args, '--config', str(TINY),
-                             '--set', f'runs_dir={runs_dir}', '--no-progress'],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-
-
-def state(run_dir):
-    p = run_dir / 'state.json'
-    return json.loads(p.read_text()) if p.is_file() else {}
+from loop_kill import TINY, ChefCommand, assert_no_process_left, catalog, ended, episode_key, state
 
 
 def episodes(run_dir):
     """Episodes that ran to their end (evaluation counts these, recorded completely or not)."""
-    from chef_recorder.dataset import Dataset
-    return [r for r in Dataset(run_dir / 'data').query(complete=None) if r.metadata.get('status') == 'end']
-
-
-def key(r):
-    m = r.metadata
-    t = m.get('tags') or {}
-    return (m.get('stage'), m.get('iteration'), t.get('data_source'), t.get('candidate'), m.get('triplet'),
-            m.get('seed'))
+    return ended(catalog(run_dir / 'data'))
 
 
 def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     runs = tmp_path / 'runs'
     run_dir = runs / 'tiny'
     # 1. start the loop and SIGKILL it in the middle of the execute stage
-    proc = chef(['loop'], runs, start_new_session=True)
-    deadline = time.monotonic() + 420
-    killed_during = None
-    while time.monotonic() < deadline:
+    loop = ChefCommand(['loop'], runs, ros=True)
+
+    def in_execute_with_an_episode():
         st = state(run_dir).get('iterations', {}).get('0', {})
-        if st.get('execute', {}).get('status') == 'running' and run_dir.joinpath('data', 'catalog.sqlite').exists():
-            if any(r.metadata.get('stage') == 'execute' for r in episodes(run_dir)):
-                killed_during = 'execute'
-                break
-        if proc.poll() is not None:
-            break
-        time.sleep(1.0)
-    out = ''
-    if killed_during:
-        os.killpg(proc.pid, signal.SIGKILL)       # the loop and everything it started
-        proc.wait()
+        return (st.get('execute', {}).get('status') == 'running'
+                and run_dir.joinpath('data', 'catalog.sqlite').exists()
+                and any(r.metadata.get('stage') == 'execute' for r in episodes(run_dir)))
+    if loop.wait_for(in_execute_with_an_episode, timeout_s=420, period_s=1.0):
+        loop.kill('group')                        # the loop and everything it started
     else:
-        out = proc.communicate()[0]
-    assert killed_during == 'execute', f'loop never reached execute (rc={proc.returncode}):\n{out[-3000:]}'
+        loop.finish(timeout_s=60)
+        raise AssertionError(f'loop never reached execute (rc={loop.proc.returncode}):\n{loop.output(3000)}')
     before = {r.id for r in episodes(run_dir)}
     assert state(run_dir)['iterations']['0']['explore']['status'] == 'done'
 
     # 2. resume: same command
-    proc = chef(['loop'], runs)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-4000:]
+    rerun = ChefCommand(['loop'], runs, ros=True)
+    rc, out = rerun.finish(timeout_s=600)
+    assert rc == 0, out[-4000:]
+    assert_no_process_left(loop, rerun)          # the killed run's nodes and Ray included
     st = state(run_dir)
     stages = st['iterations']['0']
     assert [stages[s]['status'] for s in ('collect', 'explore', 'execute', 'finetune')] == ['done'] * 4
@@ -106,7 +75,7 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     # data from all stages is in the catalog; nothing lost, nothing doubled
     recs = episodes(run_dir)
     assert before <= {r.id for r in recs}, 'episodes recorded before the kill were lost'
-    counts = Counter(key(r) for r in recs)
+    counts = Counter(episode_key(r) for r in recs)
     assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
     by_stage = Counter(r.metadata.get('stage') for r in recs)
     assert by_stage['collect'] == 2
