@@ -5,14 +5,16 @@
    config's seed; reused when already there).
 2. Learners, each trained for the same number of updates with batch 256 on every transition of that
    data, privileged state inputs (18 stacked keys), one torch thread each, two at a time:
-   * chef_crr        - the CHEF loop's learner (config/learners/crr_state.yaml): 6 SAC-X intention
-                       heads on one shared critic, the 'staged' head acts
-   * chef_crr_single - the same with only the 'staged' intention (multi-task vs single-task)
-   * chef_crr_nll    - chef_crr with the previous actor loss (Gaussian NLL with learned spread) and
-                       raw advantages, the learner this bench replaced
-   * chef_bc         - the project's BC (config/learners/bc_state.yaml)
+   * chef_iql        - the CHEF loop's learner (config/learners/iql_state.yaml): 6 SAC-X intention
+                       heads on shared critics (two, clipped double Q) and a shared expectile value,
+                       1-step targets, the 'staged' head acts
+   * chef_iql_single - the same with only the 'staged' intention (multi-task vs single-task)
+   * chef_crr        - the previous loop learner (config/learners/crr_state.yaml), multi-task
+   * chef_bc         - the project's BC (config/learners/bc_state.yaml, actor lr 1e-3 as chef_iql)
    * bc_mlp          - independent baseline: a plain PyTorch MLP (256x256 ReLU), squared error on
-                       the 5-D action, inputs standardised
+                       the 5-D action, inputs standardised, Adam 3e-4 (`baseline_bc`)
+   * bc_mlp_lr1e3    - the same MLP at the project learners' actor learning rate (1e-3): shows how
+                       much of a gain over bc_mlp is the learning rate rather than the critic
    * d3rlpy_crr, d3rlpy_iql - d3rlpy 2.8.1 (requirements-bench.txt), 256x256 encoders, standardised
                        observations, the staged reward
 3. Evaluation: every policy, deterministic, on the same seeded scenes of the 5 test triplets in the
@@ -45,27 +47,32 @@ RESULTS = ROOT / 'bench' / 'results'
 DATA_CONFIG = 'bench_learning'
 EVAL_SEED = 900_000                 # evaluation scenes: seed + 1000 * triplet + episode
 BATCH = 256
-CHOSEN = 'chef_crr'
+CHOSEN = 'chef_iql'
 BASELINE_BC = 'bc_mlp'
 
-CHEF_LEARNERS = {
+SINGLE = ['learner.intentions=[staged]', 'learner.network.n_intentions=1']
+CHEF_LEARNERS = {   # name: (config/learners file, overrides)
+    'chef_iql': ('iql_state.yaml', []),
+    'chef_iql_single': ('iql_state.yaml', SINGLE),
     'chef_crr': ('crr_state.yaml', []),
-    'chef_crr_single': ('crr_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1']),
+    'chef_crr_single': ('crr_state.yaml', SINGLE),
     'chef_crr_nll': ('crr_state.yaml', ['learner.actor_loss=nll', 'learner.crr.normalize_advantage=false']),
     'chef_bc': ('bc_state.yaml', []),
-    'chef_iql': ('iql_state.yaml', []),
+    # variants measured on validation scenes while choosing (bench/results/experiments/README.md)
     'chef_iql_nll': ('iql_state.yaml', ['learner.actor_loss=nll']),
-    'chef_iql_single': ('iql_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1']),
-    'chef_iql_single_n1': ('iql_state.yaml', ['learner.intentions=[staged]', 'learner.network.n_intentions=1',
-                                              'learner.n_step=1']),
-    # variants measured while choosing the loop's learner (not in the default set)
+    'chef_iql_b3': ('iql_state.yaml', ['learner.iql.beta=3.0']),
+    'chef_iql_b0': ('iql_state.yaml', ['learner.iql.beta=0.0']),
+    'chef_iql_n5': ('iql_state.yaml', ['learner.n_step=5']),
+    'chef_iql_one_critic': ('iql_state.yaml', ['learner.iql.critics=1']),
+    'chef_iql_lr3e4': ('iql_state.yaml', ['learner.optim.actor_lr=3e-4']),
+    'chef_bc_lr3e4': ('bc_state.yaml', ['learner.optim.actor_lr=3e-4']),
     'chef_crr_bc': ('crr_state.yaml', ['learner.crr.bc_weight=1.0']),
     'chef_crr_b3': ('crr_state.yaml', ['learner.crr.beta=3.0']),
     'chef_crr_bin': ('crr_state.yaml', ['learner.crr.weight_mode=binary']),
 }
-DEFAULT_CHEF = ('chef_crr', 'chef_crr_single', 'chef_crr_nll', 'chef_bc')
-BASELINES = ('bc_mlp', 'd3rlpy_crr', 'd3rlpy_iql')
-QUICK_LEARNERS = ('chef_crr', 'chef_bc', 'bc_mlp', 'd3rlpy_crr')
+DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_crr', 'chef_bc')
+BASELINES = ('bc_mlp', 'bc_mlp_lr1e3', 'd3rlpy_crr', 'd3rlpy_iql')
+QUICK_LEARNERS = ('chef_iql', 'chef_bc', 'bc_mlp', 'd3rlpy_iql')
 
 
 # --- data -------------------------------------------------------------------------------------------
@@ -130,7 +137,8 @@ def train_chef(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str
             'updates_per_s': updates / wall}
 
 
-def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
+def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0, lr: float = 3e-4,
+                 name: str = 'bc_mlp') -> Dict[str, Any]:
     """Plain PyTorch behaviour cloning: standardised inputs, 256x256 ReLU MLP, MSE on the action."""
     import torch
     from torch import nn
@@ -155,7 +163,7 @@ def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Di
             return self.net((obs - self.mean) / self.std)
 
     model = Policy()
-    opt = torch.optim.Adam(model.net.parameters(), lr=3e-4)
+    opt = torch.optim.Adam(model.net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     for _ in range(updates):
@@ -165,9 +173,9 @@ def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Di
         loss.backward()
         opt.step()
     wall = time.perf_counter() - t0
-    path = Path(out_dir) / 'bc_mlp.pt'
+    path = Path(out_dir) / f'{name}.pt'
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(model.eval()).save(str(path))
+    torch.jit.trace(model.eval(), xt[:1]).save(str(path))
     return {'spec': PolicySpec('torchscript', path=str(path)), 'updates': updates, 'train_s': wall,
             'updates_per_s': updates / wall}
 
@@ -224,6 +232,8 @@ def _train(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str, An
             return train_chef(name, data_dir, out_dir, updates)
         if name == 'bc_mlp':
             return train_bc_mlp(data_dir, out_dir, updates)
+        if name == 'bc_mlp_lr1e3':
+            return train_bc_mlp(data_dir, out_dir, updates, lr=1e-3, name=name)
         return train_d3rlpy(name.split('_', 1)[1], data_dir, out_dir, updates)
     except Exception as exc:  # noqa: BLE001 - a failing learner is a result
         return {'error': f'{type(exc).__name__}: {exc}'}

@@ -52,6 +52,8 @@ class IQLConfig:
                               help='tau of the value expectile: V_k(s) -> the tau-expectile of Q_k(s, a_data)')
     beta: float = field_(3.0, min=0.0, help='inverse temperature: w = min(exp(beta * (Q - V)), max_weight)')
     max_weight: float = field_(100.0, min=0.0, help='clip of the advantage weights')
+    critics: int = field_(1, min=1, max=2, help='2: clipped double Q, the minimum of two critics '
+                          '(their targets) in the value and advantage, as in the IQL paper')
 
 
 @dataclass

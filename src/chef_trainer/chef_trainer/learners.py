@@ -360,6 +360,13 @@ class IQLLearner(Learner):
         super().__init__(config, device)
         self.value = MultiTaskValue(config.network).to(self.device)
         self.value_opt = _make_adam(self.value.parameters(), config.optim.critic_lr, config.optim, self.device)
+        self.critic2 = self.target_critic2 = None
+        if config.iql.critics == 2:
+            torch.manual_seed(config.seed + 1)
+            self.critic2 = MultiTaskCritic(config.network).to(self.device)
+            self.target_critic2 = copy.deepcopy(self.critic2).requires_grad_(False)
+            self.critic2_opt = _make_adam(self.critic2.parameters(), config.optim.critic_lr, config.optim,
+                                          self.device)
 
     def _losses(self, b):
         cfg = self.config
@@ -367,9 +374,14 @@ class IQLLearner(Learner):
             rewards = L.intention_rewards(b['rewards'], self.columns) * cfg.reward_scale
             target = L.n_step_target(rewards, b['discount'], self.value(b['next_obs']))
             q_target = self.target_critic(b['obs'], b['action'])                           # [B, K]
+            if self.critic2 is not None:
+                q_target = torch.minimum(q_target, self.target_critic2(b['obs'], b['action']))
         features = self.critic.encoder(b['obs'])
         q = critic_q_for_actions(self.critic, features, b['action'].unsqueeze(1)).squeeze(1)   # [B, K]
         critic_loss, per_k = L.td_loss(q, target, cfg.td_loss)
+        if self.critic2 is not None:
+            q2 = self.critic2(b['obs'], b['action'])
+            critic_loss = critic_loss + L.td_loss(q2, target, cfg.td_loss)[0]
         v = self.value(b['obs'])
         value_loss = L.expectile_loss(q_target - v, cfg.iql.expectile)
         adv = q_target - v.detach()
@@ -390,21 +402,41 @@ class IQLLearner(Learner):
     def modules(self):
         out = super().modules()
         out['value'] = self.value
+        if self.critic2 is not None:
+            out.update(critic2=self.critic2, target_critic2=self.target_critic2)
         return out
 
     def optimisers(self):
         out = super().optimisers()
         out['value_opt'] = self.value_opt
+        if self.critic2 is not None:
+            out['critic2_opt'] = self.critic2_opt
         return out
 
     def _zero_grad(self):
         super()._zero_grad()
         self.value_opt.zero_grad(set_to_none=True)
+        if self.critic2 is not None:
+            self.critic2_opt.zero_grad(set_to_none=True)
 
     def _step_optimisers(self, out):
         super()._step_optimisers(out)
         out['value_grad_norm'] = _grad_clip(self.value.parameters(), self.config.optim.grad_clip)
         self.value_opt.step()
+        if self.critic2 is not None:
+            _grad_clip(self.critic2.parameters(), self.config.optim.grad_clip)
+            self.critic2_opt.step()
+
+    @torch.no_grad()
+    def _update_targets(self):
+        super()._update_targets()
+        if self.critic2 is not None:
+            tau = self.config.target_tau
+            if tau > 0:
+                for p, tp in zip(self.critic2.parameters(), self.target_critic2.parameters()):
+                    tp.lerp_(p, tau)
+            elif self.config.target_update_period and self.steps % self.config.target_update_period == 0:
+                self.target_critic2.load_state_dict(self.critic2.state_dict())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -136,20 +136,33 @@ def test_crr_prefers_the_better_logged_action_where_bc_averages(mode, actor_loss
     assert np.all(means['crr'] > 0.4), means                   # CRR: the rewarded action
 
 
-@pytest.mark.parametrize('actor_loss', ['mse', 'nll'])
-def test_iql_prefers_the_better_logged_action_and_its_value_is_an_upper_expectile(actor_loss):
+@pytest.mark.parametrize('actor_loss,critics', [('mse', 1), ('nll', 1), ('mse', 2)])
+def test_iql_prefers_the_better_logged_action_and_its_value_is_an_upper_expectile(actor_loss, critics):
     """IQL on the bandit: the actor moves to the rewarded action (BC averages, previous test), and
-    V sits between the two actions' Q values, above their mean (expectile 0.9 > 0.5)."""
+    V sits between the two actions' Q values, above their mean (expectile 0.9 > 0.5); with two
+    critics both learn the same Q and the second one is checkpointed and resumed with the rest."""
     buf = bandit_dataset()
     rng = np.random.default_rng(2)
     cfg = LearnerConfig(algorithm='iql', network=small_net(), batch_size=64, n_step=1, seed=2,
                         target_update_period=0, target_tau=0.05, actor_loss=actor_loss,
-                        iql=IQLConfig(expectile=0.9, beta=10.0),
+                        iql=IQLConfig(expectile=0.9, beta=10.0, critics=critics),
                         optim=OptimConfig(actor_lr=1e-3, critic_lr=1e-3))
     learner = make_learner(cfg, 'cpu')
     for _ in range(400):
         out = learner.update(buf.sample(64, rng))
     assert set(learner.modules()) >= {'actor', 'critic', 'value'} and 'value_opt' in learner.optimisers()
+    assert ('critic2' in learner.modules()) == (critics == 2) == ('critic2_opt' in learner.optimisers())
+    if critics == 2:
+        obs = {KEY: torch.zeros(1, 3, 7)}
+        act = torch.tensor([[0.6, 0, 0, 0, 1.0], [-0.6, 0, 0, 0, 1.0]])
+        with torch.no_grad():
+            q1 = learner.critic({KEY: obs[KEY].expand(2, 3, 7)}, act)
+            q2 = learner.critic2({KEY: obs[KEY].expand(2, 3, 7)}, act)
+        assert torch.all(q2[0] > q2[1] + 0.5) and torch.allclose(q1, q2, atol=0.3), (q1, q2)
+        fresh = make_learner(cfg, 'cpu')
+        fresh.load_modules({k: m.state_dict() for k, m in learner.modules().items()})
+        for p, q in zip(fresh.target_critic2.parameters(), learner.target_critic2.parameters()):
+            assert torch.equal(p, q)
     obs = {KEY: torch.zeros(1, 3, 7)}
     with torch.no_grad():
         mean, _, _ = learner.actor(obs)
