@@ -242,6 +242,40 @@ def dummy_observation(config: NetworkConfig, batch: int = 1) -> TensorDict:
 
 
 # --------------------------------------------------------------------------------------------------
+# image augmentation (training only)
+# --------------------------------------------------------------------------------------------------
+def random_shift(images: torch.Tensor, pad: int,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """DrQ's random shift (Kostrikov et al. 2020): each image of a batch [B, H, W, C] is padded by
+    `pad` px with its edge pixels (replicate) and cropped back to H x W at a random offset, i.e.
+    shifted by an integer (dy, dx) in [-pad, pad]^2, independently per image. One gather of pixels
+    on the images' device in their dtype (uint8 stays uint8, nothing is interpolated); `generator`,
+    if given, must live on that device. pad 0 returns the input."""
+    if pad <= 0:
+        return images
+    if images.dim() != 4:
+        raise ValueError(f'random_shift expects [B, H, W, C], got {tuple(images.shape)}')
+    b, h, w, c = images.shape
+    dev = images.device
+    shift = torch.randint(-pad, pad + 1, (b, 2), generator=generator, device=dev)
+    rows = (torch.arange(h, device=dev)[None, :] + shift[:, :1]).clamp_(0, h - 1)       # [B, H]
+    cols = (torch.arange(w, device=dev)[None, :] + shift[:, 1:]).clamp_(0, w - 1)       # [B, W]
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, h * w, 1).expand(b, h * w, c)
+    return images.reshape(b, h * w, c).gather(1, index).view(b, h, w, c)
+
+
+def shift_images(obs: Mapping[str, torch.Tensor], image_keys: Sequence[str], pad: int,
+                 generator: Optional[torch.Generator] = None) -> TensorDict:
+    """`obs` with every image key randomly shifted (random_shift); state keys untouched."""
+    if pad <= 0 or not image_keys:
+        return dict(obs)
+    out = dict(obs)
+    for k in image_keys:
+        out[k] = random_shift(obs[k], pad, generator)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # building blocks
 # --------------------------------------------------------------------------------------------------
 def mlp(in_dim: int, widths: Sequence[int]) -> Tuple[nn.Sequential, int]:

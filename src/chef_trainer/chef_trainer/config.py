@@ -93,6 +93,11 @@ class LearnerConfig:
     iql: IQLConfig = field_(default_factory=IQLConfig, help='IQL value expectile and actor weights')
     mpo: MPOConfig = field_(default_factory=MPOConfig, help='MPO policy improvement')
     optim: OptimConfig = field_(default_factory=OptimConfig, help='optimisers')
+    image_shift_px: int = field_(0, min=0, max=32,
+                                 help='pixels: DrQ random-shift augmentation of every training image '
+                                      '(edge-padded by N px, cropped back at a random offset, on the '
+                                      'device, uint8 kept; obs and next_obs shifted independently); '
+                                      '0 = off. Training only: acting never shifts')
     device: str = field_('auto', help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     compile: bool = field_(False, help='torch.compile the loss computation (worth it on GPU and for '
                                        'pixels; a one-off compile cost of tens of seconds)')

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from chef_policy.networks import MultiTaskActor, MultiTaskCritic, MultiTaskValue
+from chef_policy.networks import MultiTaskActor, MultiTaskCritic, MultiTaskValue, shift_images
 
 from chef_trainer import losses as L
 from chef_trainer.config import LearnerConfig, resolve_device
@@ -125,6 +125,7 @@ class Learner:
         torch.manual_seed(config.seed)
         net = config.network
         self.keys = tuple(net.input_keys) + tuple(net.image_keys)
+        self.image_keys = tuple(net.image_keys)
         self.columns = L.intention_columns(config.intentions)
         self.actor = MultiTaskActor(net).to(self.device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
@@ -155,6 +156,11 @@ class Learner:
         check_batch_keys(batch, self.keys)
         b = batch if isinstance(batch.get('action'), torch.Tensor) and batch['action'].device == self.device \
             else batch_to_torch(batch, self.keys, self.device)
+        pad = self.config.image_shift_px
+        if pad and self.image_keys:          # DrQ: a fresh random shift of every image, every update
+            b = dict(b, obs=shift_images(b['obs'], self.image_keys, pad))
+            if self.uses_critic:             # (BC never reads next_obs)
+                b['next_obs'] = shift_images(b['next_obs'], self.image_keys, pad)
         self._zero_grad()
         out = self._loss_fn(b)
         out['loss'].backward()
@@ -191,16 +197,24 @@ class Learner:
                 target.load_state_dict(online.state_dict())
 
     # --- input standardisation ----------------------------------------------------------------------
-    @property
-    def state_statistics_ready(self) -> bool:
-        enc = self.actor.encoder
+    @staticmethod
+    def _stats_ready(module: nn.Module) -> bool:
+        enc = module.encoder
         return not enc.state_keys or bool(enc.state_stats_ready)
 
+    @property
+    def state_statistics_ready(self) -> bool:
+        """Every network's state standardisation is set (False for a run from scratch, and for the
+        networks a fine-tuning checkpoint did not hold: a BC student's critics and value)."""
+        return all(self._stats_ready(m) for m in self.modules().values())
+
     def fit_state_statistics(self, batch: Mapping[str, Any]) -> None:
-        """Standardise the state inputs of every network (online and target) from `batch['obs']`."""
+        """Standardise the state inputs of every network (online and target) that has no statistics
+        yet from `batch['obs']`; networks loaded from a checkpoint keep theirs."""
         obs = batch_to_torch(dict(batch, next_obs=batch['obs']), self.keys, self.device)['obs']
         for m in self.modules().values():
-            m.encoder.fit_state_statistics(obs)
+            if not self._stats_ready(m):
+                m.encoder.fit_state_statistics(obs)
 
     # --- offline actor ------------------------------------------------------------------------------
     def _actor_terms(self, b: Batch):
