@@ -13,8 +13,9 @@ _COMMON_EPILOG = """
 Runs live in runs/<name>/ (config.yaml, state.json with lineage, per-stage logs and trials); the
 episode store is runs/<name>/data unless data_dir is set. Re-running a command resumes: finished
 stages are skipped, a stage interrupted mid-way continues without losing or duplicating episodes.
-Configs: config/chef/default.yaml (the README's small run), config/chef/large.yaml; any key can be
-overridden with --set, e.g. --set cells.cells=4 --set explore.trials=8. The cells' ROS domain ids
+Configs: config/chef/default.yaml (the README's small run), config/chef/large.yaml, and policies
+from pixels: config/chef/pixels_cpu.yaml (64 px, 2 CPU cores), pixels.yaml (128 px, an
+accelerator); any key can be overridden with --set, e.g. --set cells.cells=4 --set explore.trials=8. The cells' ROS domain ids
 come from cells.domain_range (default 110-199); the environment variable CHEF_DOMAIN_RANGE=LO-HI
 overrides it.
 """

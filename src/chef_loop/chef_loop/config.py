@@ -12,7 +12,9 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from chef_contract.config import ConfigError, field_, load_config
 from chef_contract.domains import DEFAULT_DOMAIN_RANGE_TEXT, domain_range, parse_domain_range
-from chef_contract.spec import TEST_TRIPLETS
+from chef_contract.spec import REAL_STATE_OBSERVATION_NAMES, TEST_TRIPLETS
+
+REAL_KEYS = frozenset(REAL_STATE_OBSERVATION_NAMES)
 
 TEST_TRIPLET_NAMES: Tuple[str, ...] = tuple(TEST_TRIPLETS)
 STAGES = ('collect', 'explore', 'execute', 'finetune')
@@ -101,6 +103,11 @@ class FinetuneConfig:
     checkpoint_every: int = field_(250, min=0, help='updates between checkpoints of the fine-tuning run '
                                    '(resumed from the newest after a kill; 0 = only at the end)')
     episodes_per_triplet: int = field_(2, min=0, help='evaluation episodes per test triplet')
+    learner_overrides: List[str] = field_(default_factory=list,
+                                          help='a.b=value overrides added to the selected policy\'s own '
+                                               'config for fine-tuning, e.g. [\'learner.algorithm="iql"\'] '
+                                               'improves a BC student with IQL (networks the checkpoint '
+                                               'lacks, the critics and value, start fresh)')
     scratch_baseline: bool = field_(False, help='also train the best config from scratch for the '
                                                 'same number of updates and evaluate it (compute '
                                                 'comparison; costs one more training and evaluation)')
@@ -158,7 +165,47 @@ def load_loop_config(name: Union[str, Path, None] = 'default', overrides=()) -> 
     for t in cfg.execute.triplets + cfg.collect.triplets:
         if t not in TEST_TRIPLETS and not t.startswith('rgb_'):
             raise ConfigError(f'unknown triplet {t!r}')
+    check_policy_inputs(cfg)
     return cfg
+
+
+def _network_variants(cfg: LoopConfig) -> List[Tuple[str, List[str]]]:
+    """(what, learner overrides) of every network the loop's offline stages can train: the explore
+    base, each choice of a searched learner.network key, and fine-tuning's added overrides."""
+    import json
+    e = cfg.explore
+    out = [('explore.learner_config', list(e.learner_overrides))]
+    for key, spec in sorted(e.search_space.items()):
+        if key.startswith('learner.network.') and 'choice' in spec:
+            out += [(f'explore.search_space.{key}={v!r}', list(e.learner_overrides) + [f'{key}={json.dumps(v)}'])
+                    for v in spec['choice']]
+    if cfg.finetune.learner_overrides:
+        out.append(('finetune.learner_overrides', list(e.learner_overrides) + list(cfg.finetune.learner_overrides)))
+    return out
+
+
+def check_policy_inputs(cfg: LoopConfig) -> None:
+    """`observation` is what the loop's offline policies read: every network explore and fine-tune
+    can train has that obs_mode, and a pixels run's networks read no privileged sim key (object
+    poses), so its policies run on a real cell. FQE (chef_trainer.ope) scores state networks only, so
+    a pixels run ranks its trials by a summary metric. The online Collect learner is checked too
+    when it acts (collect.episodes > 0)."""
+    from chef_trainer.config import load_learner_config
+    checks = [(what, cfg.explore.learner_config, ov) for what, ov in _network_variants(cfg)]
+    if cfg.collect.episodes > 0:
+        checks.append(('collect.learner_config', cfg.collect.learner_config, list(cfg.collect.learner_overrides)))
+    for what, name, overrides in checks:
+        net = load_learner_config(learner_config_path(name), overrides).learner.network
+        if net.obs_mode != cfg.observation:
+            raise ConfigError(f'observation: {cfg.observation!r} but {what} ({name}) trains '
+                              f'obs_mode {net.obs_mode!r} networks')
+        if cfg.observation == 'pixels' and net.privileged:
+            raise ConfigError(f'observation: pixels but {what} ({name}) reads privileged sim keys '
+                              f'{[k for k in net.input_keys if k not in REAL_KEYS]} (a real cell has none)')
+    if cfg.observation == 'pixels' and cfg.explore.select_metric.startswith('fqe'):
+        raise ConfigError(f'explore.select_metric {cfg.explore.select_metric!r}: fitted Q evaluation scores '
+                          'state networks only; rank pixel trials by a summary metric (e.g. arm_mse, '
+                          'select_mode: min)')
 
 
 def learner_config_path(name: str) -> Path:

@@ -32,12 +32,15 @@ def _overrides(params: Dict[str, Any]) -> List[str]:
 
 
 def policy_value(run, sampler, samples: int = 1024, seed: int = 12345) -> Dict[str, float]:
-    """Q_k(s, mu_k(s)) averaged over `samples` states of the data, for every intention k."""
+    """Q_k(s, mu_k(s)) averaged over `samples` states of the data, for every intention k; {} for a
+    learner without a critic (BC: its trials are scored by another metric, e.g. arm_mse)."""
     import numpy as np
     import torch
 
     from chef_trainer.learners import batch_to_torch
     learner = run.learner
+    if not learner.uses_critic:
+        return {}
     rng = np.random.default_rng(seed)
     b = batch_to_torch(sampler.sample(samples, rng), learner.keys, learner.device)
     out: Dict[str, float] = {}
@@ -174,8 +177,9 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
              {'trial': t['trial'], 'params': t['params'], 'error': 'no result (trial did not run)'})
         results.append(r)
         pv = (r.get('summary') or {}).get('policy_value')
+        shown = f'policy_value {pv:.3f}' if isinstance(pv, (int, float)) else 'no critic'
         log(f'  trial {t["trial"]}: {_overrides(t["params"])} -> '
-            + (f'error {r["error"]}' if r.get('error') else f'policy_value {pv:.3f}, {r.get("wall_s", 0):.0f} s'))
+            + (f'error {r["error"]}' if r.get('error') else f'{shown}, {r.get("wall_s", 0):.0f} s'))
     return results
 
 

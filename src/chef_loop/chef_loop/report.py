@@ -122,16 +122,19 @@ def learning_curves(run_dir: Path, out_dir: Path) -> List[str]:
         groups.setdefault(f'{rel.parts[0]}_{rel.parts[1]}', []).append(p)
     images = []
     for group, paths in groups.items():
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
         for p in paths:
             m = _read_csv(p)
             if 'step' not in m:
                 continue
             label = p.parent.name
-            for ax, key in zip(axes, ('critic_loss', 'actor_loss', 'q_mean')):
-                if key in m:
-                    ax.plot(m['step'], m[key], label=label, lw=1)
-                    ax.set_title(key)
+            # BC logs bc_loss, not actor_loss; arm_mse (the arm mean's squared error on the logged
+            # actions) is logged by every offline learner, so BC and IQL trials share a panel
+            for ax, keys in zip(axes, (('critic_loss',), ('actor_loss', 'bc_loss'), ('arm_mse',), ('q_mean',))):
+                key = next((k for k in keys if k in m), None)
+                if key is not None:
+                    ax.plot(m['step'], m[key], label=f'{label} ({key})' if len(keys) > 1 else label, lw=1)
+                    ax.set_title(' | '.join(keys))
                     ax.set_xlabel('update')
         axes[0].legend(fontsize=7)
         for ax in axes:

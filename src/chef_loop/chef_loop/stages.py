@@ -361,7 +361,8 @@ class ChefRun:
             return {'best_policy': parent_id, 'skipped': True}
         sdir = self.stage_dir(iteration, 'finetune')
         episode_ids = self.finetune_episodes(sdir)
-        overrides = parent['config']['overrides']
+        overrides = list(parent['config']['overrides']) + list(f.learner_overrides)
+        config = dict(parent['config'], overrides=overrides)
         ckpt, sha, summary = train_policy(str(learner_config_path(parent['config']['learner_config'])),
                                           overrides, str(self.data_dir), episode_ids,
                                           f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
@@ -369,7 +370,7 @@ class ChefRun:
                                           torch_threads=self.cfg.explore.torch_threads)
         pid = f'finetune-{iteration}'
         self.state.add_policy(pid, checkpoint=ckpt, sha256=sha, parent=parent_id,
-                              config=parent['config'], episodes=episode_ids, stage='finetune',
+                              config=config, episodes=episode_ids, stage='finetune',
                               iteration=iteration, metrics={'updates': f.steps})
         arts: Dict[str, Any] = {'policy': pid, 'parent': parent_id, 'updates': f.steps,
                                 'parent_updates': parent['metrics'].get('updates')}
@@ -388,7 +389,7 @@ class ChefRun:
                                             checkpoint_every=f.checkpoint_every,
                                             torch_threads=self.cfg.explore.torch_threads)
             sid = f'scratch-{iteration}'
-            self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=parent['config'],
+            self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=config,
                                   episodes=episode_ids, stage='finetune_scratch',
                                   iteration=iteration, metrics={'updates': f.steps})
             arts['scratch'] = self.evaluate(iteration, 'finetune_scratch', sid, f.episodes_per_triplet or 1,
