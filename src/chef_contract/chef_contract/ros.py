@@ -119,6 +119,25 @@ def image_to_msg(arr: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = 
     return m
 
 
+def camera_info_msg(camera: str, size_px: int):
+    """sensor_msgs/CameraInfo of a basket camera rendered at size x size px: pinhole intrinsics from the
+    spec's vertical fov, principal point at the centre, no distortion (plumb_bob, zeros). Header left
+    to the caller (frame `topics.camera_frame(camera)`, the image's stamp)."""
+    from sensor_msgs.msg import CameraInfo
+
+    from chef_contract.spec import CAMERAS
+    f = CAMERAS[camera].focal_length_px(size_px)
+    c = size_px / 2.0
+    info = CameraInfo()
+    info.width = info.height = size_px
+    info.distortion_model = 'plumb_bob'
+    info.d = [0.0] * 5
+    info.k = [f, 0.0, c, 0.0, f, c, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [f, 0.0, c, 0.0, 0.0, f, c, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
 # --- named stamped vectors (sensor_msgs/JointState used as name -> value) ------------------------
 def named_vector_msg(names: Sequence[str], values: Sequence[float], stamp_ns: int, frame_id: str = ''):
     from sensor_msgs.msg import JointState

@@ -61,12 +61,16 @@ GRASP_OUTWARD = 3                # object detected while opening
 # --- Cameras (spec §B.3) ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CameraSpec:
-    """A basket camera: MuJoCo convention (looks along its -z); world-frame pose; vertical fov."""
+    """A basket camera: world-frame (base_link) pose, vertical fov. `optical_axis` is the viewing
+    direction (MuJoCo cameras look along their -z); `optical_quaternion_xyzw` the orientation of the
+    optical frame (REP 103: z forward, x right, y down), from the benchmark's MJCF (the back camera is
+    rolled 1.4 deg about its axis)."""
 
     name: str
     position_m: Tuple[float, float, float]
     optical_axis: Tuple[float, float, float]
     fovy_deg: float
+    optical_quaternion_xyzw: Tuple[float, float, float, float]
 
     @property
     def frame_id(self) -> str:
@@ -78,11 +82,14 @@ class CameraSpec:
 
 CAMERAS: Dict[str, CameraSpec] = {
     'basket_front_left': CameraSpec(
-        'basket_front_left', (0.970, -0.375, 0.285), (-0.641, 0.632, -0.436), 35.0),
+        'basket_front_left', (0.970, -0.375, 0.285), (-0.641, 0.632, -0.436), 35.0,
+        (-0.78153, -0.32721, 0.20501, 0.49002)),
     'basket_front_right': CameraSpec(
-        'basket_front_right', (0.970, 0.375, 0.285), (-0.641, -0.632, -0.436), 35.0),
+        'basket_front_right', (0.970, 0.375, 0.285), (-0.641, -0.632, -0.436), 35.0,
+        (-0.32721, -0.78153, 0.49002, 0.20501)),
     'basket_back_left': CameraSpec(
-        'basket_back_left', (0.060, -0.260, 0.440), (0.735, 0.322, -0.597), 30.0),
+        'basket_back_left', (0.060, -0.260, 0.440), (0.735, 0.322, -0.597), 30.0,
+        (-0.75379, 0.47987, -0.24993, 0.37290)),
 }
 CAMERA_NAMES = tuple(CAMERAS)
 POLICY_CAMERAS = ('basket_front_left', 'basket_front_right')   # used by the vision agents

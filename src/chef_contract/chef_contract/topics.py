@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-from chef_contract.spec import CAMERA_NAMES
+from chef_contract.spec import CAMERA_NAMES, CAMERAS
 
 # --- Frames -------------------------------------------------------------------------------------
 WORLD_FRAME = 'base_link'              # Sawyer base = benchmark world origin, +x towards the basket
@@ -23,6 +23,28 @@ FT_SENSOR_FRAME = 'ft_sensor'          # FTS-300 measurement frame
 
 def camera_frame(camera: str) -> str:
     return f'{camera}_optical_frame'
+
+
+@dataclass(frozen=True)
+class StaticTransform:
+    """One fixed transform: the pose of `child` in `parent` (translation m, rotation x y z w)."""
+
+    parent: str
+    child: str
+    translation_m: Tuple[float, float, float]
+    rotation_xyzw: Tuple[float, float, float, float]
+
+
+def static_transforms(cameras=CAMERA_NAMES) -> Tuple[StaticTransform, ...]:
+    """The cell's fixed frame tree: base_link -> each camera's optical frame at the benchmark's camera
+    pose (spec.CAMERAS; a real cell's calibration may differ, config/real/cameras.yaml). Written as
+    `tf_static` at the head of every bag, so viewers (Foxglove's 3D panel) can place the camera images
+    next to the poses, which are all in base_link."""
+    def unit(q):
+        n = sum(v * v for v in q) ** 0.5
+        return tuple(v / n for v in q)
+    return tuple(StaticTransform(WORLD_FRAME, camera_frame(c), CAMERAS[c].position_m,
+                                 unit(CAMERAS[c].optical_quaternion_xyzw)) for c in cameras)
 
 
 # --- QoS classes --------------------------------------------------------------------------------
@@ -91,6 +113,7 @@ EPISODE_EVENTS = 'episode/events'
 EPISODE_COMMAND = 'episode/command'
 CHECKPOINT_ANNOUNCE = 'trainer/checkpoint'
 RECORDER_STATUS = 'recorder/status'
+TF_STATIC = 'tf_static'
 CLOCK = '/clock'
 # Real-cell plumbing (chef_real, config/graphs/real.yaml): ros2_control and robot description.
 ROBOT_DESCRIPTION = 'robot_description'
@@ -155,6 +178,11 @@ TOPICS: Tuple[Topic, ...] = tuple(
            'JSON: ready (matched to a publisher on every recorded topic it requires), unmatched topics, '
            'pid; a lockstep sim cell starts no episode before its recorder is ready', recorded=False),
         _T(CLOCK, 'rosgraph_msgs/msg/Clock', 'clock', 'sim bridge (lockstep)', 'simulation time',
+           recorded=False),
+        # written by the recorder into each bag (no DDS publisher: tf2_msgs is not among the PyPI
+        # ROS wheels); relative like every cell topic, so cells do not share one frame tree
+        _T(TF_STATIC, 'tf2_msgs/msg/TFMessage', 'latched', 'recorder (head of every bag)',
+           'static_transforms(): base_link -> <camera>_optical_frame (the benchmark camera poses)',
            recorded=False),
         # --- real cell only: driver and ros2_control plumbing (per_tick False: not observations) ---
         _T(ROBOT_DESCRIPTION, 'std_msgs/msg/String', 'latched', 'robot_state_publisher (real)',

@@ -229,6 +229,22 @@ def header_stamp_ns(raw: bytes) -> int:
     return sec * 1_000_000_000 + nanosec
 
 
+def tf_message_cdr(transforms, stamp_ns: int) -> bytes:
+    """CDR bytes of a tf2_msgs/msg/TFMessage of `transforms` (chef_contract.topics.StaticTransform),
+    every one stamped `stamp_ns`. Built with the typestore: rclpy has no tf2_msgs here."""
+    ts = typestore()
+    g, types = 'geometry_msgs/msg/', ts.types
+    stamp = types['builtin_interfaces/msg/Time'](sec=int(stamp_ns // 1_000_000_000),
+                                                  nanosec=int(stamp_ns % 1_000_000_000))
+    msg = types['tf2_msgs/msg/TFMessage'](transforms=[
+        types[g + 'TransformStamped'](
+            header=types['std_msgs/msg/Header'](stamp=stamp, frame_id=t.parent), child_frame_id=t.child,
+            transform=types[g + 'Transform'](translation=types[g + 'Vector3'](*map(float, t.translation_m)),
+                                             rotation=types[g + 'Quaternion'](*map(float, t.rotation_xyzw))))
+        for t in transforms])
+    return bytes(ts.serialize_cdr(msg, 'tf2_msgs/msg/TFMessage'))
+
+
 def deserialize(raw, msgtype: str):
     """CDR bytes -> rosbags message object (same field names as rclpy messages)."""
     ts = typestore()

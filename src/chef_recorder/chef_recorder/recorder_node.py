@@ -87,6 +87,8 @@ def selected_topics(p: Params) -> List[str]:
         if name == '*':
             names += [t.name for t in T.TOPICS if t.recorded and not t.real_only
                       and t.name not in camera_topics]
+        elif name == T.TF_STATIC:
+            raise KeyError(f'{name!r} is not subscribed: the recorder writes it into every bag itself')
         else:
             T.topic(name)
             names.append(name)

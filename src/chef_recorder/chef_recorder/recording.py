@@ -46,12 +46,13 @@ from chef_contract.payloads import PolicyInfo, StepInfo
 from chef_contract.spec import CONTROL_PERIOD_S, INTENTIONS, REWARD_TERMS
 from chef_recorder import align, integrity
 from chef_recorder.bagio import (
-    BagError, EpisodeBagWriter, deserialize, header_stamp_ns, is_stamped, read_bag_metadata,
+    BagError, EpisodeBagWriter, deserialize, header_stamp_ns, is_stamped, read_bag_metadata, tf_message_cdr,
 )
 from chef_recorder.layout import DataLayout, mcap_file
 from chef_recorder.metadata import SCHEMA_VERSION, defaults, from_custom_data, to_custom_data
 
 RECORDER_VERSION = '0.1.0'
+TF_MSGTYPE = T.topic(T.TF_STATIC).msg_type
 log = logging.getLogger('chef_recorder')
 
 
@@ -67,6 +68,7 @@ class TopicRoles:
     step_info: str = ''                                   # policy/step_info (JSON, stamp_ns inside)
     policy_info: str = ''                                 # policy/info (latched JSON)
     events: str = ''                                      # episode/events
+    tf_static: str = ''                                   # tf_static: written by the recorder, not received
 
 
 def roles_for_namespace(ns: str, names=None) -> TopicRoles:
@@ -77,12 +79,16 @@ def roles_for_namespace(ns: str, names=None) -> TopicRoles:
 
 
 def roles_from_names(full: Dict[str, str]) -> TopicRoles:
-    """TopicRoles from {contract name: resolved topic name}."""
+    """TopicRoles from {contract name: resolved topic name}. tf_static goes next to the events topic
+    (the cell's namespace) unless `full` names it."""
+    events = full.get(T.EPISODE_EVENTS, '')
+    tf_static = full.get(T.TF_STATIC) or (events[:-len(T.EPISODE_EVENTS)] + T.TF_STATIC
+                                          if events.endswith('/' + T.EPISODE_EVENTS) else '')
     return TopicRoles(
         per_tick={full[n] for n in full if T.topic(n).per_tick}, command=full.get(T.POLICY_TWIST, ''),
         executed_command=full.get(T.TWIST_CMD, ''), reference=full.get(T.JOINT_STATES, ''),
         reward=full.get(T.REWARD_TERMS, ''), step_info=full.get(T.POLICY_STEP, ''),
-        policy_info=full.get(T.POLICY_INFO, ''), events=full.get(T.EPISODE_EVENTS, ''))
+        policy_info=full.get(T.POLICY_INFO, ''), events=events, tf_static=tf_static)
 
 
 @dataclass
@@ -178,6 +184,8 @@ class EpisodeRecorder:
         """Entry point for every raw message: dispatches by the topic's role (events, step info,
         policy info, anything else) and reads the header stamp of stamped types from the bytes."""
         r = self.s.roles
+        if topic == r.tf_static:
+            return                 # written by the recorder at each start; a replayed (salvaged) one is dropped
         if topic not in (r.events, r.step_info, r.policy_info):
             self.on_message(topic, msgtype, raw, recv_ns, header_stamp_ns(raw) if stamped else None, dropped)
             return
@@ -438,6 +446,9 @@ class EpisodeRecorder:
             info, ptopic, pmsgtype, praw, precv = self._policy_info
             ep.policy_infos.append(info)
             self._write(ep, ptopic, pmsgtype, praw, precv)
+        if self.s.roles.tf_static:      # the fixed frame tree, for viewers (docs/data.md, Open in Foxglove)
+            self._write(ep, self.s.roles.tf_static, TF_MSGTYPE,
+                        tf_message_cdr(T.static_transforms(), int(event.stamp_ns)), recv_ns)
         ends = self._merge(ep, *taken, now=now) if taken is not None else []
         for item in moved:
             self._store(ep, *item[1:], now=item[0])
@@ -478,6 +489,8 @@ class EpisodeRecorder:
         r = self.s.roles
         ends = []
         for topic, msgtype, log_ns, raw in found.messages:
+            if topic == r.tf_static:
+                continue                        # `ep` has its own
             if topic == r.events:
                 try:
                     event = EpisodeEvent.from_json(deserialize(raw, msgtype).data)

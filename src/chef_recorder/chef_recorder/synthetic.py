@@ -125,13 +125,10 @@ class CellPublisher:
 
     def observation(self, e: int, k: int, stamp_ns: int) -> None:
         """The per-tick messages of tick k (observation + reward terms), all stamped stamp_ns."""
-        from sensor_msgs.msg import CameraInfo
-
         from chef_contract.frames import frame_to_messages
-        from chef_contract.ros import named_vector_msg
+        from chef_contract.ros import camera_info_msg, named_vector_msg
         frame = expected_frame(e, k, self.cameras, self.image_px)
-        infos = {c: CameraInfo(width=self.image_px, height=self.image_px, distortion_model='plumb_bob')
-                 for c in self.cameras}
+        infos = {c: camera_info_msg(c, self.image_px) for c in self.cameras}
         msgs = frame_to_messages(frame, stamp_ns, cameras=self.cameras, camera_infos=infos)
         msgs[T.REWARD_TERMS] = named_vector_msg(REWARD_TERMS, expected_rewards(e, k).tolist(), stamp_ns,
                                                 T.WORLD_FRAME)

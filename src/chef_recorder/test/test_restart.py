@@ -105,6 +105,7 @@ def test_restarted_recorder_merges_the_dead_ones_partial_bag(make_recorder, tmp_
     assert m['merged_from'].startswith('episodes/cell0/.quarantine/ep001.merged-')
     assert m['policy_id'] == 'pol-r' and m['intention_schedule'][0] == [0, 'reach_grasp']
     assert m['topics'][f'/cell0/{T.EPISODE_EVENTS}'] == 2                     # one start, one end
+    assert m['topics'][f'/cell0/{T.TF_STATIC}'] == 1                          # the salvaged one dropped
 
     ep = Dataset(layout.root).load('ep001')
     frames = ep.frames['sawyer/joints/angle'][:, 0].astype(int).tolist()
@@ -146,6 +147,7 @@ def test_repair_merges_a_dead_partial_into_the_rest_published_without_it(make_re
     assert m['status'] == 'recovered' and not m['complete'] and m['success']
     assert m['missing_ticks'] == STEPS - m['steps_recorded'] and m['missing_ticks'] - (STEPS + 1 - len(ks)) in (0, 1)
     assert 'merged with episodes/cell0/.quarantine/ep001.superseded-' in m['recovered_from']
+    assert m['topics'][f'/cell0/{T.TF_STATIC}'] == 1                          # not one per merged part
     assert verify_bag(rec_.path, deep=True) == [] and not list(layout.iter_partials())
     assert chef(['data', '--data-dir', str(layout.root), 'ls', '--all']) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('ep001'))

@@ -27,6 +27,7 @@ from chef_contract.testing import (
     BackgroundSpin, executable, ros_env, unique_domain_id,
 )
 from chef_recorder.dataset import Dataset
+from chef_recorder.foxglove import bag_problems
 
 CAM = 'basket_front_left'
 
@@ -131,6 +132,7 @@ def test_recorder_records_the_mujoco_sim_bridge_in_lockstep(tmp_path):
         assert m['source'] == 'sim' and m['steps'] == 8 and m['steps_recorded'] == 8 and m['complete']
         assert m['dropped_messages'] == 0 and m['incomplete_ticks'] == 0 and m['rate_ok']
         assert m['clock'] == 'sim' and m['intention_schedule'] == [[0, 'lift']]
+        assert bag_problems(rec.path) == []                # Foxglove shows its image and poses
         ep = ds.load(rec)
         assert ep.valid.all() and ep.frames[f'{CAM}/pixels'].shape == (9, 32, 32, 3)
         assert 'rgb30_red/abs_pose' in ep.frames

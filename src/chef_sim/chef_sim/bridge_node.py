@@ -45,7 +45,6 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -56,11 +55,11 @@ from chef_contract.frames import frame_to_messages
 from chef_contract.params import declare_params
 from chef_contract.payloads import RecorderStatus
 from chef_contract.ros import (
-    create_contract_publisher, create_contract_subscription, gripper_tick_stamp, named_vector_msg, ns_to_stamp,
-    spin_node, stamp_to_ns,
+    camera_info_msg, create_contract_publisher, create_contract_subscription, gripper_tick_stamp, named_vector_msg,
+    ns_to_stamp, spin_node, stamp_to_ns,
 )
 from chef_contract.spec import (
-    ARM_COMMAND_TIMEOUT_S, CAMERA_NAMES, CAMERAS, CONTROL_PERIOD_S, DEFAULT_IMAGE_SIZE_PX, EPISODE_STEPS,
+    ARM_COMMAND_TIMEOUT_S, CAMERA_NAMES, CONTROL_PERIOD_S, DEFAULT_IMAGE_SIZE_PX, EPISODE_STEPS,
     GRIPPER_OPEN_POSITION_RAD, REWARD_TERMS,
 )
 from chef_sim.env import PRESETS, RgbStackingEnv, SimConfig
@@ -118,20 +117,6 @@ class Params:
     cell: str = field_('', help='cell name in events (default: the node namespace, e.g. cell0)')
 
 
-def camera_info(camera: str, size_px: int) -> CameraInfo:
-    """Pinhole intrinsics of a basket camera rendered at size x size (no distortion in sim)."""
-    f = CAMERAS[camera].focal_length_px(size_px)
-    c = size_px / 2.0
-    info = CameraInfo()
-    info.width = info.height = size_px
-    info.distortion_model = 'plumb_bob'
-    info.d = [0.0] * 5
-    info.k = [f, 0.0, c, 0.0, f, c, 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [f, 0.0, c, 0.0, 0.0, f, c, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
-
-
 class SimBridge(Node):
     def __init__(self, **kwargs):
         super().__init__('sim_bridge', **kwargs)
@@ -151,7 +136,7 @@ class SimBridge(Node):
         self.env = RgbStackingEnv(cfg)
         self.runner = EpisodeRunner(self.env, self.cell, p.seed)
         self.cameras = tuple(p.cameras) if p.render_images else ()
-        self.camera_infos = {c: camera_info(c, p.image_size) for c in self.cameras}
+        self.camera_infos = {c: camera_info_msg(c, p.image_size) for c in self.cameras}
 
         # publishers: one per topic a tick carries
         self.pubs = {n: create_contract_publisher(self, n) for n in T.tick_topics(self.cameras)}

@@ -47,6 +47,11 @@ def test_cameras_match_spec(model):
         np.testing.assert_allclose(data.cam_xpos[cid], cam.position_m, atol=2e-3)
         axis = -data.cam_xmat[cid].reshape(3, 3)[:, 2]           # MuJoCo cameras look along -z
         np.testing.assert_allclose(axis, cam.optical_axis, atol=2e-3)
+        x, y, z, w = cam.optical_quaternion_xyzw                 # REP 103 optical frame (tf_static)
+        rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        np.testing.assert_allclose(data.cam_xmat[cid].reshape(3, 3) @ np.diag([1, -1, -1]), rot, atol=2e-4)
         assert model.cam_fovy[cid] == pytest.approx(cam.fovy_deg)
 
 
