@@ -20,6 +20,8 @@ setup(
     entry_points={
         'console_scripts': [
             'sim_bridge = chef_sim.bridge_node:main',
+            'hardware_emulator = chef_sim.hardware_emulator_node:main_hardware',
+            'servo_emulator = chef_sim.hardware_emulator_node:main_servo',
         ],
     },
 )

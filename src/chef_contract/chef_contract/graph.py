@@ -15,7 +15,10 @@ A graph file (config/graphs/<name>.yaml) looks like::
         parameters: [sim_bridge.yaml, {clock_mode: $(clock)}]
         remappings: {}
         required: true               # its failure stops the whole graph
-        condition: $(record)         # optional: node only runs when this is true
+        condition: $(record)         # optional: node only runs when this is true; also
+                                     # '$(hardware) == mujoco' / '$(hardware) != mujoco' (after
+                                     # substitution, both sides compared as trimmed strings), and
+                                     # several joined by ' and '
         file_parameters:             # optional: parameters whose value is the TEXT of a file
           robot_description: real/robot/rgb_cell.$(hardware).urdf
 
@@ -169,7 +172,7 @@ class Graph:
         cells = int(args.get('cells', 1))
         specs: List[NodeSpec] = []
         for raw in self.nodes:
-            if 'condition' in raw and not _truthy(_subst(raw['condition'], args)):
+            if 'condition' in raw and not _condition(_subst(raw['condition'], args)):
                 continue
             per_cell = '{cell}' in str(raw.get('namespace', '')) or '{cell}' in raw['name']
             for cell in (range(cells) if per_cell else [None]):
@@ -182,6 +185,8 @@ class Graph:
 
     def _node(self, raw: Dict[str, Any], args: Dict[str, Any], cell: Optional[int]) -> NodeSpec:
         def s(v):
+            if isinstance(v, list):
+                return [s(x) for x in v]
             v = _subst(v, args)
             if cell is not None and isinstance(v, str):
                 v = v.replace('{cell}', str(cell))
@@ -222,6 +227,19 @@ class Graph:
             arguments=[str(s(a)) for a in raw.get('arguments', []) or []],
             description=raw.get('description', ''),
             file_parameters=file_params, file_parameter_paths=file_paths)
+
+
+def _condition(v: Any) -> bool:
+    """A substituted node condition: 'a == b', 'a != b' (string comparison), a truthy value, or
+    several of these joined by ' and '."""
+    if isinstance(v, str) and ' and ' in v:
+        return all(_condition(part) for part in v.split(' and '))
+    if isinstance(v, str):
+        for op in ('==', '!='):
+            if op in v:
+                left, _, right = v.partition(op)
+                return (left.strip() == right.strip()) == (op == '==')
+    return _truthy(v)
 
 
 def _truthy(v: Any) -> bool:

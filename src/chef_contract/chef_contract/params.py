@@ -41,6 +41,10 @@ def _descriptor(f: dataclasses.Field):
     return ParameterDescriptor(description=text)
 
 
+_EMPTY_LIST_TYPES = {typing.List[str]: 'STRING_ARRAY', typing.List[float]: 'DOUBLE_ARRAY',
+                     typing.List[int]: 'INTEGER_ARRAY', typing.List[bool]: 'BOOL_ARRAY'}
+
+
 def _default(f: dataclasses.Field):
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -59,8 +63,17 @@ def declare_params(node, cls: Type[T], on_change: Optional[Callable[[T], None]] 
         default = _default(f)
         if isinstance(default, tuple):
             default = list(default)
-        p = node.declare_parameter(name, default, _descriptor(f))
-        values[name] = _validated(name, p.value, hints[name], f)
+        empty_list_type = _EMPTY_LIST_TYPES.get(hints[name]) if default == [] else None
+        if empty_list_type is not None:
+            # An empty list default would declare a BYTE_ARRAY and refuse every override: declare the
+            # element type instead (the value stays unset until a launch/chef run override gives one).
+            from rclpy.parameter import Parameter
+            p = node.declare_parameter(name, getattr(Parameter.Type, empty_list_type), _descriptor(f))
+            value = [] if p.value is None else p.value
+        else:
+            p = node.declare_parameter(name, default, _descriptor(f))
+            value = p.value
+        values[name] = _validated(name, value, hints[name], f)
     instance = cls(**values)
 
     def callback(params):

@@ -240,9 +240,11 @@ class CameraRectifier:
         import cv2
         cal = self.cal
         width, height = cal.driver_size_px
-        if image.ndim != 3 or image.shape[:2] != (height, width):
-            raise ValueError(f'{cal.name}: driver image is {image.shape[1::-1]}, calibration says '
-                             f'{width}x{height}')
+        if image.ndim != 3:
+            raise ValueError(f'{cal.name}: driver image has shape {image.shape}, expected H x W x 3')
+        binning = driver_binning(cal, image.shape[1], image.shape[0])
+        if binning > 1:
+            return self._binned(image, binning)
         x0, y0, w, h = cal.crop_px
         if self._maps is not None:
             crop = cv2.remap(image, self._maps[0], self._maps[1], cv2.INTER_LINEAR)
@@ -252,3 +254,29 @@ class CameraRectifier:
         if (w, h) == (n, n):
             return np.ascontiguousarray(crop)
         return cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)
+
+    def _binned(self, image: np.ndarray, binning: int) -> np.ndarray:
+        """A driver image binned b x b (camera_info binning_x/y = b; the calibration stays at full
+        resolution, as ROS defines it): the same output pixels sampled from the binned image by the
+        exact affine map (bilinear), so the output intrinsics are `cal.output_k` whatever b is."""
+        import cv2
+        cal = self.cal
+        if cal.has_distortion:
+            raise ValueError(f'{cal.name}: binned driver images are only supported without lens distortion')
+        x0, y0, w, h = cal.crop_px
+        n = cal.output_size_px
+        # output pixel u -> full-resolution x = x0 + (u + 0.5) w / n - 0.5 -> binned (x + 0.5) / b - 0.5
+        m = np.array([[w / (n * binning), 0.0, (x0 + 0.5 * w / n) / binning - 0.5],
+                      [0.0, h / (n * binning), (y0 + 0.5 * h / n) / binning - 0.5]])
+        return cv2.warpAffine(image, m, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+
+def driver_binning(cal: CameraCalibration, width: int, height: int) -> int:
+    """The integer binning b with (width, height) = calibration size / b; ValueError if there is none."""
+    full_w, full_h = cal.driver_size_px
+    for b in range(1, 17):
+        if full_w % b == 0 and full_h % b == 0 and (full_w // b, full_h // b) == (width, height):
+            return b
+    raise ValueError(f'{cal.name}: driver image is {width}x{height}, calibration says {full_w}x{full_h} '
+                     '(or an integer binning of it)')

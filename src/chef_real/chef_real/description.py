@@ -22,7 +22,9 @@ the official sawyer_description and robotiq_description meshes on a real install
 Two variants differ only in their <ros2_control> hardware: `rgb_cell.real.urdf` (arm through
 `$(arm_hardware_plugin)`, gripper robotiq_driver, F/T robotiq_ft_sensor_hardware; `$(...)` are graph
 arguments substituted by the graph's file_parameters) and `rgb_cell.mock.urdf`
-(mock_components/GenericSystem for a dry run).
+(mock_components/GenericSystem for a dry run). A third, `rgb_cell.mujoco.urdf`, describes the cell
+that chef_sim's MuJoCo hardware emulator stands in for (`hardware:=mujoco`): no ros2_control runs
+then, and its <ros2_control> block only documents the interfaces the emulator serves on topics.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ ARM_LINKS = ('right_l0', 'right_l1', 'right_l2', 'right_l3', 'right_l4', 'right_
 GRIPPER_BASE_LINK = 'robotiq_arg2f_base_link'
 FINGER_LINK = 'right_outer_knuckle'
 BASKET_LINK = 'basket'
-HARDWARE_VARIANTS = ('real', 'mock')
+HARDWARE_VARIANTS = ('real', 'mock', 'mujoco')
 
 # FTS-300 + 2F-85 stack along the wrist's z axis (dm_robotics robotiq_fts300.xml, robotiq_2f85.xml).
 FT_FRAME_Z_M = 0.0415 - 0.02                   # fts300_body + ft_sensor_frame_site
@@ -281,6 +283,15 @@ def _ros2_control(robot: ET.Element, hardware: str, home: Sequence[float]):
             _iface(s, 'state_interface', i)
         ET.SubElement(s, 'param', name='frame_id').text = T.FT_SENSOR_FRAME
 
+    if hardware == 'mujoco':
+        block = ET.SubElement(robot, 'ros2_control', name='rgb_cell_mujoco', type='system')
+        block.append(ET.Comment(' Not loaded by ros2_control: chef_sim hardware_emulator + servo_emulator serve '
+                                'these interfaces as the controllers topics (docs/real_cell.md, hardware:=mujoco). '))
+        hw = ET.SubElement(block, 'hardware')
+        ET.SubElement(hw, 'plugin').text = 'chef_sim/hardware_emulator'
+        joints(block, True, True, True)
+        sensor(block)
+        return
     if hardware == 'mock':
         block = ET.SubElement(robot, 'ros2_control', name='rgb_cell_mock', type='system')
         hw = ET.SubElement(block, 'hardware')

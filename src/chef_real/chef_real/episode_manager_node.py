@@ -7,7 +7,9 @@ Services (operator): ~/pause (std_srvs/SetBool: true aborts a running episode an
      ~/abort (std_srvs/Trigger: aborts and clears the queue), ~/reset_done (std_srvs/Trigger: the
      operator finished a manual reset, reset_mode 'manual').
 Between episodes it returns home and re-randomises the objects (chef_real.episode.ResetPlanner)
-through moveit_py (reset_mode 'moveit'), waits for the operator ('manual') or does nothing ('none').
+through moveit_py (reset_mode 'moveit'), calls the cell's own reset routine as a std_srvs/Trigger
+service (`service`: `reset_service`, answered by the MuJoCo hardware emulator or a lab's routine),
+waits for the operator ('manual') or does nothing ('none').
 Ticks are counted on a wall-clock timer at tick_rate_hz; the episode ends after episode_steps ticks.
 """
 
@@ -36,7 +38,7 @@ from chef_contract.spec import (
 from chef_real.episode import EpisodeLifecycle, ResetPlanner
 from chef_real.motion import MotionError, NullMotion
 
-RESET_MODES = ('moveit', 'manual', 'none')
+RESET_MODES = ('moveit', 'service', 'manual', 'none')
 
 
 @dataclass
@@ -47,7 +49,11 @@ class Params:
                                 help='object ids (red, green, blue); empty = from triplet (test triplets)')
     first_seed: int = field_(0, help='seed of the first episode without an explicit seed', min=0)
     reset_mode: str = field_('moveit', choices=RESET_MODES,
-                             help='moveit: home + pick-and-drop routine; manual: wait for ~/reset_done; none')
+                             help='moveit: home + pick-and-drop routine; service: call reset_service; '
+                                  'manual: wait for ~/reset_done; none')
+    reset_service: str = field_('cell_reset', help="reset_mode 'service': std_srvs/Trigger service of the "
+                                "cell's reset routine (relative names resolve in the cell namespace)")
+    reset_timeout_s: float = field_(60.0, help="reset_mode 'service': fail the reset after this long", min=0.1)
     episode_steps: int = field_(EPISODE_STEPS, help='control ticks per episode', min=1)
     tick_rate_hz: float = field_(CONTROL_RATE_HZ, help='control ticks per second', min=1.0, max=1000.0)
     joint_states_timeout_s: float = field_(0.5, help='abort a running episode when joint_states is older', min=0.01)
@@ -91,6 +97,7 @@ class EpisodeManager(Node):
         self._grasp = GRASP_NONE
         self._objects: Optional[dict] = None
         self._manual_done = threading.Event()
+        self.resets_done = 0
         self.motion = self._make_motion()
         self._jobs: 'queue.Queue' = queue.Queue()
         self._worker = threading.Thread(target=self._work, daemon=True)
@@ -106,6 +113,11 @@ class EpisodeManager(Node):
         self.create_service(SetBool, '~/pause', self._srv_pause)
         self.create_service(Trigger, '~/abort', self._srv_abort)
         self.create_service(Trigger, '~/reset_done', self._srv_reset_done)
+        self._reset_client = None
+        if self.p.reset_mode == 'service':
+            from rclpy.callback_groups import ReentrantCallbackGroup
+            self._reset_client = self.create_client(Trigger, self.p.reset_service,
+                                                    callback_group=ReentrantCallbackGroup())
         self.create_timer(1.0 / self.p.tick_rate_hz, self._tick)
         self.get_logger().info(f'{cell}: triplet {self.p.triplet} {objects}, reset_mode {self.p.reset_mode}')
 
@@ -239,6 +251,8 @@ class EpisodeManager(Node):
                     self.get_logger().warning(f'reset: skipping {name}: {exc}')
                     from chef_real.episode import MotionStep
                     self.motion.execute(MotionStep('gripper', closed=False, note='release'))
+        elif mode == 'service':
+            self._call_reset_service()
         elif mode == 'manual':
             self._manual_done.clear()
             self.get_logger().warning('manual reset: re-randomise the objects, then call ~/reset_done')
@@ -247,6 +261,24 @@ class EpisodeManager(Node):
                     return
         self.motion.prepare_episode()
         self.life.reset_done(True, self._now_ns())
+
+    def _call_reset_service(self):
+        """Blocking call of the cell's reset routine (worker thread; the executor delivers the answer)."""
+        client, name = self._reset_client, self._reset_client.srv_name
+        if not client.wait_for_service(timeout_sec=self.p.reset_timeout_s):
+            raise MotionError(f'reset service {name} is not available')
+        from std_srvs.srv import Trigger
+        done = threading.Event()
+        future = client.call_async(Trigger.Request())
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(self.p.reset_timeout_s):
+            future.cancel()
+            raise MotionError(f'reset service {name}: no answer in {self.p.reset_timeout_s} s')
+        res = future.result()
+        if res is None or not res.success:
+            raise MotionError(f'reset service {name} failed: {getattr(res, "message", "no result")}')
+        self.resets_done += 1
+        self.get_logger().info(f'cell reset by {name}: {res.message}')
 
     def close(self):
         self._jobs.put((None, None))

@@ -4,6 +4,12 @@ In:  joint_states (joint_state_broadcaster), arm_position_controller/commands (M
      output), gripper_controller/commands (the safety filter's gripper target).
 Out, at `rate_hz` (20 Hz = one control tick), stamped with the joint state they were computed from:
      tcp/pinch_pose, tcp/wrist_pose, tcp/wrist_twist, gripper/grasp_status, joint_command/applied.
+     Published when a joint state arrives whose stamp is at least 0.9 periods after the last
+     published one (every joint state of a 20 Hz stream, every 5th of joint_state_broadcaster's
+     100 Hz), so every tick's stamp gets its derived topics; a free-running 20 Hz timer of its own
+     aliased against the drivers' 20 Hz and skipped or repeated stamps (found on the MuJoCo
+     emulator). The timer remains as a fallback that republishes the newest state when no joint
+     state advanced the stamp for 1.5 periods.
 The computation is chef_real.cell_state (URDF forward kinematics, grasp flag, applied command).
 """
 
@@ -46,6 +52,8 @@ class StateAdapter(Node):
         self.state = CellStateEstimator(self.p.robot_description, GraspDetectorConfig(
             stall_velocity_rps=self.p.grasp_stall_velocity_rps, stall_samples=self.p.grasp_stall_samples))
         self._stamp_ns = None
+        self._published_stamp_ns = None     # stamp of the last published set
+        self._published_t = None            # monotonic time of the last publication
         self._last_cmd_t = None
         self.pubs = {name: create_contract_publisher(self, name) for name in T.DERIVED_STATE_TOPICS}
         create_contract_subscription(self, T.JOINT_STATES, self._on_joints)
@@ -57,6 +65,9 @@ class StateAdapter(Node):
     def _on_joints(self, msg):
         self.state.update_joints(msg.name, msg.position, msg.velocity)
         self._stamp_ns = stamp_to_ns(msg.header.stamp)
+        period_ns = 1e9 / self.p.rate_hz
+        if self._published_stamp_ns is None or self._stamp_ns - self._published_stamp_ns >= 0.9 * period_ns:
+            self._publish()
 
     def _on_arm_command(self, msg):
         t = time.monotonic()
@@ -72,14 +83,24 @@ class StateAdapter(Node):
             self.state.update_gripper_command(float(msg.data[0]))
 
     def _tick(self):
+        """Timer: the applied command's staleness, and the fallback publication."""
+        self._check_command_stale()
+        if self._published_t is None or time.monotonic() - self._published_t >= 1.5 / self.p.rate_hz:
+            self._publish()
+
+    def _check_command_stale(self):
+        if self._last_cmd_t is not None and time.monotonic() - self._last_cmd_t > self.p.arm_command_timeout_s:
+            self.state.command_went_stale()
+            self._last_cmd_t = None
+
+    def _publish(self):
+        self._check_command_stale()
         if not self.state.ready or self._stamp_ns is None:
             if not self._warned:
                 self.get_logger().info(f'waiting for {T.JOINT_STATES} with {list(ARM_JOINT_NAMES)}')
                 self._warned = True
             return
-        if self._last_cmd_t is not None and time.monotonic() - self._last_cmd_t > self.p.arm_command_timeout_s:
-            self.state.command_went_stale()
-            self._last_cmd_t = None
+        self._published_stamp_ns, self._published_t = self._stamp_ns, time.monotonic()
         from geometry_msgs.msg import PoseStamped, TwistStamped
         from sensor_msgs.msg import JointState
 

@@ -92,3 +92,22 @@ def test_estimates_are_held_then_stale_when_objects_disappear():
         e = est.update(empty)
     assert e['red'].stale and e['red'].method == 'stale'
     np.testing.assert_allclose(e['red'].position_m, est.estimates['red'].position_m)
+
+
+def test_binned_driver_images_give_the_same_contract_image():
+    """A driver that bins b x b (camera_info binning_x/y; the MuJoCo emulator's cameras) is rectified
+    onto the same 128 px output and intrinsics as the full frame; any other size is refused."""
+    cal = load_cameras(workspace_root() / 'config' / 'real' / 'cameras.yaml')['basket_front_left']
+    w, h = cal.driver_size_px
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    full = np.stack([127 + 120 * np.sin(xx / 97.0), 127 + 120 * np.cos(yy / 83.0),
+                     127 + 100 * np.sin((xx + yy) / 151.0)], -1).astype(np.uint8)
+    rect = CameraRectifier(cal)
+    ref = rect(full).astype(np.float64)
+    for b in (4, 8):
+        binned = full.reshape(h // b, b, w // b, b, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+        out = rect(binned)
+        assert out.shape == (cal.output_size_px, cal.output_size_px, 3)
+        assert np.abs(out - ref).mean() < 3.0, b
+    with pytest.raises(ValueError, match='binning'):
+        rect(full[:1199:7, :1919:7])

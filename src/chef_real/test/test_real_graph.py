@@ -21,7 +21,8 @@ from chef_real.kinematics import RobotModel
 WS = workspace_root()
 CFG = WS / 'config'
 GRAPH = load_graph(CFG / 'graphs' / 'real.yaml')
-ARGSETS = [{}, {'hardware': 'mock', 'cameras': False, 'reset_mode': 'none', 'record': False}, {'cell': 3}]
+ARGSETS = [{}, {'hardware': 'mock', 'cameras': False, 'reset_mode': 'none', 'record': False}, {'cell': 3},
+           {'hardware': 'mujoco', 'reset_mode': 'service'}]
 
 
 def params(path, node):

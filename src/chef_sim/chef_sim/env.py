@@ -141,6 +141,7 @@ class RgbStackingEnv:
                             if cfg.domain_randomization.enabled else None)
         self._stacker = FrameStacker()
         self._renderer: Optional[mujoco.Renderer] = None
+        self._views: Dict[tuple, mujoco.Renderer] = {}
         self._objects: Tuple[str, str, str] = S.COMPILED_TRIPLET      # props of the compiled model
         self._seed_seq = np.random.SeedSequence(cfg.seed)
         self._rng = np.random.default_rng(self._seed_seq.spawn(1)[0])
@@ -248,8 +249,33 @@ class RgbStackingEnv:
         if a.shape != (ACTION_DIM,):
             raise InvalidAction(f'action must have shape ({ACTION_DIM},), got {a.shape}')
         a = np.clip(a, -1.0, 1.0)
-        m, d, ix = self.model, self.data, self.index
         cmd, zeroed = self._joint_command(a)
+        frame, terms = self._advance(cmd)
+        obs = self._observe(frame)
+        truncated = self._step >= self.config.episode_steps
+        if truncated:
+            self._needs_reset = True
+        info = self._info(frame, terms, zeroed)
+        return obs, float(terms['staged']), False, truncated, info
+
+    def step_joints(self, arm_velocity_rps, gripper_ctrl: float) -> Tuple[Dict[str, np.ndarray], Dict[str, float]]:
+        """One 0.05 s control period at the actuator level (what ros2_control would write): 7 arm joint
+        velocities (rad/s, the integrated-velocity actuators) and the gripper actuator command (+-255,
+        > 0 closes). No workspace zeroing and no Cartesian controller: whatever drives the joints (the
+        hardware emulator's position controller under a Servo stand-in) owns those. Never truncates.
+        Returns (un-stacked frame, reward terms with the contact-based ground-truth sparse_success)."""
+        self._check_open()
+        if self._episode_seed is None:
+            raise RuntimeError('call reset() before step_joints()')
+        qd = check_finite(arm_velocity_rps, 'arm_velocity_rps')
+        if qd.shape != (7,):
+            raise InvalidAction(f'arm_velocity_rps must have shape (7,), got {qd.shape}')
+        lo, hi = GRIPPER_CTRL_RANGE
+        return self._advance(np.concatenate([qd, [float(np.clip(gripper_ctrl, lo, hi))]]))
+
+    def _advance(self, cmd: np.ndarray) -> Tuple[Dict[str, np.ndarray], Dict[str, float]]:
+        """Hold the 8-D joint-level command for one control period; the new frame and reward terms."""
+        m, d, ix = self.model, self.data, self.index
         self._joint_cmd = cmd
         d.ctrl[ix.arm_actuators] = cmd[:7]
         d.ctrl[ix.finger_actuator] = cmd[7]
@@ -258,13 +284,28 @@ class RgbStackingEnv:
             raise FloatingPointError('physics diverged (non-finite qpos)')
         self._step += 1
         frame = self._make_frame()
-        obs = self._observe(frame)
-        terms = self._reward_terms(frame)
-        truncated = self._step >= self.config.episode_steps
-        if truncated:
-            self._needs_reset = True
-        info = self._info(frame, terms, zeroed)
-        return obs, float(terms['staged']), False, truncated, info
+        return frame, self._reward_terms(frame)
+
+    def arm_position_targets(self) -> np.ndarray:
+        """The integrated-velocity actuators' current position targets (rad, 7): what a position
+        controller holds when no new command arrives."""
+        return np.array(self.data.act[self.index.arm_actuators], np.float64)
+
+    def render_view(self, camera: str, width: int, height: int, fovy_deg: float) -> np.ndarray:
+        """An HxWx3 uint8 image of a basket camera with another vertical field of view and aspect
+        (a driver's full frame instead of the benchmark's square crop); the model is left as it was."""
+        cam = self.index.cameras[camera]
+        key = ('view', width, height)
+        r = self._views.get(key)
+        if r is None:
+            r = self._views[key] = mujoco.Renderer(self.model, height, width)
+        old = float(self.model.cam_fovy[cam])
+        self.model.cam_fovy[cam] = fovy_deg
+        try:
+            r.update_scene(self.data, camera=cam)
+            return r.render().copy()
+        finally:
+            self.model.cam_fovy[cam] = old
 
     def raw_frame(self) -> Dict[str, np.ndarray]:
         """The current un-stacked observation frame (copies; benchmark keys and units)."""
@@ -285,6 +326,12 @@ class RgbStackingEnv:
             except Exception:  # noqa: BLE001 - EGL teardown errors must not mask the caller's
                 pass
             self._renderer = None
+        for r in getattr(self, '_views', {}).values():
+            try:
+                r.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._views = {}
         self._closed = True
 
     def __enter__(self):
