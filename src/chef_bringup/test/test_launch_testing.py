@@ -1,7 +1,8 @@
 """launch_testing: the selfcheck graph through real `ros2 launch` machinery.
 
 Runs where ROS 2's `launch`, `launch_ros` and `launch_testing` are installed (a ROS 2 Kilted/Jazzy
-machine); skipped here, where they cannot be installed from PyPI.
+machine); skipped here, where they cannot be installed from PyPI. Its twin that runs here (same
+graph, same check, cannot skip): test_launch_twins.py.
 """
 
 import pytest

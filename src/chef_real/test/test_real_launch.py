@@ -6,6 +6,8 @@ is installed (`colcon test --packages-select chef_real`); skipped here, where `l
 With hardware:=mock cameras:=false reset_mode:=none record:=false the graph must bring up
 joint_states from the joint_state_broadcaster, the state adapter's per-tick topics, and MoveIt
 Servo's command topic on the contract names, and keep every required process alive.
+Its twin that runs here and cannot skip: test_real_cell_emulated.py (the same graph description with
+hardware:=mujoco - chef_sim's emulator of the drivers and Servo instead of ros2_control mock hardware).
 """
 
 import pytest
