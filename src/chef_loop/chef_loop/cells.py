@@ -1,4 +1,5 @@
-"""A running set of simulated cells for one CHEF stage: `chef run sim ...` + a CellFleet.
+"""A running set of cells for one CHEF stage: the backend's graphs (`chef run sim ...`, or one
+`chef run real cell:=i ...` per cell, chef_loop.backends) + a CellFleet.
 
 Each session gets its own ROS domain (drawn from `cells.domain_range`, or $CHEF_DOMAIN_RANGE), so
 nodes of an earlier (possibly crashed) session cannot answer its commands, and its own log file.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -21,27 +21,21 @@ from chef_loop.config import CellsConfig
 from chef_loop.jobs import EpisodeJob, EpisodeOutcome, FleetError
 
 
-def _literal(v: Any) -> str:
-    if isinstance(v, bool):
-        return 'true' if v else 'false'
-    return str(v)
-
-
 class CellSession:
-    """Context manager: start the sim graph with `graph_args`, wait for the cells, run episodes."""
+    """Context manager: start the backend's graphs with `graph_args`, wait for the cells, run episodes."""
 
-    def __init__(self, cells: CellsConfig, data_dir: Path, log_path: Path, graph: str = 'sim',
+    def __init__(self, cells: CellsConfig, data_dir: Path, log_path: Path,
                  graph_args: Optional[Dict[str, Any]] = None, policy_ready=None):
+        from chef_loop.backends import make_backend
         self.cells_cfg = cells
+        self.backend = make_backend(cells)
         self.names = [f'cell{i}' for i in range(cells.cells)]
-        self.args = {'cells': cells.cells, 'clock': cells.clock, 'preset': cells.preset,
-                     'image_size': cells.image_size, 'episode_steps': cells.episode_steps,
-                     'record': True, 'data_dir': str(Path(data_dir).resolve())}
+        self.args = self.backend.base_args(data_dir)
         self.args.update(graph_args or {})
-        self.graph = graph
+        self.data_dir = str(Path(data_dir).resolve())
         self.log_path = Path(log_path)
         self.policy_ready = policy_ready
-        self.proc: Optional[subprocess.Popen] = None
+        self.procs: List[subprocess.Popen] = []
         self.domain: Optional[int] = None
         self._ctx = None
         self._executor = None
@@ -54,14 +48,17 @@ class CellSession:
         from chef_loop.fleet import CellFleet
         self.domain = reserve_domain_id(domain_range(self.cells_cfg.domain_range))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, '-m', 'chef_bringup.cli', 'run', self.graph, '--domain', str(self.domain),
-               '--grace', '15', *(f'{k}:={_literal(v)}' for k, v in self.args.items())]
         self._log = open(self.log_path, 'a')
-        self._log.write('+ ' + ' '.join(cmd) + '\n')
-        self._log.flush()
         env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            for cmd in self.backend.commands(self.domain, self.args):
+                self._log.write('+ ' + ' '.join(cmd) + '\n')
+                self._log.flush()
+                self.procs.append(subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                                   stdin=subprocess.DEVNULL, preexec_fn=die_with_parent))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         try:
             self._ctx = rclpy.Context()
             rclpy.init(context=self._ctx, domain_id=self.domain,
@@ -77,7 +74,7 @@ class CellSession:
         return self
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return bool(self.procs) and all(p.poll() is None for p in self.procs)
 
     def run(self, jobs: Sequence[EpisodeJob], on_outcome: Optional[Callable[[EpisodeOutcome], None]] = None
             ) -> List[EpisodeOutcome]:
@@ -98,13 +95,15 @@ class CellSession:
         if self._ctx is not None:
             import rclpy
             rclpy.try_shutdown(context=self._ctx)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=45)
+                proc.wait(timeout=45)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         if self.domain is not None:
             release_domain_id(self.domain)
         if hasattr(self, '_log'):
@@ -116,7 +115,7 @@ class CellSession:
         published now as `recovered`, not complete, with every readable tick."""
         from chef_recorder.integrity import repair_crashed_partials
         from chef_recorder.layout import DataLayout
-        layout = DataLayout(self.args['data_dir'])
+        layout = DataLayout(self.data_dir)
         for partial, out, error in repair_crashed_partials(layout, self.names):
             self._log.write(f'[chef loop] partial episode {layout.relative(partial)} of a dead recorder -> '
                             f'{error or (layout.relative(out) if out else "nothing recoverable")}\n')

@@ -22,6 +22,19 @@ STAGES = ('collect', 'explore', 'execute', 'finetune')
 
 @dataclass
 class CellsConfig:
+    backend: str = field_('sim', choices=('sim', 'real'),
+                          help="sim: MuJoCo cells (config/graphs/sim.yaml, one graph for all cells); real: one "
+                               "real-cell graph per cell (config/graphs/real.yaml; chef_loop.backends)")
+    hardware: str = field_('mujoco', choices=('mujoco', 'real', 'mock'),
+                           help="backend real: the graph's hardware argument (mujoco = chef_sim's emulator of "
+                                'the drivers and Servo; real = the lab cell)')
+    triplet: str = field_('rgb_test_triplet1', help='backend real: the triplet physically in every cell; every '
+                                                     'stage triplet must be this one')
+    reset_mode: str = field_('service', choices=('moveit', 'service', 'manual', 'none'),
+                             help="backend real: the episode manager's reset between episodes")
+    real_graph_args: Dict[str, str] = field_(default_factory=dict,
+                                             help="backend real: extra real-graph arguments (e.g. "
+                                                  "{grasp_stall_velocity_rps: '0.3'})")
     cells: int = field_(2, min=1, max=32, help='simulated cells run in parallel (namespaces cell0..)')
     preset: str = field_('fast', choices=('faithful', 'fast'), help='sim physics preset (docs/sim.md)')
     image_size: int = field_(64, min=16, max=512, help='camera images recorded (px, square)')
@@ -166,6 +179,9 @@ def load_loop_config(name: Union[str, Path, None] = 'default', overrides=()) -> 
         if t not in TEST_TRIPLETS and not t.startswith('rgb_'):
             raise ConfigError(f'unknown triplet {t!r}')
     check_policy_inputs(cfg)
+    if cfg.cells.backend == 'real':
+        from chef_loop.backends import check_real_cells
+        check_real_cells(cfg)
     return cfg
 
 
