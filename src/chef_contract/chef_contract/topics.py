@@ -118,6 +118,7 @@ CLOCK = '/clock'
 # Real-cell plumbing (chef_real, config/graphs/real.yaml): ros2_control and robot description.
 ROBOT_DESCRIPTION = 'robot_description'
 ARM_POSITION_COMMAND = 'arm_position_controller/commands'
+TRACKER_OBJECT_POSES = 'tracker/object_poses'
 
 # Named stamped vectors: topics whose message is a sensor_msgs/JointState used as a *stamped, named
 # vector* (name = labels, position = values). Standard messages have no stamped float array, and
@@ -190,6 +191,10 @@ TOPICS: Tuple[Topic, ...] = tuple(
         _T(ARM_POSITION_COMMAND, 'std_msgs/msg/Float64MultiArray', 'command', 'MoveIt Servo (real)',
            'joint position targets right_j0..right_j6 (rad), input of the ros2_control forward '
            'position group controller; the state adapter derives joint_command/applied from it',
+           real_only=True),
+        _T(TRACKER_OBJECT_POSES, 'geometry_msgs/msg/PoseArray', 'sensor', 'object tracker (real) | hardware emulator',
+           'red, green, blue object poses with orientation from an external tracker (the MuJoCo emulator: '
+           'ground truth); a privileged policy can be remapped onto it (real graph: policy_object_poses)',
            real_only=True),
     ]
     + [_T(camera_driver_image_topic(c), 'sensor_msgs/msg/Image', 'sensor', 'camera driver (real)',

@@ -14,7 +14,9 @@ hardware_emulator (one per cell, wall clock at `rate_hz`):
        driver's topics: the calibration's full frame, binned by `camera_binning`; camera_info carries
        the calibration file's intrinsics at full resolution with binning_x/y, as ROS defines it),
        emulator/ground_truth (named vector: the sim's reward terms with the contact-based
-       sparse_success, and `resets`; for tests, never an input of the real graph).
+       sparse_success, and `resets`; for tests, never an input of the real graph),
+       tracker/object_poses (PoseArray: the objects' true poses, as an external tracker would give
+       them; read only by a policy remapped onto it, graph argument policy_object_poses).
   Service: cell_reset (std_srvs/Trigger): the cell's reset routine (robot + objects re-drawn from
        the benchmark's initial-state distribution); the episode manager's reset_mode 'service'
        calls it. A real cell answers the same service with its own routine.
@@ -87,6 +89,7 @@ class HardwareEmulator(Node):
         self._next_seed = self.p.seed
         self._reset()
         self.pubs = {n: create_contract_publisher(self, n) for n in (T.JOINT_STATES, T.WRENCH)}
+        self.tracker_pub = create_contract_publisher(self, T.TRACKER_OBJECT_POSES)
         self.image_pubs = {c.name: create_contract_publisher(self, T.camera_driver_image_topic(c.name))
                            for c in cams}
         self.info_pubs = {c.name: create_contract_publisher(self, T.camera_driver_info_topic(c.name))
@@ -149,9 +152,10 @@ class HardwareEmulator(Node):
         self.ticks += 1
         stamp_ns = self._stamp_ns()
         from chef_contract.frames import frame_to_messages
-        msgs = frame_to_messages(self.cell.frame, stamp_ns, cameras=(), include_objects=False)
+        msgs = frame_to_messages(self.cell.frame, stamp_ns, cameras=(), include_objects=True)
         for name, pub in self.pubs.items():
             pub.publish(msgs[name])
+        self.tracker_pub.publish(msgs[T.OBJECT_POSES])          # true poses, as a tracker would give them
         for cam in self.image_pubs:
             self.image_pubs[cam].publish(image_to_msg(self.cell.render(cam), stamp_ns, T.camera_frame(cam)))
             self.info_pubs[cam].publish(self._camera_info(cam, stamp_ns))
