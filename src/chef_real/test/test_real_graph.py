@@ -140,3 +140,26 @@ def test_policy_acts_only_in_episodes_and_recorder_skips_plumbing():
     recorded = selected_topics(Params())
     assert not any(T.topic(n).real_only for n in recorded)
     assert set(T.PER_TICK_TOPICS) <= set(recorded)
+
+
+def test_hardware_mujoco_swaps_only_the_drivers_and_servo_for_the_emulator():
+    """hardware:=mujoco: ros2_control, MoveIt Servo, robot_state_publisher and the camera drivers give
+    way to chef_sim's emulator (servo_emulator under Servo's own node name, so the safety filter's
+    topic is its ~/delta_twist_cmds); every node above the drivers is the same, with the same
+    parameters; the emulator reads the calibration files the drivers serve."""
+    from chef_sim.hardware_emulator_node import ServoParams
+    real = {s.name: s for s in GRAPH.resolve({})}
+    emu = {s.name: s for s in GRAPH.resolve({'hardware': 'mujoco', 'reset_mode': 'service'})}
+    drivers = {'robot_state_publisher', 'controller_manager', 'basket_front_left_driver',
+               'basket_front_right_driver', 'basket_back_left_driver'} | {n for n in real if n.startswith('spawner_')}
+    assert set(real) - set(emu) == drivers
+    assert set(emu) - set(real) == {'hardware_emulator'}
+    assert (real['servo_node'].package, emu['servo_node'].package) == ('moveit_servo', 'chef_sim')
+    assert emu['servo_node'].executable == 'servo_emulator' and ServoParams().incoming_command_timeout_s == ARM_COMMAND_TIMEOUT_S
+    for name in ('camera_adapter', 'pixel_reward', 'safety_filter', 'policy', 'recorder'):
+        assert (emu[name].executable, emu[name].parameter_files, emu[name].parameters, emu[name].remappings) == \
+            (real[name].executable, real[name].parameter_files, real[name].parameters, real[name].remappings), name
+    cal_dir = emu['hardware_emulator'].parameters['calibration_dir']
+    for c in CAMERA_NAMES:
+        url = real[f'{c}_driver'].parameters['camera_info_url']
+        assert url == f'file://{cal_dir}/{c}.yaml'
