@@ -136,7 +136,7 @@ def learning_curves(run_dir: Path, out_dir: Path) -> List[str]:
                     ax.plot(m['step'], m[key], label=f'{label} ({key})' if len(keys) > 1 else label, lw=1)
                     ax.set_title(' | '.join(keys))
                     ax.set_xlabel('update')
-        axes[0].legend(fontsize=7)
+        axes[1].legend(fontsize=7)        # every offline learner logs an actor term
         for ax in axes:
             ax.grid(alpha=0.3)
         fig.suptitle(group.replace('_', ' '))
