@@ -8,6 +8,7 @@ Slow-ish (~20-40 s each): the bridge process loads MuJoCo and the cell (~5-15 s 
 then lockstep ticks of 'fast' physics through three processes."""
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -168,7 +169,7 @@ def test_scripted_cell_runs_a_full_episode_through_the_safety_filter(tmp_path):
         policy = [stamp_to_ns(m.header.stamp) for m in probe.get(T.POLICY_TWIST)]
         safe = [stamp_to_ns(m.header.stamp) for m in probe.get(T.TWIST_CMD)]
         ticks = [s for s in policy if start.stamp_ns <= s < end.stamp_ns]      # end: terminal obs
-        assert len(ticks) == len(set(ticks)) == EPISODE_STEPS     # one command per observed tick
+        assert len(set(ticks)) == EPISODE_STEPS                   # a command for every observed tick
         assert set(ticks) <= set(safe)                            # each went through the filter
         steps = [json.loads(m.data) for m in probe.get(T.POLICY_STEP)]
         acted = [s for s in steps if s.get('tick') is not None and s['stamp_ns'] >= start.stamp_ns]
@@ -184,3 +185,8 @@ def test_scripted_cell_runs_a_full_episode_through_the_safety_filter(tmp_path):
         if log is not None:
             log.close()
     assert all(c == 0 for c in codes.values()), f'exit codes {codes}; log {tmp_path / "cell.log"}'
+    # a second command for one tick only answers a tick the bridge re-sent (its command was lost
+    # under load): repeats <= the bridge's own count of re-sends, which it logs when it closes
+    resends = [int(m) for m in re.findall(r"'resends': (\d+)", (tmp_path / 'cell.log').read_text())]
+    assert resends, 'the bridge logged no closing counters'
+    assert len(ticks) - len(set(ticks)) <= sum(resends), f'{len(ticks) - len(set(ticks))} repeated commands'
