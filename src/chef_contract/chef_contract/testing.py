@@ -144,3 +144,86 @@ class LocalGraph:
                 close()
             n.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
+
+
+class CellProbe:
+    """The test side of one cell: a node in the cell's namespace (own rclpy context on `domain`) that
+    keeps every message of the contract `topics` (and of `extra` {topic: message type}) with its
+    receive times, and publishes episode commands (`command`). Spins in a daemon thread from
+    construction (`spin=False` leaves the start to `start()`, after a subclass added its own
+    subscriptions). Subclasses that index messages differently override `record(topic, msg)`.
+    """
+
+    DEPTH = 1000                            # reader history: a probe must not lose a tick's message
+
+    def __init__(self, domain: int, topics=(), ns: str = '/cell0', extra: Optional[Dict[str, str]] = None,
+                 spin: bool = True):
+        import threading
+
+        import rclpy
+
+        from chef_contract import topics as T
+        from chef_contract.ros import create_contract_publisher, msg_class
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain)
+        self.node = rclpy.create_node('probe', namespace=ns, context=self.ctx)
+        self.lock = threading.Lock()
+        self._received: Dict[str, list] = {}        # topic -> [(monotonic s, wall s, msg)]
+        for t in topics:
+            self.listen(t)
+        for t, msg_type in (extra or {}).items():
+            self._received.setdefault(t, [])
+            self.node.create_subscription(msg_class(msg_type), t, self._callback(t), self.DEPTH)
+        self.command = create_contract_publisher(self.node, T.EPISODE_COMMAND)
+        self.spin = None
+        if spin:
+            self.start()
+
+    def listen(self, topic: str, callback=None) -> None:
+        """Subscribe to contract topic `topic` (before `start()`; `callback(msg)` replaces `record`)."""
+        from chef_contract.ros import create_contract_subscription
+        self._received.setdefault(topic, [])
+        create_contract_subscription(self.node, topic, callback or self._callback(topic), depth=self.DEPTH)
+
+    def start(self) -> None:
+        self.spin = BackgroundSpin(self.node, self.ctx)
+
+    def _callback(self, topic: str):
+        return lambda msg: self.record(topic, msg)
+
+    def record(self, topic: str, msg) -> None:
+        import time
+        with self.lock:
+            self._received[topic].append((time.monotonic(), time.time(), msg))
+
+    def get(self, topic: str) -> list:
+        """Messages received on `topic`, oldest first."""
+        with self.lock:
+            return [m for _, _, m in self._received[topic]]
+
+    def timed(self, topic: str) -> list:
+        """(monotonic receive time, message) pairs of `topic`, oldest first."""
+        with self.lock:
+            return [(t, m) for t, _, m in self._received[topic]]
+
+    def wall_times(self, topic: str) -> list:
+        """Wall-clock receive times (time.time()) of `topic`'s messages, oldest first."""
+        with self.lock:
+            return [w for _, w, _ in self._received[topic]]
+
+    def events(self) -> list:
+        """Episode events received (chef_contract.events.EpisodeEvent), oldest first."""
+        from chef_contract import topics as T
+        from chef_contract.events import EpisodeEvent
+        return [EpisodeEvent.from_json(m.data) for m in self.get(T.EPISODE_EVENTS)]
+
+    def subscribers(self, topic: str) -> int:
+        return self.node.count_subscribers(f'{self.node.get_namespace().rstrip("/")}/{topic}')
+
+    def close(self) -> None:
+        if self.spin is not None:
+            self.spin.close()
+        else:
+            import rclpy
+            self.node.destroy_node()
+            rclpy.try_shutdown(context=self.ctx)

@@ -10,63 +10,25 @@ then lockstep ticks of 'fast' physics through three processes."""
 import json
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import rclpy
 from std_msgs.msg import String
 
 from chef_contract import topics as T
-from chef_contract.events import EpisodeCommand, EpisodeEvent
+from chef_contract.events import EpisodeCommand
 from chef_contract.graph import load_graph
 from chef_contract.ros import msg_class, qos, stamp_to_ns
 from chef_contract.spec import EPISODE_STEPS
 from chef_contract.testing import (
-    BackgroundSpin, executable, ros_env, stop_process as stop, unique_domain_id, wait_for,
+    CellProbe, executable, ros_env, stop_process as stop, unique_domain_id, wait_for,
 )
 from chef_policy.policy_node import BASE_TOPICS
 
 WS = Path(__file__).resolve().parents[3]
 LISTEN = (T.POLICY_TWIST, T.TWIST_CMD, T.POLICY_STEP, T.EPISODE_EVENTS, T.SAFETY_STATUS, T.POLICY_INFO)
 BRIDGE_OVERRIDES = ['-p', 'render_images:=false', '-p', 'lockstep_timeout_s:=5.0']
-
-
-class Probe:
-    def __init__(self, domain):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('probe', namespace='/cell0', context=self.ctx)
-        self.lock = threading.Lock()
-        self.msgs = {t: [] for t in LISTEN}
-        for t in LISTEN:
-            spec = T.topic(t)
-            profile = qos(spec.qos, 'sub')
-            profile.depth = 1000
-            self.node.create_subscription(msg_class(spec.msg_type), t, self._cb(t), profile)
-        self.command = self.node.create_publisher(msg_class('std_msgs/msg/String'), T.EPISODE_COMMAND,
-                                                  qos('event', 'pub'))
-        self.spin = BackgroundSpin(self.node, self.ctx)
-
-    def _cb(self, t):
-        def cb(m):
-            with self.lock:
-                self.msgs[t].append(m)
-        return cb
-
-
-    def get(self, t):
-        with self.lock:
-            return list(self.msgs[t])
-
-    def events(self):
-        return [EpisodeEvent.from_json(m.data) for m in self.get(T.EPISODE_EVENTS)]
-
-    def close(self):
-        self.spin.close()
-
-
 
 
 def start_cell(tmp_path, probe, domain, args, bridge_overrides):
@@ -105,7 +67,7 @@ def test_pixel_checkpoint_hot_loaded_into_a_running_cell(tmp_path):
     torch.manual_seed(0)
     sha = save_checkpoint(tmp_path / 'pixels.pt', {'actor': MultiTaskActor(cfg)}, cfg)
     domain = unique_domain_id()
-    probe = Probe(domain)
+    probe = CellProbe(domain, LISTEN)
     procs, log = {}, None
     try:
         procs, log = start_cell(
@@ -150,7 +112,7 @@ def test_pixel_checkpoint_hot_loaded_into_a_running_cell(tmp_path):
 def test_scripted_cell_runs_a_full_episode_through_the_safety_filter(tmp_path):
     pytest.importorskip('chef_sim.bridge_node')
     domain = unique_domain_id()
-    probe = Probe(domain)
+    probe = CellProbe(domain, LISTEN)
     procs, log = {}, None
     try:
         procs, log = start_cell(tmp_path, probe, domain,

@@ -27,19 +27,14 @@ the safety contract (spec.ARM_COMMAND_TIMEOUT_S).
 import json
 import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import rclpy
 
 from chef_contract import topics as T
-from chef_contract.events import EpisodeEvent
 from chef_contract.msgnp import named_vector_values, stamp_to_ns
-from chef_contract.ros import msg_class, qos
 from chef_contract.spec import ARM_COMMAND_TIMEOUT_S
-from chef_contract.testing import BackgroundSpin, executable, ros_env, unique_domain_id, wait_for
+from chef_contract.testing import CellProbe, executable, ros_env, unique_domain_id, wait_for
 
 EPISODES = 2
 EPISODE_STEPS = 400                     # the benchmark's full episode (20 s)
@@ -48,50 +43,6 @@ SERVO_STATUS = 'servo_node/status'
 LISTEN = (T.EPISODE_EVENTS, T.REWARD_TERMS, T.POLICY_TWIST, T.TWIST_CMD, T.ARM_POSITION_COMMAND,
           T.JOINT_STATES, T.PINCH_POSE, T.WRIST_POSE, T.JOINT_COMMAND_APPLIED, T.image_topic('basket_front_left'),
           T.GRASP_STATUS, T.OBJECT_POSES)
-
-
-class Probe:
-    """Listens in the cell namespace, stamping every message with its receive time (monotonic)."""
-
-    def __init__(self, domain):
-        from sensor_msgs.msg import JointState
-        from std_msgs.msg import Int8
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('probe', namespace='/cell0', context=self.ctx)
-        self.lock = threading.Lock()
-        self.wall = {}
-        self.msgs = {t: [] for t in LISTEN + (GROUND_TRUTH, SERVO_STATUS)}
-        for t in LISTEN:
-            spec = T.topic(t)
-            profile = qos(spec.qos, 'sub')
-            profile.depth = 1000
-            self.node.create_subscription(msg_class(spec.msg_type), t, self._cb(t), profile)
-        self.node.create_subscription(JointState, GROUND_TRUTH, self._cb(GROUND_TRUTH), 1000)
-        self.node.create_subscription(Int8, SERVO_STATUS, self._cb(SERVO_STATUS), 1000)
-        self.command = self.node.create_publisher(msg_class('std_msgs/msg/String'), T.EPISODE_COMMAND,
-                                                  qos('event', 'pub'))
-        self.spin = BackgroundSpin(self.node, self.ctx)
-
-    def _cb(self, t):
-        def cb(m):
-            with self.lock:
-                self.msgs[t].append((time.monotonic(), m))
-                self.wall.setdefault(t, []).append(time.time())
-        return cb
-
-    def get(self, t):
-        with self.lock:
-            return list(self.msgs[t])
-
-    def events(self):
-        return [EpisodeEvent.from_json(m.data) for _, m in self.get(T.EPISODE_EVENTS)]
-
-    def subscribers(self, topic):
-        return self.node.count_subscribers(f'/cell0/{topic}')
-
-    def close(self):
-        self.spin.close()
 
 
 @pytest.fixture(scope='module')
@@ -106,7 +57,8 @@ def cell(tmp_path_factory):
             f'data_dir:={tmp / "data"}']
     proc = subprocess.Popen([executable('chef_bringup', 'chef'), *args], env=ros_env(domain),
                             stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    probe = Probe(domain)
+    probe = CellProbe(domain, LISTEN, extra={GROUND_TRUTH: 'sensor_msgs/msg/JointState',
+                                             SERVO_STATUS: 'std_msgs/msg/Int8'})
     ctx = {'proc': proc, 'probe': probe, 'data': tmp / 'data', 'log': log_path}
     try:
         yield ctx
@@ -134,13 +86,13 @@ def test_contract_topics_come_up_on_the_drivers_interfaces(cell):
     probe, proc = cell['probe'], cell['proc']
     want = (T.JOINT_STATES, T.PINCH_POSE, T.WRIST_POSE, T.JOINT_COMMAND_APPLIED, T.image_topic('basket_front_left'),
           T.GRASP_STATUS, T.OBJECT_POSES)
-    ok = wait_for(lambda: proc.poll() is not None or all(probe.get(t) for t in want), timeout=150.0, period=0.2)
+    ok = wait_for(lambda: proc.poll() is not None or all(probe.timed(t) for t in want), timeout=150.0, period=0.2)
     assert proc.poll() is None, f'graph exited {proc.returncode}:\n{graph_output(cell)}'
-    assert ok, f'no messages on {[t for t in want if not probe.get(t)]}:\n{graph_output(cell)}'
-    names = list(probe.get(T.JOINT_STATES)[-1][1].name)
+    assert ok, f'no messages on {[t for t in want if not probe.timed(t)]}:\n{graph_output(cell)}'
+    names = list(probe.timed(T.JOINT_STATES)[-1][1].name)
     from chef_contract.spec import ARM_JOINT_NAMES, GRIPPER_JOINT_NAME
     assert names == list(ARM_JOINT_NAMES) + [GRIPPER_JOINT_NAME]           # joint_state_broadcaster order: the URDF's
-    img = probe.get(T.image_topic('basket_front_left'))[-1][1]
+    img = probe.timed(T.image_topic('basket_front_left'))[-1][1]
     assert (img.width, img.height, img.encoding) == (128, 128, 'rgb8')     # camera_adapter output from binned frames
     for t in (T.TWIST_CMD, T.GRIPPER_CMD):
         assert wait_for(lambda: probe.subscribers(t) >= 1, timeout=30.0), t   # Servo / gripper controller
@@ -148,7 +100,7 @@ def test_contract_topics_come_up_on_the_drivers_interfaces(cell):
 
 def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth(cell):
     probe, proc = cell['probe'], cell['proc']
-    assert wait_for(lambda: probe.get(T.JOINT_STATES) or proc.poll() is not None, timeout=150.0, period=0.2)
+    assert wait_for(lambda: probe.timed(T.JOINT_STATES) or proc.poll() is not None, timeout=150.0, period=0.2)
     from std_msgs.msg import String
     for _ in range(EPISODES):
         probe.command.publish(String(data=json.dumps({'op': 'start'})))
@@ -164,7 +116,7 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
     assert len(starts) == EPISODES and all(e.source == 'real' for e in events)
 
     # --- reset ran before each episode: the emulator's reset counter during each episode's ticks ----
-    truth = [(t, stamp_to_ns(m.header.stamp), named_vector_values(m)) for t, m in probe.get(GROUND_TRUTH)]
+    truth = [(t, stamp_to_ns(m.header.stamp), named_vector_values(m)) for t, m in probe.timed(GROUND_TRUTH)]
     first_resets = truth[0][2]['resets']         # the emulator's own start-up layout
     during = []
     for start in starts:
@@ -186,7 +138,7 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
         f'bags published: {sorted(bag_dirs())}'
     bags = bag_dirs()
     by_stamp = {s: v for _, s, v in truth}
-    terms = sorted(((stamp_to_ns(m.header.stamp), named_vector_values(m)) for _, m in probe.get(T.REWARD_TERMS)),
+    terms = sorted(((stamp_to_ns(m.header.stamp), named_vector_values(m)) for _, m in probe.timed(T.REWARD_TERMS)),
                    key=lambda x: x[0])
     agree = []
 
@@ -195,7 +147,7 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
 
     def rates(ev):
         start = next(e for e in starts if e.episode_id == ev.episode_id)
-        return {t: len({stamp_to_ns(m.header.stamp) for _, m in probe.get(t)
+        return {t: len({stamp_to_ns(m.header.stamp) for _, m in probe.timed(t)
                         if start.stamp_ns <= stamp_to_ns(m.header.stamp) <= ev.stamp_ns})
                 for t in (GROUND_TRUTH, T.JOINT_STATES, T.image_topic('basket_front_left'), T.REWARD_TERMS,
                           T.PINCH_POSE, T.GRASP_STATUS, T.POLICY_TWIST)}
@@ -240,15 +192,14 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
     # The safety filter forwards each policy twist with its observation stamp and, once the policy is
     # silent for its command_timeout_s, publishes its own zero twist stamped with the time it sent it.
     # Measured: that send time minus the (wall) time the probe received the last policy command.
-    last_end = max(t for t, m in probe.get(T.EPISODE_EVENTS) if json.loads(m.data)['event'] == 'end')
-    policy = probe.get(T.POLICY_TWIST)
+    last_end = max(t for t, m in probe.timed(T.EPISODE_EVENTS) if json.loads(m.data)['event'] == 'end')
+    policy = probe.timed(T.POLICY_TWIST)
     i_last = max(i for i, (t, _) in enumerate(policy) if t <= last_end + 1.0)
     t_last_policy = policy[i_last][0]
-    with probe.lock:
-        wall_last_policy = probe.wall[T.POLICY_TWIST][i_last]
+    wall_last_policy = probe.wall_times(T.POLICY_TWIST)[i_last]
     last_policy_stamp = stamp_to_ns(policy[i_last][1].header.stamp)
-    wait_for(lambda: probe.get(T.TWIST_CMD)[-1][0] > t_last_policy + 0.5, timeout=5.0)
-    own = [(stamp_to_ns(m.header.stamp), m.twist) for t, m in probe.get(T.TWIST_CMD)
+    wait_for(lambda: probe.timed(T.TWIST_CMD)[-1][0] > t_last_policy + 0.5, timeout=5.0)
+    own = [(stamp_to_ns(m.header.stamp), m.twist) for t, m in probe.timed(T.TWIST_CMD)
            if t > t_last_policy and stamp_to_ns(m.header.stamp) > last_policy_stamp]
 
     def zero(tw):
@@ -259,13 +210,13 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
     delay_s = first_stamp * 1e-9 - wall_last_policy
     print(f'zero twist sent to Servo {1e3 * delay_s:.0f} ms after the last policy command arrived')
     assert delay_s <= ARM_COMMAND_TIMEOUT_S, f'zero twist {1e3 * delay_s:.0f} ms after the last policy command'
-    first_zero = next(t for t, m in probe.get(T.TWIST_CMD) if stamp_to_ns(m.header.stamp) == first_stamp)
+    first_zero = next(t for t, m in probe.timed(T.TWIST_CMD) if stamp_to_ns(m.header.stamp) == first_stamp)
     # Servo holds: its position commands stop changing once the zero twist arrived
-    cmds = [(t, list(m.data)) for t, m in probe.get(T.ARM_POSITION_COMMAND) if t > first_zero + 0.05]
+    cmds = [(t, list(m.data)) for t, m in probe.timed(T.ARM_POSITION_COMMAND) if t > first_zero + 0.05]
     if len(cmds) >= 2:
         moved = max(abs(a - b) for (_, x), (_, y) in zip(cmds, cmds[1:]) for a, b in zip(x, y))
         assert moved < 1e-6, f'Servo kept moving the arm by {moved} rad after the zero twist'
-    statuses = [m.data for _, m in probe.get(SERVO_STATUS)]
+    statuses = [m.data for _, m in probe.timed(SERVO_STATUS)]
     assert statuses and -1 not in statuses, statuses          # no INVALID command reached Servo
 
 

@@ -10,27 +10,25 @@ Slow-ish (each bridge process imports MuJoCo + dm_control and loads the cell: ~5
 import json
 import math
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from chef_contract import topics as T
-from chef_contract.events import EpisodeCommand, EpisodeEvent
+from chef_contract.events import EpisodeCommand
 from chef_contract.frames import messages_to_frame
 from chef_contract.graph import load_graph
 from chef_contract.ros import (
-    create_contract_publisher, create_contract_subscription, msg_class, ns_to_stamp, qos, stamp_to_ns,
+    create_contract_publisher, msg_class, ns_to_stamp, qos, stamp_to_ns,
 )
 from chef_contract.spec import REWARD_TERMS
 from chef_contract.testing import (
-    BackgroundSpin, executable, ros_env, stop_process as stop, unique_domain_id, wait_for,
+    CellProbe, executable, ros_env, stop_process as stop, unique_domain_id, wait_for,
 )
 
 WS = Path(__file__).resolve().parents[3]
@@ -42,36 +40,29 @@ OVERRIDES = ['-p', 'preset:=fast', '-p', 'image_size:=32', '-p', f'cameras:=["{C
 
 
 
-class Probe:
+class Probe(CellProbe):
     """Test-side node of one cell: records per-tick messages by stamp, events, clock; sends commands."""
 
     def __init__(self, domain: int, ns: str, clock_topic: str):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('probe', namespace=ns, context=self.ctx)
-        self.lock = threading.Lock()
+        super().__init__(domain, (T.EPISODE_EVENTS,), ns=ns, spin=False)
         self.ticks = {}                     # stamp_ns -> {topic: msg}
         self.receipts = {}                  # stamp_ns -> joint_states messages received (re-sends)
-        self.events = []
         self.clock = []
         for name in TICK_TOPICS:
-            create_contract_subscription(self.node, name, self._cb(name))
-        create_contract_subscription(self.node, T.EPISODE_EVENTS, self._on_event)
+            self.listen(name, self._on_tick(name))
         self.node.create_subscription(msg_class('rosgraph_msgs/msg/Clock'), clock_topic,
-                                      lambda m: self._append(self.clock, stamp_to_ns(m.clock)), qos('clock', 'sub'))
+                                      self._on_clock, qos('clock', 'sub'))
         self.twist = create_contract_publisher(self.node, T.TWIST_CMD)
         self.gripper = create_contract_publisher(self.node, T.GRIPPER_CMD)
-        self.command = create_contract_publisher(self.node, T.EPISODE_COMMAND)
         self.start_srv = self.node.create_client(Trigger, T.EPISODE_START)
         self.stop_srv = self.node.create_client(Trigger, T.EPISODE_STOP)
-        self.spin = BackgroundSpin(self.node, self.ctx)
+        self.start()
 
-
-    def _append(self, lst, v):
+    def _on_clock(self, msg):
         with self.lock:
-            lst.append(v)
+            self.clock.append(stamp_to_ns(msg.clock))
 
-    def _cb(self, name):
+    def _on_tick(self, name):
         def cb(msg):
             with self.lock:
                 stamp = stamp_to_ns(msg.header.stamp)
@@ -79,9 +70,6 @@ class Probe:
                 if name == T.JOINT_STATES:
                     self.receipts[stamp] = self.receipts.get(stamp, 0) + 1
         return cb
-
-    def _on_event(self, msg):
-        self._append(self.events, EpisodeEvent.from_json(msg.data))
 
     def complete(self, stamp):
         with self.lock:
@@ -92,8 +80,7 @@ class Probe:
             return messages_to_frame(self.ticks[stamp], cameras=[CAM], require_objects=True)
 
     def event(self, kind, after=0):
-        with self.lock:
-            found = [e for e in self.events[after:] if e.event == kind]
+        found = [e for e in self.events()[after:] if e.event == kind]
         return found[-1] if found else None
 
     def send(self, stamp_ns, v=(0.0, 0.0, 0.0), yaw=0.0, gripper=0.0, frame='base_link'):
@@ -156,7 +143,7 @@ def next_tick(probe, after, timeout=10.0):
 
 def test_lockstep_publishes_the_contract_and_obeys(cells):
     (p, other), _ = cells
-    n_events = len(p.events)
+    n_events = len(p.events())
     p.command.publish(String(data=EpisodeCommand(op='start', triplet='rgb_test_triplet2', seed=7,
                                                   tags={'stage': 'test'}).to_json()))
     assert wait_for(lambda: p.event('start', n_events) is not None, 20.0)
@@ -223,7 +210,7 @@ def test_cells_run_independently_via_services(cells):
 
 def test_invalid_commands_rejected_and_lockstep_watchdog(cells):
     (p, _), _ = cells
-    n = len(p.events)
+    n = len(p.events())
     p.command.publish(String(data=EpisodeCommand(op='start', seed=3).to_json()))
     assert wait_for(lambda: p.event('start', n) is not None, 20.0)
     t0 = next_tick(p, p.event('start', n).stamp_ns - 1)
