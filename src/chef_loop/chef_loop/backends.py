@@ -53,7 +53,8 @@ class SimCells:
     def base_args(self, data_dir: Path) -> Dict[str, Any]:
         c = self.cfg
         return {'cells': c.cells, 'clock': c.clock, 'preset': c.preset, 'image_size': c.image_size,
-                'episode_steps': c.episode_steps, 'record': True, 'data_dir': str(Path(data_dir).resolve())}
+                'images': c.images, 'episode_steps': c.episode_steps, 'record': True,
+                'data_dir': str(Path(data_dir).resolve())}
 
     def commands(self, domain: int, args: Dict[str, Any]) -> List[List[str]]:
         return [chef_run('sim', domain, args)]

@@ -38,6 +38,8 @@ class CellsConfig:
     cells: int = field_(2, min=1, max=32, help='simulated cells run in parallel (namespaces cell0..)')
     preset: str = field_('fast', choices=('faithful', 'fast'), help='sim physics preset (docs/sim.md)')
     image_size: int = field_(64, min=16, max=512, help='camera images recorded (px, square)')
+    images: bool = field_(True, help='sim cells render, publish and record the cameras (false: state-only '
+                                     'episodes, faster ticks; policies from pixels need true)')
     clock: str = field_('lockstep', choices=('lockstep', 'realtime'), help='sim clock of the cells')
     episode_steps: int = field_(400, min=10, help='control ticks per episode: the benchmark\'s 400 '
                                                   '(20 s); shorter only for tests')
@@ -218,6 +220,8 @@ def check_policy_inputs(cfg: LoopConfig) -> None:
         if cfg.observation == 'pixels' and net.privileged:
             raise ConfigError(f'observation: pixels but {what} ({name}) reads privileged sim keys '
                               f'{[k for k in net.input_keys if k not in REAL_KEYS]} (a real cell has none)')
+    if cfg.observation == 'pixels' and not cfg.cells.images:
+        raise ConfigError('observation: pixels needs cells.images: true (the cells render no camera)')
     if cfg.observation == 'pixels' and cfg.explore.select_metric.startswith('fqe'):
         raise ConfigError(f'explore.select_metric {cfg.explore.select_metric!r}: fitted Q evaluation scores '
                           'state networks only; rank pixel trials by a summary metric (e.g. arm_mse, '

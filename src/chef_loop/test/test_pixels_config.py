@@ -45,3 +45,5 @@ def test_observation_is_enforced_against_the_learners(monkeypatch):
         load_loop_config('pixels_cpu', [f'explore.learner_overrides=["learner.network.state_keys={keys}"]'])
     with pytest.raises(ConfigError, match=r'fitted Q evaluation scores state networks only'):
         load_loop_config('pixels_cpu', ['explore.select_metric=fqe_value'])
+    with pytest.raises(ConfigError, match=r'observation: pixels needs cells.images: true'):
+        load_loop_config('pixels_cpu', ['cells.images=false'])

@@ -197,3 +197,33 @@ def test_unmatched_topics_counts_the_graphs_publishers():
     graph_counts = {f'/cell0/{T.JOINT_STATES}': 1, f'/cell0/{T.WRENCH}': 2}
     out = unmatched_topics(subs, lambda full: graph_counts.get(full, 0), {T.JOINT_STATES, T.POLICY_TWIST})
     assert out == {T.POLICY_TWIST: 'no publisher', T.WRENCH: '1 of 2 publishers matched'}
+
+
+@pytest.mark.parametrize('images', [True, False])
+def test_state_only_sim_cells_neither_render_nor_record_cameras(images):
+    """config/graphs/sim.yaml images:=false: the bridge renders no camera and the recorder (whose
+    recorder.yaml lists all three) subscribes to no camera topic, so no tick waits for an image."""
+    from pathlib import Path
+
+    import yaml
+
+    from chef_contract.graph import load_graph
+    from chef_contract.spec import CAMERA_NAMES
+    from chef_recorder.recorder_node import Params, selected_topics
+    ws = Path(__file__).resolve().parents[3]
+    specs = {s.name: s for s in load_graph(ws / 'config' / 'graphs' / 'sim.yaml').resolve({'images': images})}
+
+    def params(spec):
+        merged = {}
+        for f in spec.parameter_files:
+            merged.update(next(iter(yaml.safe_load(Path(f).read_text()).values()))['ros__parameters'])
+        merged.update(spec.parameters)
+        return merged
+
+    assert params(specs['sim_bridge'])['render_images'] is images
+    rec = params(specs['recorder'])
+    assert rec['cameras'] == list(CAMERA_NAMES)
+    cams = [n for n in selected_topics(Params(topics=rec['topics'], cameras=rec['cameras'], images=rec['images']))
+            if 'camera/' in n]
+    assert cams == ([] if not images else [t for c in CAMERA_NAMES
+                                          for t in (T.image_topic(c), T.camera_info_topic(c))])
