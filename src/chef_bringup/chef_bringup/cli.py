@@ -26,6 +26,7 @@ COMMANDS: Tuple[Tuple[str, str, str], ...] = (
     ('loop', 'chef_loop.cli', 'the CHEF loop: collect -> explore -> execute -> finetune, iterated'),
     ('ablate', 'chef_loop.cli', 'run one ablation (multi-task, wrench input, size, reuse...)'),
     ('report', 'chef_loop.report_cmd', 'HTML report with plots of a CHEF run'),
+    ('status', 'chef_loop.status_cmd', 'live view of the cells and the run: terminal, --once, or --web page'),
     ('bench', 'chef_bringup.bench_cmd', 'run the benchmarks in bench/ and print their ratios'),
     ('test', 'chef_bringup.test_cmd', 'run the whole test suite (colcon test), as CI does'),
 )
@@ -36,6 +37,7 @@ first steps:
   chef run sim                        one MuJoCo RGB-Stacking cell with policy, safety and recorder
   chef loop                           one small CHEF iteration on the sim cells (the README's job)
   chef data ls                        what has been recorded so far
+  chef status                         the live cells and the run's progress (--web: as a page)
   chef <command> --help               what a command does and its options
 """
 

@@ -12,15 +12,20 @@ clear of 0 (every other ROS process) and of the small ids people pick by hand.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from chef_contract.config import ConfigError
 
 _LOCK_DIR = Path(os.environ.get('CHEF_DOMAIN_LOCK_DIR', '/tmp/chef_ros_domains'))
 _HELD: Dict[int, int] = {}
+_OWNER_LABEL = ['']                 # set_owner_label(): what this process reserves domains for
 DOMAIN_RANGE_ENV = 'CHEF_DOMAIN_RANGE'
 MAX_DOMAIN_ID = 232                       # 7400 + 250 * 232 + participant ports < 65536
 DEFAULT_DOMAIN_RANGE: Tuple[int, int] = (110, 199)     # inclusive
@@ -89,6 +94,7 @@ def reserve_domain_id(id_range: Optional[Tuple[int, int]] = None) -> int:
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         _HELD[did] = os.getpid()
+        _write_owner(did)
         return did
     raise RuntimeError(f'no free ROS domain id in {lo}-{hi} (held by live processes, see {_LOCK_DIR}; '
                        f'widen it with {DOMAIN_RANGE_ENV}=LO-HI)')
@@ -97,7 +103,60 @@ def reserve_domain_id(id_range: Optional[Tuple[int, int]] = None) -> int:
 def release_domain_id(did: int) -> None:
     """Give a reserved id back early (long-lived processes that start many graphs)."""
     if _HELD.pop(did, None) is not None:
+        for suffix in ('.json', '.pid'):
+            try:
+                (_LOCK_DIR / f'{did}{suffix}').unlink()
+            except FileNotFoundError:
+                pass
+
+
+# --- who holds a domain (read by `chef status`) -------------------------------------------------
+# Beside each `<id>.pid` lock, `<id>.json` says what the id was reserved for: the owner's pid, its
+# command line and a label (the CHEF loop sets its run directory), so a monitor on this host can
+# find the live cells of a run without being told their domain.
+
+@dataclass(frozen=True)
+class DomainReservation:
+    domain: int
+    pid: int
+    label: str = ''                  # e.g. the run directory of the `chef loop` that holds it
+    argv: Tuple[str, ...] = ()
+    reserved_unix: float = 0.0
+
+
+def set_owner_label(label: str) -> None:
+    """Label every domain this process reserves from now on (the CHEF loop: its run directory)."""
+    _OWNER_LABEL[0] = str(label)
+
+
+def _write_owner(did: int) -> None:
+    info = {'domain': did, 'pid': os.getpid(), 'label': _OWNER_LABEL[0], 'argv': list(sys.argv),
+            'reserved_unix': time.time()}
+    tmp = _LOCK_DIR / f'.{did}.json.tmp{os.getpid()}'
+    try:
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, _LOCK_DIR / f'{did}.json')
+    except OSError:
+        pass                          # the label is a convenience; the .pid lock is the reservation
+
+
+def live_reservations() -> List[DomainReservation]:
+    """Every domain id held by a live process on this host, with its owner's label if it wrote one."""
+    out = []
+    for path in sorted(_LOCK_DIR.glob('*.pid')) if _LOCK_DIR.is_dir() else ():
         try:
-            (_LOCK_DIR / f'{did}.pid').unlink()
-        except FileNotFoundError:
+            did, pid = int(path.stem), int(path.read_text().strip() or '0')
+        except (OSError, ValueError):
+            continue
+        if not pid or not _alive(pid):
+            continue
+        info = {}
+        try:
+            info = json.loads((_LOCK_DIR / f'{did}.json').read_text())
+        except (OSError, ValueError):
             pass
+        if info.get('pid') != pid:    # a sidecar of an earlier holder of the same id
+            info = {}
+        out.append(DomainReservation(did, pid, str(info.get('label', '')), tuple(info.get('argv', ())),
+                                     float(info.get('reserved_unix', 0.0))))
+    return sorted(out, key=lambda r: r.domain)

@@ -6,7 +6,8 @@ another reads back by key:
   StepInfo                policy/step_info   policy -> recorder, dataset reader (one per tick)
   PolicyInfo              policy/info        policy -> chef loop (readiness), recorder (metadata)
   CheckpointAnnouncement  trainer/checkpoint trainer -> policy (hot reload)
-  RecorderStatus          recorder/status    recorder -> sim bridge (wait_for_recorder)
+  RecorderStatus          recorder/status    recorder -> sim bridge (wait_for_recorder), chef status
+  FleetProgress           /chef_loop/progress  chef loop's CellFleet -> chef status (jobs done / wanted)
 
 Each has `to_json()` / `from_json(payload)`; `from_json` rejects unknown keys and wrong types with
 `EventFormatError` (chef_contract.events), like EpisodeEvent and EpisodeCommand do. ROS-free.
@@ -164,12 +165,16 @@ class RecorderStatus:
     unmatched: Dict[str, str] = field(default_factory=dict)   # topic -> why ('no publisher', ...)
     pid: int = 0
     node: str = ''
+    dropped_messages: int = 0            # since the recorder started: sequence gaps over every topic
+    episodes_published: int = 0          # bags published since the recorder started
 
     def __post_init__(self):
         if not isinstance(self.ready, bool):
             raise EventFormatError(f'RecorderStatus: ready must be true or false, got {self.ready!r}')
         if not isinstance(self.unmatched, dict):
             raise EventFormatError('RecorderStatus: unmatched must be an object')
+        _check_int('RecorderStatus', 'dropped_messages', self.dropped_messages)
+        _check_int('RecorderStatus', 'episodes_published', self.episodes_published)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -179,4 +184,37 @@ class RecorderStatus:
         return payload_from_json(cls, payload)
 
 
-__all__ = ['CheckpointAnnouncement', 'EventFormatError', 'PolicyInfo', 'RecorderStatus', 'StepInfo']
+@dataclass
+class FleetProgress:
+    """/chef_loop/progress (latched): the episode jobs the CHEF loop's CellFleet is running in its
+    session (one stage's batch, e.g. collect/scripted or execute of one candidate), republished
+    whenever a job starts or finishes. `stage`, `iteration` and `label` come from the jobs' tags."""
+
+    jobs: int                              # episodes this session was asked for
+    done: int = 0                          # finished (ended or given up), retries not counted twice
+    succeeded: int = 0                     # ended with success
+    failed: int = 0                        # given up after the retries
+    running: Dict[str, str] = field(default_factory=dict)   # cell -> triplet it is running
+    stage: str = ''
+    iteration: Optional[int] = None
+    label: str = ''                        # data_source / candidate policy of the batch
+    pid: int = 0                           # the loop's process
+    stamp_unix: float = 0.0
+
+    def __post_init__(self):
+        for name in ('jobs', 'done', 'succeeded', 'failed', 'pid'):
+            _check_int('FleetProgress', name, getattr(self, name))
+        _check_int('FleetProgress', 'iteration', self.iteration, optional=True)
+        if not isinstance(self.running, dict):
+            raise EventFormatError('FleetProgress: running must be an object')
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, payload: str) -> 'FleetProgress':
+        return payload_from_json(cls, payload)
+
+
+__all__ = ['CheckpointAnnouncement', 'EventFormatError', 'FleetProgress', 'PolicyInfo', 'RecorderStatus',
+           'StepInfo']

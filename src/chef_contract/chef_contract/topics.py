@@ -1,7 +1,8 @@
 """Topic names, message types, frames and QoS classes of one RGB-Stacking cell.
 
 All names are *relative*: a cell runs in its own namespace (`/cell0`, `/cell1`, ...), so the same
-contract serves one real cell, one sim cell or many sim cells in one graph. Only `/clock` is absolute.
+contract serves one real cell, one sim cell or many sim cells in one graph. Only `/clock` and the
+loop's `/chef_loop/progress` are absolute.
 
 This module is ROS-free (types are named as strings); `chef_contract.ros` turns the QoS classes into
 rclpy profiles. See docs/contract.md for the prose version of this table.
@@ -113,6 +114,7 @@ EPISODE_EVENTS = 'episode/events'
 EPISODE_COMMAND = 'episode/command'
 CHECKPOINT_ANNOUNCE = 'trainer/checkpoint'
 RECORDER_STATUS = 'recorder/status'
+FLEET_PROGRESS = '/chef_loop/progress'    # absolute: the loop's, not a cell's
 TF_STATIC = 'tf_static'
 CLOCK = '/clock'
 # Real-cell plumbing (chef_real, config/graphs/real.yaml): ros2_control and robot description.
@@ -180,6 +182,9 @@ TOPICS: Tuple[Topic, ...] = tuple(
            'pid; a lockstep sim cell starts no episode before its recorder is ready', recorded=False),
         _T(CLOCK, 'rosgraph_msgs/msg/Clock', 'clock', 'sim bridge (lockstep)', 'simulation time',
            recorded=False),
+        _T(FLEET_PROGRESS, 'std_msgs/msg/String', 'latched', 'chef loop (CellFleet)',
+           'JSON FleetProgress: the episode jobs of the running session, done / wanted, per cell what runs '
+           '(read by chef status)', recorded=False),
         # written by the recorder into each bag (no DDS publisher: tf2_msgs is not among the PyPI
         # ROS wheels); relative like every cell topic, so cells do not share one frame tree
         _T(TF_STATIC, 'tf2_msgs/msg/TFMessage', 'latched', 'recorder (head of every bag)',

@@ -93,6 +93,8 @@ def _run(args):
     if args.name:
         overrides.append(f'name={args.name}')
     cfg = load_loop_config(args.config, overrides)
+    from chef_contract.domains import set_owner_label
+    set_owner_label(str(cfg.run_dir.resolve()))    # `chef status` finds this run's cells by it
     return ChefRun(cfg, progress=not args.no_progress)
 
 

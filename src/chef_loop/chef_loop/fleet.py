@@ -5,13 +5,15 @@
   * hands out episode jobs (triplet, seed, tags) to idle cells with EpisodeCommand(op='start');
   * matches start/end/abort events to jobs by the request id it puts into the tags (event history
     is transient-local, so old events of earlier requests are ignored by construction);
-  * retries an aborted or timed-out episode once on another start, and reports what happened.
+  * retries an aborted or timed-out episode once on another start, and reports what happened;
+  * publishes its progress (FleetProgress on /chef_loop/progress: jobs done / wanted) for `chef status`.
 The same class drives real cells (their episode manager publishes the same events). The job and
 outcome types are ROS-free (chef_loop.jobs).
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Callable, Dict, List, Optional, Sequence
@@ -21,8 +23,8 @@ from std_msgs.msg import String
 
 from chef_contract import topics as T
 from chef_contract.events import EpisodeCommand, EpisodeEvent, EventFormatError
-from chef_contract.payloads import PolicyInfo
-from chef_contract.ros import qos
+from chef_contract.payloads import FleetProgress, PolicyInfo
+from chef_contract.ros import create_contract_publisher, qos
 from chef_loop.jobs import EpisodeJob, EpisodeOutcome, FleetError
 
 __all__ = ['CellFleet', 'EpisodeJob', 'EpisodeOutcome', 'FleetError']
@@ -42,6 +44,17 @@ class CellFleet(Node):
             self.create_subscription(String, f'/{c}/{T.POLICY_INFO}',
                                      lambda m, c=c: self._on_info(c, m), qos('latched', 'sub'))
         self._by_request: Dict[str, List[EpisodeEvent]] = {}
+        self._progress_pub = create_contract_publisher(self, T.FLEET_PROGRESS)
+
+    def _publish_progress(self, jobs: Sequence[EpisodeJob], outcomes: Sequence[EpisodeOutcome],
+                          busy: Dict[str, tuple]) -> None:
+        tags = jobs[0].tags if jobs else {}
+        self._progress_pub.publish(String(data=FleetProgress(
+            jobs=len(jobs), done=len(outcomes), succeeded=sum(o.success for o in outcomes),
+            failed=sum(not o.ok for o in outcomes), running={c: j.triplet for c, (j, _) in busy.items()},
+            stage=str(tags.get('stage', '')), iteration=tags.get('iteration'),
+            label=str(tags.get('candidate') or tags.get('data_source') or ''), pid=os.getpid(),
+            stamp_unix=time.time()).to_json()))
 
     def _on_event(self, cell: str, msg: String) -> None:
         try:
@@ -101,6 +114,7 @@ class CellFleet(Node):
                                          request_id=job.request_id)
                     self.cmd_pubs[cell].publish(String(data=cmd.to_json()))
                     busy[cell] = (job, time.monotonic())
+                    self._publish_progress(jobs, outcomes, busy)
             self._spin(executor, 0.05)
             for cell, (job, t0) in list(busy.items()):
                 evs = self._by_request.get(job.request_id, [])
@@ -122,6 +136,7 @@ class CellFleet(Node):
                         continue
                     out = EpisodeOutcome(job, cell, final, False, reason)
                 outcomes.append(out)
+                self._publish_progress(jobs, outcomes, busy)
                 if on_outcome:
                     on_outcome(out)
         return outcomes

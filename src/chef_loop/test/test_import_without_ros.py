@@ -1,5 +1,5 @@
 """The loop's algorithm needs no ROS: every chef_loop module but the fleet (the rclpy node that talks
-to cells) imports with rclpy blocked, and the stages plan episode jobs without it. Run in a fresh
+to cells) and status_watch (`chef status`'s watcher node) imports with rclpy blocked, and the stages plan episode jobs without it. Run in a fresh
 interpreter, where `sys.modules['rclpy'] = None` makes any rclpy import fail."""
 
 import subprocess
@@ -9,7 +9,8 @@ import textwrap
 ROS_FREE = ('chef_loop.config', 'chef_loop.jobs', 'chef_loop.stages', 'chef_loop.explore',
             'chef_loop.sim_eval', 'chef_loop.ablate', 'chef_loop.stats', 'chef_loop.state',
             'chef_loop.summary', 'chef_loop.report', 'chef_loop.report_cmd', 'chef_loop.ray_session',
-            'chef_loop.cells', 'chef_loop.cli')
+            'chef_loop.cells', 'chef_loop.cli', 'chef_loop.status_model', 'chef_loop.status_cmd',
+            'chef_loop.status_web')
 
 
 def _run_blocked(code: str) -> subprocess.CompletedProcess:

@@ -52,8 +52,6 @@ class Params:
         "plumbing and camera topics (those follow `cameras`); '/clock' may be listed explicitly"))
     cameras: List[str] = field_(default_factory=lambda: list(CAMERA_NAMES), help=(
         "cameras whose image (and camera_info) to record; ['none'] = no camera"))
-    images: bool = field_(True, help='record the `cameras` (false: none, whatever `cameras` lists; the sim '
-                          "graph's images:=false, whose bridge renders no camera)")
     camera_info: bool = field_(True, help='also record camera/<name>/camera_info')
     close_timeout_s: float = field_(2.0, help='wall time after an end event before the bag is closed '
                                     'even if the last tick is incomplete', min=0.05, max=600.0)
@@ -94,7 +92,7 @@ def selected_topics(p: Params) -> List[str]:
         else:
             T.topic(name)
             names.append(name)
-    cams = [] if list(p.cameras) == ['none'] or not p.images else list(p.cameras)
+    cams = [] if list(p.cameras) == ['none'] else list(p.cameras)
     unknown = [c for c in cams if c not in CAMERA_NAMES]
     if unknown:
         raise KeyError(f'unknown cameras {unknown}; known: {list(CAMERA_NAMES)}')
@@ -180,6 +178,8 @@ class RecorderNode(Node):
         self._status_pub = create_contract_publisher(self, T.RECORDER_STATUS)
         self._status: Optional[RecorderStatus] = None
         self._status_checked = 0.0
+        self._dropped_total = 0              # sequence gaps since start (recorder/status, chef status)
+        self._published_total = 0
         self.create_timer(0.1, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f'recording cell {self.cell!r} into {self.engine.layout.root}: {len(names)} topics '
@@ -200,6 +200,7 @@ class RecorderNode(Node):
             last = sub.last_seq.get(gid)
             if last is not None and seq > last + 1:
                 dropped = seq - last - 1
+                self._dropped_total += dropped
             sub.last_seq[gid] = seq
         try:
             self.engine.receive(sub.full, sub.msgtype, raw, recv_ns, sub.stamped, dropped)
@@ -216,25 +217,31 @@ class RecorderNode(Node):
                 self._reported[key] = n
 
     def _publish_status(self) -> None:
-        """Publish recorder/status when readiness changes (graph checked at 10 Hz until ready, then
-        every READY_RECHECK_S)."""
+        """Publish recorder/status when readiness or the drop / episode counts change (graph checked
+        at 10 Hz until ready, then every READY_RECHECK_S; counts at most once a second)."""
         now = time.monotonic()
-        if self._status is not None and self._status.ready and now - self._status_checked < READY_RECHECK_S:
+        counts_changed = self._status is not None and (
+            self._status.dropped_messages, self._status.episodes_published) != (
+            self._dropped_total, self._published_total)
+        if (self._status is not None and self._status.ready and now - self._status_checked < READY_RECHECK_S
+                and not (counts_changed and now - self._status_checked >= 1.0)):
             return
         self._status_checked = now
         unmatched = unmatched_topics(self._subs, self.count_publishers, self._required)
         status = RecorderStatus(ready=not unmatched, unmatched=unmatched, pid=os.getpid(),
-                                node=self.get_fully_qualified_name())
+                                node=self.get_fully_qualified_name(), dropped_messages=self._dropped_total,
+                                episodes_published=self._published_total)
         if status == self._status:
             return
-        if status.ready:
+        if status.ready and not (self._status is not None and self._status.ready):
             self.get_logger().info('ready: matched to a publisher on every topic it requires')
-        elif self._status is not None and self._status.ready:
+        elif not status.ready and self._status is not None and self._status.ready:
             self.get_logger().warning(f'not ready any more: {unmatched}')
         self._status = status
         self._status_pub.publish(msg_class('std_msgs/msg/String')(data=status.to_json()))
 
     def _published(self, meta, path) -> None:
+        self._published_total += 1
         if self.catalog is not None:
             self.catalog.add_bag(path)
         flag = '' if meta['rate_ok'] else ' RATE MISSED'
