@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Idempotent set-up of the CHEF workspace on a fresh Debian 12 machine:
-#   1. Debian packages for headless MuJoCo rendering (EGL + llvmpipe), if missing;
+#   1. Debian packages for headless MuJoCo rendering (EGL + llvmpipe), if missing; with --test-deps
+#      also what only the tests need: headless Chromium (`chef status --web`'s page test);
 #   2. .venv with the pinned wheels (requirements*.txt, constraints.txt), if they changed;
 #   3. colcon build --symlink-install, if a package manifest or the file list changed.
 # Each step records a hash of its inputs, so a second run with nothing changed takes ~1 s.
-# Usage: scripts/bootstrap.sh [--quiet] [--force]
+# Usage: scripts/bootstrap.sh [--quiet] [--force] [--test-deps]   (`./chef test` passes --test-deps)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 QUIET=0
 FORCE=0
+TEST_DEPS=0
 for a in "$@"; do
   case "$a" in
     --quiet) QUIET=1 ;;
     --force) FORCE=1 ;;
+    --test-deps) TEST_DEPS=1 ;;
     *) echo "bootstrap: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -28,6 +31,9 @@ ldconfig -p | grep -q 'libEGL_mesa.so.0' || missing+=(libegl-mesa0)
 ldconfig -p | grep -q 'libGL.so.1 ' || missing+=(libgl1)
 ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || ls /usr/lib/*/dri/*swrast* >/dev/null 2>&1 \
   || missing+=(libgl1-mesa-dri)
+if [ "$TEST_DEPS" = 1 ]; then      # test-only: `chef loop` never pays for these
+  command -v chromium >/dev/null || missing+=(chromium)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   SUDO=""
