@@ -5,7 +5,8 @@ Where the cells are: a running `chef loop` reserves one ROS domain per graph ses
 reservation with its run directory (chef_contract.domains: /tmp/chef_ros_domains/<id>.json next to
 the <id>.pid lock). `chef status` watches the live reservations of the run it is asked about
 (--config/--name/--run), or every live reservation on this host, or exactly the --domain ids given
-(a graph started by hand, `chef run sim --domain 7`, or cells on other machines: docs/multi_host.md).
+(a graph started by hand, `chef run sim --domain 7`), or the cells of a lab file (--lab: real cells
+on other machines, each in its own domain, discovered across the LAN; docs/multi_host.md).
 The domain list is looked at again every DOMAIN_RESCAN_S, so a loop's next session is picked up.
 """
 
@@ -32,12 +33,13 @@ examples:
   chef status --once --json            one snapshot as JSON (scripts), after --wait seconds of listening
   chef status --domain 7               the cells of a graph started with `chef run sim --domain 7`
   chef status --web --port 8765        the same facts as a web page on http://127.0.0.1:8765/
+  chef status --lab config/multi_host/lab.yaml   real cells on other machines (docs/multi_host.md)
 
 Per cell: state (running | idle | estop | offline), the current episode and tick, the tick rate
 measured from the joint states received, the recorder's dropped messages since it started. Per run:
 the stages of state.json, the running one, its ended episodes in the store, and the loop's current
 session (episodes done / wanted). Discovery range: $ROS_AUTOMATIC_DISCOVERY_RANGE, else LOCALHOST
-(what the loop's cells use); SUBNET for cells on other machines.
+(what the loop's cells use); with --lab, the lab file's (SUBNET, static peers or a discovery server).
 """}
 
 
@@ -47,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--run', type=Path, default=None, help='a run directory (runs/<name>)')
     p.add_argument('--domain', type=int, action='append', default=None, metavar='ID',
                    help='watch this ROS domain (repeatable; default: the live CHEF reservations)')
+    p.add_argument('--lab', type=Path, default=None,
+                   help="a lab file (config/multi_host/lab.yaml): watch its cells' domains with its discovery "
+                        'settings')
     p.add_argument('--once', action='store_true', help='print one snapshot and exit')
     p.add_argument('--json', action='store_true', help='with --once: the snapshot as JSON')
     p.add_argument('--wait', type=float, default=3.0,
@@ -146,6 +151,13 @@ def main(args) -> int:
         raise ValueError('--json needs --once (the refreshing views are text or --web)')
     if not 0 <= args.port <= 65535:
         raise ValueError(f'--port {args.port}: must be 0-65535')
+    if args.lab is not None:
+        if args.domain:
+            raise ValueError('--lab names the domains already; drop --domain')
+        from chef_loop.lab import hub_env, load_lab
+        lab = load_lab(args.lab)
+        os.environ.update(hub_env(lab))                  # before rclpy starts: discovery across the LAN
+        args.domain = [c.domain for c in lab.cells]
     os.environ.setdefault(DISCOVERY_ENV, 'LOCALHOST')     # what the loop's cells use
     source = StatusSource(args)
     deadline = time.monotonic() + args.duration if args.duration is not None else None

@@ -10,7 +10,7 @@ ROS_FREE = ('chef_loop.config', 'chef_loop.jobs', 'chef_loop.stages', 'chef_loop
             'chef_loop.sim_eval', 'chef_loop.ablate', 'chef_loop.stats', 'chef_loop.state',
             'chef_loop.summary', 'chef_loop.report', 'chef_loop.report_cmd', 'chef_loop.ray_session',
             'chef_loop.cells', 'chef_loop.cli', 'chef_loop.status_model', 'chef_loop.status_cmd',
-            'chef_loop.status_web')
+            'chef_loop.status_web', 'chef_loop.lab')
 
 
 def _run_blocked(code: str) -> subprocess.CompletedProcess:
