@@ -26,6 +26,7 @@ from chef_contract.config import ConfigError
 _LOCK_DIR = Path(os.environ.get('CHEF_DOMAIN_LOCK_DIR', '/tmp/chef_ros_domains'))
 _HELD: Dict[int, int] = {}
 _OWNER_LABEL = ['']                 # set_owner_label(): what this process reserves domains for
+OWNER_LABEL_ENV = 'CHEF_DOMAIN_OWNER'    # the same for child processes (Ray workers of a loop)
 DOMAIN_RANGE_ENV = 'CHEF_DOMAIN_RANGE'
 MAX_DOMAIN_ID = 232                       # 7400 + 250 * 232 + participant ports < 65536
 DEFAULT_DOMAIN_RANGE: Tuple[int, int] = (110, 199)     # inclusive
@@ -125,12 +126,15 @@ class DomainReservation:
 
 
 def set_owner_label(label: str) -> None:
-    """Label every domain this process reserves from now on (the CHEF loop: its run directory)."""
+    """Label every domain this process and its children reserve from now on (the CHEF loop: its run
+    directory; children inherit it through $CHEF_DOMAIN_OWNER)."""
     _OWNER_LABEL[0] = str(label)
+    os.environ[OWNER_LABEL_ENV] = str(label)
 
 
 def _write_owner(did: int) -> None:
-    info = {'domain': did, 'pid': os.getpid(), 'label': _OWNER_LABEL[0], 'argv': list(sys.argv),
+    label = _OWNER_LABEL[0] or os.environ.get(OWNER_LABEL_ENV, '')
+    info = {'domain': did, 'pid': os.getpid(), 'label': label, 'argv': list(sys.argv),
             'reserved_unix': time.time()}
     tmp = _LOCK_DIR / f'.{did}.json.tmp{os.getpid()}'
     try:

@@ -46,6 +46,8 @@ session (episodes done / wanted). Discovery range: $ROS_AUTOMATIC_DISCOVERY_RANG
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--config', default=None, help='the run of this CHEF config (config/chef/<name>.yaml)')
     p.add_argument('--name', default=None, help='run name (with --config: overrides its name)')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='with --config: a config override as for chef loop (e.g. runs_dir=/data/runs)')
     p.add_argument('--run', type=Path, default=None, help='a run directory (runs/<name>)')
     p.add_argument('--domain', type=int, action='append', default=None, metavar='ID',
                    help='watch this ROS domain (repeatable; default: the live CHEF reservations)')
@@ -69,9 +71,10 @@ def resolve_run(args) -> Optional[Path]:
         if not (args.run / 'state.json').is_file():
             raise FileNotFoundError(f'--run {args.run}: no state.json there (not a CHEF run directory)')
         return args.run.resolve()
-    if args.config or args.name:
+    if args.config or args.name or args.overrides:
         from chef_loop.config import load_loop_config
-        cfg = load_loop_config(args.config or 'default', [f'name={args.name}'] if args.name else [])
+        cfg = load_loop_config(args.config or 'default',
+                               list(args.overrides) + ([f'name={args.name}'] if args.name else []))
         return cfg.run_dir.resolve()
     return None
 

@@ -21,6 +21,7 @@ from chef_contract.events import EpisodeEvent
 from chef_contract.payloads import FleetProgress, PolicyInfo, RecorderStatus, StepInfo
 
 TICK_RATE_WINDOW_S = 3.0     # s: the tick rate is measured over the ticks received in the last 3 s
+OFFLINE_QUIET_S = 2.0        # s: a cell whose graph lost its publisher is offline once this quiet
 CELL_STATES = ('running', 'idle', 'estop', 'offline', 'unknown')
 
 
@@ -78,7 +79,7 @@ class CellTracker:
     def __init__(self, cell: str, domain: int, tick_window_s: float = TICK_RATE_WINDOW_S):
         self.cell, self.domain = cell, domain
         self.rate = TickRate(tick_window_s)
-        self.online = True                   # the cell's graph still has publishers (set by the watcher)
+        self.online = True                   # False: the cell's episode-event publisher is gone (watcher)
         self.last_event: Optional[EpisodeEvent] = None
         self.running = False
         self.ticks_since_start = 0
@@ -135,8 +136,8 @@ class CellTracker:
             return self.step.tick
         return max(0, self.ticks_since_start - 1)
 
-    def state(self) -> str:
-        if not self.online:
+    def state(self, now: float) -> str:
+        if not self.online and (self.last_heard is None or now - self.last_heard > OFFLINE_QUIET_S):
             return 'offline'
         if self.safety == 'estop':
             return 'estop'
@@ -149,7 +150,7 @@ class CellTracker:
         tags = ev.tags if ev is not None and isinstance(ev.tags, dict) else {}
         policy = tags.get('policy_id') or (self.policy.policy_id if self.policy is not None else '')
         return CellView(
-            cell=self.cell, domain=self.domain, state=self.state(),
+            cell=self.cell, domain=self.domain, state=self.state(now),
             episode_id=ev.episode_id if ev is not None else '', tick=self.tick(),
             tick_rate_hz=round(self.rate.hz(now), 2), triplet=ev.triplet if ev is not None else '',
             stage=str(tags.get('stage', '')), iteration=tags.get('iteration'), policy_id=str(policy),

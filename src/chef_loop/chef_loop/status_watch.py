@@ -41,6 +41,7 @@ class DomainWatcher(Node):
         self.lock = threading.Lock()
         self.trackers: Dict[str, CellTracker] = {}
         self.fleet: Optional[FleetProgress] = None
+        self._seen_publisher = set()
         self._string = msg_class('std_msgs/msg/String')
         self.create_subscription(self._string, T.FLEET_PROGRESS, self._on_progress,
                                  qos(T.topic(T.FLEET_PROGRESS).qos, 'sub'))
@@ -56,9 +57,12 @@ class DomainWatcher(Node):
             if cell not in self.trackers:
                 self._watch(cell)
         for cell, tracker in self.trackers.items():
-            online = self.count_publishers(f'/{cell}/{T.EPISODE_EVENTS}') > 0
+            # the graph cache can lag behind the data by seconds: offline only once a publisher seen is gone
+            publishers = self.count_publishers(f'/{cell}/{T.EPISODE_EVENTS}')
+            if publishers:
+                self._seen_publisher.add(cell)
             with self.lock:
-                tracker.online = online
+                tracker.online = bool(publishers) or cell not in self._seen_publisher
 
     def _watch(self, cell: str) -> None:
         tracker = CellTracker(cell, self.domain)
