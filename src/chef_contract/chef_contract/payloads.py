@@ -7,6 +7,7 @@ another reads back by key:
   PolicyInfo              policy/info        policy -> chef loop (readiness), recorder (metadata)
   CheckpointAnnouncement  trainer/checkpoint trainer -> policy (hot reload)
   RecorderStatus          recorder/status    recorder -> sim bridge (wait_for_recorder), chef status
+  SafetyStatus            safety/status      safety filter -> operators, chef status
   FleetProgress           /chef_loop/progress  chef loop's CellFleet -> chef status (jobs done / wanted)
 
 Each has `to_json()` / `from_json(payload)`; `from_json` rejects unknown keys and wrong types with
@@ -184,6 +185,37 @@ class RecorderStatus:
         return payload_from_json(cls, payload)
 
 
+SAFETY_STATES = ('ok', 'stale', 'estop')      # chef_policy.safety.STATES
+
+
+@dataclass
+class SafetyStatus:
+    """safety/status (latched, and a heartbeat): what the safety filter is doing."""
+
+    state: str                             # ok | stale | estop
+    estop: bool = False                    # the e-stop is latched (only the reset service clears it)
+    estop_reason: str = ''
+    estop_input: bool = False              # the last value on safety/estop
+    last_command_stamp_ns: int = 0
+    command_silent: bool = True            # no twist within the command timeout (watchdog's view)
+    last_rejection: Optional[Dict[str, Any]] = None     # command, reason, stamp_ns of the last refusal
+    counters: Dict[str, int] = field(default_factory=dict)   # clamped / zeroed / rejected commands
+
+    def __post_init__(self):
+        if self.state not in SAFETY_STATES:
+            raise EventFormatError(f'SafetyStatus: state must be one of {SAFETY_STATES}, got {self.state!r}')
+        _check_int('SafetyStatus', 'last_command_stamp_ns', self.last_command_stamp_ns)
+        if not isinstance(self.counters, dict):
+            raise EventFormatError('SafetyStatus: counters must be an object')
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, payload: str) -> 'SafetyStatus':
+        return payload_from_json(cls, payload)
+
+
 @dataclass
 class FleetProgress:
     """/chef_loop/progress (latched): the episode jobs the CHEF loop's CellFleet is running in its
@@ -217,4 +249,4 @@ class FleetProgress:
 
 
 __all__ = ['CheckpointAnnouncement', 'EventFormatError', 'FleetProgress', 'PolicyInfo', 'RecorderStatus',
-           'StepInfo']
+           'SafetyStatus', 'StepInfo']

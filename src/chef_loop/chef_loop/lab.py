@@ -48,7 +48,9 @@ class LabConfig:
     static_peers: bool = field_(True, help='also set ROS_STATIC_PEERS (hub <-> each cell host): unicast '
                                            'discovery where multicast does not reach')
     discovery_server: str = field_('', help="'' or host:port of a Fast DDS discovery server "
-                                            '(ROS_DISCOVERY_SERVER); replaces multicast and static peers')
+                                            '(ROS_DISCOVERY_SERVER); replaces multicast and static peers. Clients '
+                                            'of one server match across domain ids (Fast DDS by design): the '
+                                            'cells are then kept apart by their namespaces only')
     cells: List[LabCell] = field(default_factory=list)
 
 

@@ -12,7 +12,6 @@ safe to call from another thread.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from rclpy.node import Node
 
 from chef_contract import topics as T
 from chef_contract.events import EpisodeEvent, EventFormatError
-from chef_contract.payloads import FleetProgress, PolicyInfo, RecorderStatus, StepInfo
+from chef_contract.payloads import FleetProgress, PolicyInfo, RecorderStatus, SafetyStatus, StepInfo
 from chef_contract.ros import msg_class, qos
 from chef_loop.status_model import CellTracker, CellView
 
@@ -87,7 +86,7 @@ class DomainWatcher(Node):
         sub(T.POLICY_STEP, tracker.on_step, StepInfo.from_json)
         sub(T.RECORDER_STATUS, tracker.on_recorder, RecorderStatus.from_json)
         sub(T.POLICY_INFO, tracker.on_policy, PolicyInfo.from_json)
-        sub(T.SAFETY_STATUS, tracker.on_safety, _safety_state)
+        sub(T.SAFETY_STATUS, tracker.on_safety, lambda data: SafetyStatus.from_json(data).state)
         sub(T.JOINT_STATES, tracker.on_tick, raw=True)
 
     def _on_progress(self, msg) -> None:
@@ -107,14 +106,6 @@ class DomainWatcher(Node):
     def progress(self) -> Optional[FleetProgress]:
         with self.lock:
             return self.fleet
-
-
-def _safety_state(payload: str) -> str:
-    """safety/status is the safety node's JSON object (not yet a typed payload): its `state`."""
-    data = json.loads(payload)
-    if not isinstance(data, dict) or not isinstance(data.get('state'), str):
-        raise ValueError('safety/status without a state')
-    return data['state']
 
 
 class FleetWatch:

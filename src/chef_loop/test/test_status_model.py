@@ -10,7 +10,7 @@ import pytest
 
 from chef_contract import domains
 from chef_contract.events import EpisodeEvent, EventFormatError
-from chef_contract.payloads import FleetProgress, RecorderStatus, StepInfo
+from chef_contract.payloads import FleetProgress, RecorderStatus, SafetyStatus, StepInfo
 from chef_loop.state import RunState
 from chef_loop.status_cmd import choose_domains, run_from_reservations
 from chef_loop.status_model import (
@@ -112,6 +112,10 @@ def test_status_payloads_are_strict():
     assert RecorderStatus.from_json('{"ready": false}').dropped_messages == 0     # older recorders
     with pytest.raises(EventFormatError, match='dropped_messages'):
         RecorderStatus(ready=True, dropped_messages=1.5)
+    s = SafetyStatus(state='estop', estop=True, estop_reason='operator', counters={'zeroed': 2})
+    assert SafetyStatus.from_json(s.to_json()) == s
+    with pytest.raises(EventFormatError, match='state'):
+        SafetyStatus(state='halted')
 
 
 def test_domain_reservations_carry_the_owners_label(tmp_path, monkeypatch):

@@ -85,12 +85,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from chef_contract.config import field_
+from chef_contract.payloads import SAFETY_STATES
 from chef_contract.spec import (
     CONTROL_PERIOD_S, GRIPPER_CLOSED_POSITION_RAD, GRIPPER_OPEN_POSITION_RAD, MAX_LINEAR_SPEED_MPS,
     MAX_YAW_RATE_RPS, PINCH_TO_WRIST_M, WORKSPACE_HIGH_M, WORKSPACE_LOW_M, WRIST_YAW_LIMITS_RAD,
 )
 
-STATES = ('ok', 'stale', 'estop')
+STATES = SAFETY_STATES                     # ok | stale | estop (the safety/status payload's)
 ZERO_TWIST = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 Twist6 = Tuple[float, float, float, float, float, float]   # vx, vy, vz (m/s), wx, wy, wz (rad/s)
 NOMINAL_TCP_OFFSET_M = (0.0, 0.0, -PINCH_TO_WRIST_M)     # TCP - wrist, gripper pointing down

@@ -33,7 +33,6 @@ both, so a limit is defined once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -51,6 +50,7 @@ from std_srvs.srv import Trigger
 from chef_contract import topics as T
 from chef_contract.config import field_
 from chef_contract.params import declare_params
+from chef_contract.payloads import SafetyStatus
 from chef_contract.ros import (
     create_contract_publisher, create_contract_subscription, gripper_command_msg, gripper_tick_stamp,
     ns_to_stamp, spin_node, stamp_to_ns,
@@ -376,11 +376,11 @@ class SafetyFilterNode(Node):
         self._last_state = state
         self._last_status_pub = now
         self._rejection_unpublished = False
-        self.pub_status.publish(String(data=json.dumps({
-            'state': state, 'estop': self.filter.estop_latched, 'estop_reason': self.filter.estop_reason,
-            'estop_input': self._estop_input, 'last_command_stamp_ns': self._last_cmd_stamp_ns,
-            'command_silent': self._silent, 'last_rejection': self._last_rejection,
-            'counters': dict(self.filter.counters)}, sort_keys=True)))
+        self.pub_status.publish(String(data=SafetyStatus(
+            state=state, estop=self.filter.estop_latched, estop_reason=self.filter.estop_reason,
+            estop_input=self._estop_input, last_command_stamp_ns=self._last_cmd_stamp_ns,
+            command_silent=self._silent, last_rejection=self._last_rejection,
+            counters=dict(self.filter.counters)).to_json()))
 
 
 NODE_PARAMS = {'safety_filter': Params}
