@@ -1,10 +1,11 @@
 """`chef status` against a real cell graph (issue 15.5): `chef run sim` (one fast cell on the wall clock,
-scripted expert, recorder) runs an episode the test starts with CHEF tags; `chef status --once --json`
-and `chef status --web` watch its domain and a run directory written by the real RunState, and
-headless Chromium (Debian's `chromium`, installed by `chef test`) loads the page: after its script has
-polled /status.json, the DOM shows the cell, running, with the episode id the graph really
-published and a measured tick rate; the screenshot is a PNG with more than a blank page in it.
-~30-45 s on 2 busy cores (MuJoCo start-up ~10 s, the cell's 20 Hz episode, two Chromium runs)."""
+scripted expert, recorder) runs an episode job handed out by the loop's own CellFleet (which
+publishes FleetProgress on /chef_loop/progress); `chef status --once --json` and `chef status --web`
+watch its domain and a run directory written by the real RunState, and headless Chromium (Debian's
+`chromium`, installed by `chef test`) loads the page: after its script has polled /status.json, the
+DOM shows the cell, running, with the episode id the graph really published, a measured tick rate
+and the session's progress; the screenshot is a PNG with more than a blank page in it.
+~20-30 s on 2 busy cores (MuJoCo start-up ~10 s, the cell's 20 Hz episode, two Chromium runs)."""
 
 import io
 import json
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +24,7 @@ from std_msgs.msg import String
 from chef_contract import topics as T
 from chef_contract.events import EpisodeCommand
 from chef_contract.testing import CellProbe, ros_env, stop_process, unique_domain_id, wait_for
+from chef_loop.jobs import EpisodeJob
 from chef_loop.state import RunState
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
@@ -47,6 +50,35 @@ def status_json(url):
         return json.loads(r.read())
 
 
+class LoopHands:
+    """The loop's CellFleet on `domain`, running `jobs` in a background thread as a stage does."""
+
+    def __init__(self, domain, jobs):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        from chef_loop.fleet import CellFleet
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain)
+        self.fleet = CellFleet(['cell0'], context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.fleet)
+        self.fleet.wait_ready(self.executor, 90)
+        self.outcomes = None
+        self.thread = threading.Thread(target=self._run, args=(jobs,), daemon=True)
+        self.thread.start()
+
+    def _run(self, jobs):
+        self.outcomes = self.fleet.run(self.executor, jobs, episode_timeout_s=120, max_attempts=1)
+
+    def close(self):
+        import rclpy
+        self.thread.join(timeout=30)
+        self.executor.shutdown()
+        self.fleet.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
 def test_status_web_page_shows_a_live_cell_in_headless_chromium(tmp_path):
     if CHROMIUM is None:
         pytest.fail('chromium is not installed: `chef test` installs it (scripts/bootstrap.sh --test-deps), '
@@ -65,12 +97,12 @@ def test_status_web_page_shows_a_live_cell_in_headless_chromium(tmp_path):
                                   f'data_dir:={tmp_path / "data"}'),
                              env=ros_env(domain), stdout=log, stderr=subprocess.STDOUT)
     probe = CellProbe(domain, (T.EPISODE_EVENTS, T.RECORDER_STATUS))
-    web = None
+    web = hands = None
     try:
         assert wait_for(lambda: probe.command.get_subscription_count() > 0 and probe.get(T.RECORDER_STATUS)
                         and json.loads(probe.get(T.RECORDER_STATUS)[-1].data)['ready'], 90), 'cell not up'
-        probe.command.publish(String(data=EpisodeCommand(
-            op='start', seed=11, tags={'stage': 'execute', 'iteration': 0, 'policy_id': 'scripted'}).to_json()))
+        hands = LoopHands(domain, [EpisodeJob('rgb_test_triplet2', 11, {
+            'stage': 'execute', 'iteration': 0, 'policy_id': 'scripted', 'candidate': 'scripted'})])
         assert wait_for(lambda: any(e.event == 'start' for e in probe.events()), 30), 'no start event'
         episode = next(e for e in probe.events() if e.event == 'start').episode_id
 
@@ -86,6 +118,9 @@ def test_status_web_page_shows_a_live_cell_in_headless_chromium(tmp_path):
         assert 5.0 < cell['tick_rate_hz'] < 40.0 and cell['tick'] > 0      # a 20 Hz wall-clock cell
         assert cell['recorder_ready'] is True and cell['recorder_drops'] is not None
         assert snap['run']['current']['stage'] == 'execute' and snap['run']['current']['status'] == 'running'
+        (session,) = snap['fleet']                                         # the CellFleet's FleetProgress
+        assert (session['jobs'], session['done'], session['running'], session['label']) == (
+            1, 0, {'cell0': 'rgb_test_triplet2'}, 'scripted')
 
         # the web page
         web = subprocess.Popen(chef('status', '--web', '--port', '0', '--domain', str(domain), '--run',
@@ -103,6 +138,7 @@ def test_status_web_page_shows_a_live_cell_in_headless_chromium(tmp_path):
         assert attrs['state'] == 'running' and attrs['episode'] == episode, attrs
         assert float(attrs['tick-rate']) > 0
         assert 'iteration 0 execute running' in dom and 'col-rec_drops' in dom
+        assert 'session: iteration 0 execute (scripted): 0/1 episodes done' in dom
         png = tmp_path / 'status.png'
         chromium(tmp_path, '--virtual-time-budget=5000', f'--screenshot={png}', '--window-size=1100,500', url)
         image = Image.open(io.BytesIO(png.read_bytes()))
@@ -111,9 +147,16 @@ def test_status_web_page_shows_a_live_cell_in_headless_chromium(tmp_path):
         assert colors is None or len(colors) > 20, 'blank screenshot'      # text, table lines, the state colour
         assert (0xd9, 0xf2, 0xd9) in {c for _, c in (colors or [])} or colors is None   # the running cell's green
         assert all(e.event == 'start' for e in probe.events()), 'the episode ended before the checks'
+        probe.command.publish(String(data=EpisodeCommand(op='stop').to_json()))   # the job ends, aborted
+        assert wait_for(lambda: hands.outcomes is not None, 30), 'the fleet did not finish its job'
+        assert [o.ok for o in hands.outcomes] == [False]
+        assert wait_for(lambda: status_json(url)['fleet'][0]['done'] == 1, 10)     # progress republished
+        assert status_json(url)['fleet'][0]['failed'] == 1
     finally:
         if web is not None:
             stop_process(web, timeout=10)
+        if hands is not None:
+            hands.close()
         stop_process(graph, timeout=30)
         probe.close()
         log.close()
