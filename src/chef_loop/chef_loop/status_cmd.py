@@ -147,13 +147,18 @@ class StatusSource:
 
 
 def main(args) -> int:
-    for name in ('wait', 'interval'):
-        if getattr(args, name) < 0 or (name == 'interval' and args.interval <= 0):
-            raise ValueError(f'--{name} {getattr(args, name)}: must be > 0')
+    if args.wait < 0:
+        raise ValueError(f'--wait {args.wait}: must be >= 0 s')
+    if args.interval <= 0:
+        raise ValueError(f'--interval {args.interval}: must be > 0 s')
+    if args.duration is not None and args.duration <= 0:
+        raise ValueError(f'--duration {args.duration}: must be > 0 s')
     if args.json and not args.once:
         raise ValueError('--json needs --once (the refreshing views are text or --web)')
     if not 0 <= args.port <= 65535:
         raise ValueError(f'--port {args.port}: must be 0-65535')
+    choose_domains(args.domain, (), None)            # a bad --domain stops here, before any DDS
+    resolve_run(args)                                # so does a --run that is not a run
     if args.lab is not None:
         if args.domain:
             raise ValueError('--lab names the domains already; drop --domain')

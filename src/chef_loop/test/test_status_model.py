@@ -12,7 +12,7 @@ from chef_contract import domains
 from chef_contract.events import EpisodeEvent, EventFormatError
 from chef_contract.payloads import FleetProgress, RecorderStatus, SafetyStatus, StepInfo
 from chef_loop.state import RunState
-from chef_loop.status_cmd import choose_domains, run_from_reservations
+from chef_loop.status_cmd import add_arguments, choose_domains, main, run_from_reservations
 from chef_loop.status_model import (
     CellTracker, FleetSnapshot, TickRate, format_text, run_progress,
 )
@@ -156,3 +156,20 @@ def test_status_chooses_domains_and_run(tmp_path):
     other = tmp_path / 'r2'
     RunState(other).save()
     assert run_from_reservations(res + [domains.DomainReservation(124, 5, str(other))]) is None
+
+
+@pytest.mark.parametrize('argv, error', [
+    (['--interval', '0'], '--interval 0.0: must be > 0'),
+    (['--wait', '-1'], '--wait -1.0: must be >= 0'),
+    (['--json'], '--json needs --once'),
+    (['--port', '70000'], '--port 70000'),
+    (['--domain', '300', '--once'], '--domain 300: ROS domain ids are 0-232'),
+    (['--run', '/nonexistent/run', '--once'], 'no state.json'),
+])
+def test_status_command_refuses_bad_input_in_one_line(argv, error):
+    """Before any DDS participant starts (this test runs without a ROS graph)."""
+    import argparse
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    with pytest.raises((ValueError, FileNotFoundError), match=error):
+        main(p.parse_args(argv))
