@@ -21,6 +21,15 @@ from chef_loop.config import CellsConfig
 from chef_loop.jobs import EpisodeJob, EpisodeOutcome, FleetError
 
 
+def _graph_preexec() -> None:
+    """The graph dies with the loop, and stops on the SIGINT `__exit__` sends even when this thread
+    blocks or ignores signals (mask and ignored signals survive exec: a Ray actor's task thread,
+    `cmd &` in a script)."""
+    die_with_parent()
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class CellSession:
     """Context manager: start the backend's graphs with `graph_args`, wait for the cells, run episodes."""
 
@@ -55,7 +64,7 @@ class CellSession:
                 self._log.write('+ ' + ' '.join(cmd) + '\n')
                 self._log.flush()
                 self.procs.append(subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                                   stdin=subprocess.DEVNULL, preexec_fn=die_with_parent))
+                                                   stdin=subprocess.DEVNULL, preexec_fn=_graph_preexec))
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from chef_contract.config import ConfigError, field_, load_config
 from chef_contract.domains import DEFAULT_DOMAIN_RANGE_TEXT, domain_range, parse_domain_range
 from chef_contract.spec import REAL_STATE_OBSERVATION_NAMES, TEST_TRIPLETS
+from chef_loop.cluster import ClusterConfig, check_cluster
 
 REAL_KEYS = frozenset(REAL_STATE_OBSERVATION_NAMES)
 
@@ -144,6 +145,10 @@ class LoopConfig:
     observation: str = field_('state', choices=('state', 'pixels'),
                               help='policy inputs: privileged state (sim only, fast) or pixels + '
                                    'real-robot state (the paper\'s setting)')
+    ray_address: str = field_('', help="'' = this machine; 'auto' or ray://host:10001 = every stage on that "
+                                       'Ray cluster: sim cells as Ray actors, Explore trials and Fine-tune '
+                                       'as Ray tasks (chef_loop.cluster, docs/loop.md)')
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -181,6 +186,7 @@ def load_loop_config(name: Union[str, Path, None] = 'default', overrides=()) -> 
         if t not in TEST_TRIPLETS and not t.startswith('rgb_'):
             raise ConfigError(f'unknown triplet {t!r}')
     check_policy_inputs(cfg)
+    check_cluster(cfg)
     if cfg.cells.backend == 'real':
         from chef_loop.backends import check_real_cells
         check_real_cells(cfg)

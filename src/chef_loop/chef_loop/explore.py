@@ -136,11 +136,14 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
                data_dir: str, episode_ids: Sequence[str], steps: int, trial_root: Path,
                ray_address: str = '', max_concurrent: int = 2, cpus_per_trial: float = 1.0,
                torch_threads: int = 1, log: Callable[[str], None] = print, progress: bool = True,
-               checkpoint_every: int = 0, run_dir: Optional[Path] = None) -> List[Dict[str, Any]]:
+               checkpoint_every: int = 0, run_dir: Optional[Path] = None,
+               cluster=None) -> List[Dict[str, Any]]:
     """Run the trials that have no result yet on Ray Tune; return every trial's result.
 
     `run_dir` (default: the directory above `trial_root`) owns the local Ray: its temporary
-    directory and the processes a killed earlier run left behind (chef_loop.ray_session)."""
+    directory and the processes a killed earlier run left behind (chef_loop.ray_session).
+    `cluster` (a chef_loop.cluster.ClusterConfig, the loop's `ray_address` set): each trial also
+    requests its GPUs and, unless the storage is shared, the driver's node."""
     trial_root = Path(trial_root).resolve()
     todo = [t for t in trials if load_result(trial_root, t['trial']) is None]
     if todo:
@@ -161,8 +164,14 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
                      'data_dir': str(Path(data_dir).resolve()), 'episode_ids': list(episode_ids),
                      'steps': int(steps), 'torch_threads': int(torch_threads),
                      'checkpoint_every': int(checkpoint_every)}
+            resources = {'cpu': cpus_per_trial}
+            if cluster is not None:
+                from chef_loop.cluster import training_resources
+                resources.update({k.lower() if k == 'GPU' else k: v
+                                  for k, v in training_resources(cluster).items()})
+                log(f'  explore: each trial requests {resources}')
             tuner = tune.Tuner(
-                tune.with_resources(_trial, {'cpu': cpus_per_trial}), param_space=space,
+                tune.with_resources(_trial, resources), param_space=space,
                 tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
                 run_config=tune.RunConfig(name='explore', storage_path=str(trial_root.parent / 'ray'),
                                           verbose=0))

@@ -56,13 +56,15 @@ class ChefRun:
         cfg_file = self.run_dir / 'config.yaml'
         if cfg_file.is_file():
             old = load_config(LoopConfig, cfg_file)
-            if config_hash(old) != config_hash(cfg):
+            from chef_loop.cluster import without_placement      # where it runs is not what it is
+            if config_hash(without_placement(old)) != config_hash(without_placement(cfg)):
                 raise ConfigError(f'{self.run_dir} was started with a different config ({cfg_file}); '
                                   'resume with the same config or choose a new --name')
         else:
             save_config(cfg, cfg_file)
         self.state = RunState(self.run_dir)
         self._dataset = None
+        self._placements: Dict[tuple, Dict[str, Any]] = {}     # (iteration, stage) -> label -> cell workers
         from chef_loop.ray_session import clean_stale_ray
         clean_stale_ray(self.run_dir, log)       # what a killed earlier run's local Ray left behind
 
@@ -96,6 +98,13 @@ class ChefRun:
         from chef_loop.cells import CellSession
         log = self.stage_dir(iteration, stage) / f'{label}.graph.log'
         self.log(f'  starting {self.cfg.cells.cells} cell(s) for {stage}/{label} (log: {log})')
+        if self.cfg.ray_address:
+            if self.cfg.cells.backend == 'sim' and not graph_args.get('train'):
+                from chef_loop.ray_cells import RayCellSession
+                return RayCellSession(self.cfg, self.data_dir, log, graph_args, self.run_dir, log=self.log)
+            self.log(f'  {stage}/{label}: these cells run on this machine, not on the Ray cluster ('
+                     + ('the online learner trains inside their graph on this store)' if graph_args.get('train')
+                        else f'cells.backend {self.cfg.cells.backend})'))
         return CellSession(self.cfg.cells, self.data_dir, log, graph_args=graph_args)
 
     def wait_recorded(self, outcomes: Sequence[EpisodeOutcome], timeout_s: float = 60.0) -> None:
@@ -128,6 +137,8 @@ class ChefRun:
             outcomes = s.run(jobs, on_outcome=on_outcome)
             self.wait_recorded(outcomes)
         bar.close()
+        if getattr(s, 'placement', None):       # cells on Ray: which node ran which worker
+            self._placements.setdefault((iteration, stage), {})[label] = s.placement
         failed = [o for o in outcomes if not o.ok]
         if failed:
             self.log(f'  {len(failed)} episode(s) failed: {sorted({o.reason for o in failed})}')
@@ -265,6 +276,7 @@ class ChefRun:
         return [{'trial': k, 'params': p} for k, p in enumerate(picks)]
 
     def explore(self, iteration: int) -> Dict[str, Any]:
+        from chef_loop.cluster import explore_address
         from chef_loop.explore import run_trials
         e = self.cfg.explore
         sdir = self.stage_dir(iteration, 'explore')
@@ -287,7 +299,8 @@ class ChefRun:
         base = str(learner_config_path(e.learner_config))
         results = run_trials(trials, base_config=base, base_overrides=list(e.learner_overrides),
                              data_dir=str(self.data_dir), episode_ids=episode_ids, steps=e.steps,
-                             trial_root=sdir / 'trials', ray_address=e.ray_address,
+                             trial_root=sdir / 'trials', ray_address=explore_address(self.cfg),
+                             cluster=self.cfg.cluster if self.cfg.ray_address else None,
                              max_concurrent=e.max_concurrent, cpus_per_trial=e.cpus_per_trial,
                              torch_threads=e.torch_threads, log=self.log, progress=self.progress,
                              checkpoint_every=e.checkpoint_every, run_dir=self.run_dir)
@@ -350,8 +363,16 @@ class ChefRun:
                         'best policy included, on the same seeds); ties: higher mean staged return'}
 
     # --- F: finetune ------------------------------------------------------------------------------
-    def finetune(self, iteration: int) -> Dict[str, Any]:
+    def train(self, *args, **kwargs):
+        """chef_loop.explore.train_policy here, or as a Ray task on the cluster (`ray_address`)."""
         from chef_loop.explore import train_policy
+        if not self.cfg.ray_address:
+            return train_policy(*args, **kwargs)
+        from chef_loop.cluster import train_on_cluster
+        return train_on_cluster(self.cfg, self.run_dir, train_policy, args, dict(kwargs, progress=False),
+                                log=self.log)
+
+    def finetune(self, iteration: int) -> Dict[str, Any]:
         f = self.cfg.finetune
         exe = self.state.artefacts(iteration, 'execute')
         parent_id = exe['best_policy']
@@ -363,11 +384,11 @@ class ChefRun:
         episode_ids = self.finetune_episodes(sdir)
         overrides = list(parent['config']['overrides']) + list(f.learner_overrides)
         config = dict(parent['config'], overrides=overrides)
-        ckpt, sha, summary = train_policy(str(learner_config_path(parent['config']['learner_config'])),
-                                          overrides, str(self.data_dir), episode_ids,
-                                          f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
-                                          progress=self.progress, checkpoint_every=f.checkpoint_every,
-                                          torch_threads=self.cfg.explore.torch_threads)
+        ckpt, sha, summary = self.train(str(learner_config_path(parent['config']['learner_config'])),
+                                        overrides, str(self.data_dir), episode_ids,
+                                        f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
+                                        progress=self.progress, checkpoint_every=f.checkpoint_every,
+                                        torch_threads=self.cfg.explore.torch_threads)
         pid = f'finetune-{iteration}'
         self.state.add_policy(pid, checkpoint=ckpt, sha256=sha, parent=parent_id,
                               config=config, episodes=episode_ids, stage='finetune',
@@ -383,11 +404,11 @@ class ChefRun:
         else:     # not evaluated: never replace a measured policy with an unmeasured one
             arts['best_policy'] = parent_id
         if f.scratch_baseline:
-            ckpt_s, sha_s, _ = train_policy(str(learner_config_path(parent['config']['learner_config'])),
-                                            overrides, str(self.data_dir), episode_ids,
-                                            f.steps, sdir / 'scratch', progress=self.progress,
-                                            checkpoint_every=f.checkpoint_every,
-                                            torch_threads=self.cfg.explore.torch_threads)
+            ckpt_s, sha_s, _ = self.train(str(learner_config_path(parent['config']['learner_config'])),
+                                          overrides, str(self.data_dir), episode_ids,
+                                          f.steps, sdir / 'scratch', progress=self.progress,
+                                          checkpoint_every=f.checkpoint_every,
+                                          torch_threads=self.cfg.explore.torch_threads)
             sid = f'scratch-{iteration}'
             self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=config,
                                   episodes=episode_ids, stage='finetune_scratch',
@@ -417,6 +438,8 @@ class ChefRun:
         t0 = time.monotonic()
         arts = getattr(self, stage)(iteration)
         arts['wall_s'] = round(time.monotonic() - t0, 1)
+        if (iteration, stage) in self._placements:
+            arts['ray_cells'] = self._placements.pop((iteration, stage))
         self.state.mark_done(iteration, stage, arts)
         return arts
 
