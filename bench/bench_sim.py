@@ -60,9 +60,9 @@ class Commander:
 
     def __init__(self, domain, ns, cameras):
         import rclpy
-        from rclpy.executors import SingleThreadedExecutor
 
         from chef_contract import topics as T
+        from chef_contract.executors import make_executor
         from chef_contract.obs import FrameStacker
         from chef_contract.ros import create_contract_publisher, create_contract_subscription
         from chef_sim.expert import ScriptedStacker
@@ -83,7 +83,7 @@ class Commander:
         create_contract_subscription(self.node, T.EPISODE_EVENTS, lambda m: self.events.append(json.loads(m.data)))
         self.pub_twist = create_contract_publisher(self.node, T.TWIST_CMD)
         self.pub_grip = create_contract_publisher(self.node, T.GRIPPER_CMD)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex = make_executor(context=self.ctx)       # $CHEF_RCLPY_EXECUTOR, as the bridge's
         self.ex.add_node(self.node)
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()

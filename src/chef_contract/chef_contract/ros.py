@@ -165,6 +165,9 @@ def pose7_to_msg(p: Sequence[float]):
 def spin_node(node_factory, args=None, executor=None) -> int:
     """Run a node with the kilted-safe signal idiom; returns the process exit code.
 
+    The executor is rclpy's SingleThreadedExecutor unless $CHEF_RCLPY_EXECUTOR=events selects the
+    bounded EventsExecutor (chef_contract.executors).
+
     SIGINT/SIGTERM shut the context down (rclpy raises ExternalShutdownException), which is a clean
     stop (exit 0). When the signal lands while the executor is between its shutdown check and
     building its wait set, rclpy raises RCLError ('context is not valid') instead: with the context
@@ -172,14 +175,16 @@ def spin_node(node_factory, args=None, executor=None) -> int:
     exit code 1.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
+
+    from chef_contract.executors import executor_for
 
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = node_factory()
-        ex = executor or SingleThreadedExecutor()
+        ex = executor or executor_for(node)      # $CHEF_RCLPY_EXECUTOR (chef_contract.executors)
         ex.add_node(node)
         ex.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
