@@ -16,10 +16,12 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from chef_contract.domains import MAX_DOMAIN_ID
 from chef_loop.status_model import FleetSnapshot, format_text, run_progress
 
 DOMAIN_RESCAN_S = 3.0       # s between looks at the live domain reservations
@@ -82,9 +84,9 @@ def resolve_run(args) -> Optional[Path]:
 def choose_domains(explicit: Optional[Sequence[int]], reservations, run_dir: Optional[Path]) -> List[int]:
     """--domain ids if given; else the live reservations labelled with `run_dir`; else all of them."""
     if explicit:
-        bad = [d for d in explicit if not 0 <= d <= 232]
+        bad = [d for d in explicit if not 0 <= d <= MAX_DOMAIN_ID]
         if bad:
-            raise ValueError(f'--domain {bad[0]}: ROS domain ids are 0-232')
+            raise ValueError(f'--domain {bad[0]}: ROS domain ids are 0-{MAX_DOMAIN_ID}')
         return sorted(set(explicit))
     if run_dir is not None:
         return sorted({r.domain for r in reservations if r.label == str(run_dir)})
@@ -99,7 +101,8 @@ def run_from_reservations(reservations) -> Optional[Path]:
 
 # --- the live source -------------------------------------------------------------------------------
 class StatusSource:
-    """Watches the chosen domains (re-chosen every DOMAIN_RESCAN_S) and builds snapshots."""
+    """Watches the chosen domains (re-chosen every DOMAIN_RESCAN_S) and builds snapshots; `snapshot()`
+    may be called from several threads (the web server's)."""
 
     def __init__(self, args):
         from chef_contract.domains import live_reservations
@@ -110,7 +113,8 @@ class StatusSource:
         self.auto_run = self.run_dir is None and not args.domain
         self.watch = FleetWatch()
         self._scanned = 0.0
-        self._run_cache = (0.0, None, '')
+        self._run_cache = (None, None, '')           # (monotonic read time, RunProgress, note)
+        self._lock = threading.Lock()
         self.rescan()
 
     def rescan(self) -> None:
@@ -122,7 +126,7 @@ class StatusSource:
 
     def _run(self):
         t, cached, note = self._run_cache
-        if self.run_dir is None or time.monotonic() - t < RUN_REREAD_S and t:
+        if self.run_dir is None or (t is not None and time.monotonic() - t < RUN_REREAD_S):
             return cached, note
         try:
             cached, note = run_progress(self.run_dir), ''
@@ -132,6 +136,10 @@ class StatusSource:
         return cached, note
 
     def snapshot(self) -> FleetSnapshot:
+        with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> FleetSnapshot:
         if time.monotonic() - self._scanned > DOMAIN_RESCAN_S and not self.args.domain:
             self.rescan()
         run, note = self._run()

@@ -234,7 +234,11 @@ class FleetSnapshot:
     notes: List[str] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The facts, plus `view`: the text the terminal shows (run and session lines, one row per
+        cell in CELL_COLUMNS order), so the web page renders the same strings."""
+        return dict(asdict(self), view={'lines': summary_lines(self),
+                                        'columns': [name for name, _ in CELL_COLUMNS],
+                                        'rows': [cell_row(c) for c in self.cells]})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -278,14 +282,17 @@ def run_lines(r: RunProgress) -> List[str]:
     return lines
 
 
+def summary_lines(snap: FleetSnapshot) -> List[str]:
+    """The run's progress and the loop's sessions, as lines."""
+    lines = run_lines(snap.run) if snap.run is not None else []
+    return lines + ['session: ' + progress_line(p) for p in snap.fleet]
+
+
 def format_text(snap: FleetSnapshot) -> str:
     """The terminal view: run progress, the loop's session progress, one row per cell."""
     when = time.strftime('%H:%M:%S', time.localtime(snap.taken_unix))
     lines = [f'chef status  {when}  domains {",".join(map(str, snap.domains)) or "-"}']
-    if snap.run is not None:
-        lines += run_lines(snap.run)
-    for p in snap.fleet:
-        lines.append('session: ' + progress_line(p))
+    lines += summary_lines(snap)
     lines.append('')
     lines.append('  '.join(name.ljust(w) for name, w in CELL_COLUMNS).rstrip())
     for c in snap.cells:

@@ -9,7 +9,7 @@ needs no audience beyond the machine).
 
 from __future__ import annotations
 
-import json
+import html
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -28,59 +28,38 @@ th, td { border: 1px solid #ccc; padding: .3em .7em; text-align: left; font-vari
 th { background: #eee; }
 td.state-running { background: #d9f2d9; } td.state-idle { background: #eef; }
 td.state-estop, td.state-offline { background: #f8d0d0; font-weight: bold; }
-#run div, #fleet div { margin: .2em 0; } #error { color: #b00; }
+#summary div { margin: .2em 0; } #error { color: #b00; }
 </style></head>
 <body>
 <h1>CHEF fleet</h1>
 <div class="meta">updated <span id="updated">never</span> &middot; domains <span id="domains">-</span>
  &middot; <span id="error"></span></div>
-<div id="run"></div><div id="fleet"></div>
+<div id="summary"></div>
 <table id="cells"><thead><tr>__HEADERS__</tr></thead><tbody></tbody></table>
 <div id="notes" class="meta"></div>
 <script>
-const COLUMNS = __COLUMNS__;
-function text(v) { return (v === null || v === undefined || v === '') ? '-' : String(v); }
-function cellRow(c) {
-  const stage = c.stage ? (c.iteration === null ? c.stage : c.stage + '/' + c.iteration) : '-';
-  return [c.cell, c.domain, c.state, c.episode_id, text(c.tick), c.tick_rate_hz.toFixed(1),
-          text(c.recorder_drops), stage, text(c.policy_id),
-          c.last_heard_s === null ? '-' : c.last_heard_s.toFixed(1) + 's'];
-}
 function render(s) {
   document.getElementById('updated').textContent = new Date(s.taken_unix * 1000).toLocaleTimeString();
   document.getElementById('domains').textContent = s.domains.join(', ') || '-';
-  const run = document.getElementById('run'); run.textContent = '';
-  if (s.run) {
-    const r = s.run, d = document.createElement('div');
-    d.textContent = 'run ' + r.run_dir + ' (' + r.store_episodes + ' episodes in the store)';
-    run.appendChild(d);
-    if (r.current) {
-      const c = r.current, n = document.createElement('div'); n.id = 'run-current';
-      n.textContent = 'now: iteration ' + c.iteration + ' ' + c.stage + ' ' + c.status + ', ' +
-        r.stage_episodes + ' ended episodes of this stage in the store';
-      run.appendChild(n);
-    }
-  }
-  const fleet = document.getElementById('fleet'); fleet.textContent = '';
-  for (const p of s.fleet) {
-    const d = document.createElement('div'); d.className = 'session';
-    d.textContent = 'session: iteration ' + text(p.iteration) + ' ' + text(p.stage) +
-      (p.label ? ' (' + p.label + ')' : '') + ': ' + p.done + '/' + p.jobs + ' episodes done, ' +
-      p.succeeded + ' succeeded, ' + p.failed + ' failed';
-    fleet.appendChild(d);
+  const summary = document.getElementById('summary'); summary.textContent = '';
+  for (const line of s.view.lines) {              // the terminal view's lines, verbatim
+    const d = document.createElement('div'); d.textContent = line.trim();
+    if (line.startsWith('session:')) d.className = 'session';
+    summary.appendChild(d);
   }
   const body = document.querySelector('#cells tbody'); body.textContent = '';
-  for (const c of s.cells) {
-    const tr = document.createElement('tr');
+  s.view.rows.forEach((row, k) => {               // the terminal view's row strings, one <tr> per cell
+    const c = s.cells[k], tr = document.createElement('tr');
     tr.dataset.cell = c.cell; tr.dataset.state = c.state; tr.dataset.episode = c.episode_id;
     tr.dataset.tickRate = c.tick_rate_hz;
-    cellRow(c).forEach((v, i) => {
-      const td = document.createElement('td'); td.textContent = text(v); td.className = 'col-' + COLUMNS[i];
-      if (COLUMNS[i] === 'state') td.classList.add('state-' + c.state);
+    row.forEach((v, i) => {
+      const td = document.createElement('td'); td.textContent = v;
+      td.className = 'col-' + s.view.columns[i].replace(' ', '_');
+      if (s.view.columns[i] === 'state') td.classList.add('state-' + c.state);
       tr.appendChild(td);
     });
     body.appendChild(tr);
-  }
+  });
   document.getElementById('notes').textContent = (s.cells.length ? '' : 'no live cell found. ') +
     s.notes.join(' ');
 }
@@ -100,10 +79,8 @@ poll();
 
 
 def page_html() -> str:
-    cols = [name.replace(' ', '_') for name, _ in CELL_COLUMNS]
-    headers = ''.join(f'<th>{name}</th>' for name, _ in CELL_COLUMNS)
-    return (PAGE.replace('__HEADERS__', headers).replace('__COLUMNS__', json.dumps(cols))
-            .replace('__POLL_MS__', str(POLL_MS)))
+    headers = ''.join(f'<th>{html.escape(name)}</th>' for name, _ in CELL_COLUMNS)
+    return PAGE.replace('__HEADERS__', headers).replace('__POLL_MS__', str(POLL_MS))
 
 
 class StatusServer:

@@ -97,6 +97,10 @@ def test_snapshot_renders_as_text_and_json(tmp_path):
     assert 'iteration 0 execute (t0): 4/10 episodes done, 1 succeeded' in text and 'a note' in text
     back = json.loads(snap.to_json())
     assert back['cells'][0]['tick_rate_hz'] == pytest.approx(10.0) and back['fleet'][0]['jobs'] == 10
+    view = back['view']                       # what the web page renders: the terminal's own strings
+    assert view['rows'] == [row.split() for row in text.splitlines() if row.startswith('cell3')]
+    assert view['lines'] == ['session: iteration 0 execute (t0): 4/10 episodes done, 1 succeeded, 0 failed, '
+                             '1 running'] and view['columns'][0] == 'cell'
     assert 'no live cell found' in format_text(FleetSnapshot(cells=[], domains=[]))
 
 
