@@ -52,6 +52,8 @@ class Params:
         "plumbing and camera topics (those follow `cameras`); '/clock' may be listed explicitly"))
     cameras: List[str] = field_(default_factory=lambda: list(CAMERA_NAMES), help=(
         "cameras whose image (and camera_info) to record; ['none'] = no camera"))
+    images: bool = field_(True, help='record the `cameras` (false: none, whatever `cameras` lists; the sim '
+                          "graph's images:=false, whose bridge renders no camera)")
     camera_info: bool = field_(True, help='also record camera/<name>/camera_info')
     close_timeout_s: float = field_(2.0, help='wall time after an end event before the bag is closed '
                                     'even if the last tick is incomplete', min=0.05, max=600.0)
@@ -92,7 +94,7 @@ def selected_topics(p: Params) -> List[str]:
         else:
             T.topic(name)
             names.append(name)
-    cams = [] if list(p.cameras) == ['none'] else list(p.cameras)
+    cams = [] if list(p.cameras) == ['none'] or not p.images else list(p.cameras)
     unknown = [c for c in cams if c not in CAMERA_NAMES]
     if unknown:
         raise KeyError(f'unknown cameras {unknown}; known: {list(CAMERA_NAMES)}')
