@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Type, TypeVar
@@ -18,6 +19,9 @@ from typing import Any, Dict, Iterable, Mapping, Type, TypeVar
 import yaml
 
 T = TypeVar('T')
+
+
+_SCIENTIFIC = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
 
 
 class ConfigError(ValueError):
@@ -68,6 +72,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         kt, vt = (args or (Any, Any))
         return {_coerce(k, kt, where): _coerce(v, vt, f'{where}.{k}') for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)            # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f'{where}: expected a number, got {value!r}')
         return float(value)

@@ -106,6 +106,18 @@ def test_config_unknown_key_suggests_nearest(tmp_path):
     assert from_dict(_Outer, to_dict(cfg)) == cfg
 
 
+def test_config_floats_in_scientific_notation_without_a_dot(tmp_path):
+    """YAML 1.1 reads 1e-4 as a string: a float field takes it (file and --set), other text stays an error."""
+    p = tmp_path / 'c.yaml'
+    p.write_text('inner: {lr: 1e-4}\n')
+    assert load_config(_Outer, p).inner.lr == 1e-4
+    assert load_config(_Outer, overrides=['inner.lr=3E-5']).inner.lr == 3e-5
+    assert load_config(_Outer, overrides=['inner.lr=2.5e+1']).inner.lr == 25.0
+    for bad in ('nan', 'inf', 'fast', '1e'):
+        with pytest.raises(ConfigError, match='expected a number'):
+            load_config(_Outer, overrides=[f'inner.lr={bad}'])
+
+
 def test_every_qos_class_matches_its_own_publishers():
     """A contract subscriber must match a contract publisher (e.g. deadlines: offered <= requested)."""
     from rclpy.qos import QoSCompatibility, qos_check_compatible
