@@ -10,6 +10,7 @@ real_emulated` (docs/real_cell.md), too long for CI.
 import pytest
 
 from chef_contract.config import ConfigError
+from chef_contract.testing import wait_for
 from chef_loop.backends import RealCells, SimCells, make_backend
 from chef_loop.config import load_loop_config
 
@@ -54,6 +55,10 @@ def test_an_emulated_real_cell_runs_a_loop_job_into_the_shared_store(tmp_path):
     job = EpisodeJob('rgb_test_triplet1', 11, {'stage': 'execute', 'iteration': 0, 'policy_id': 'scripted'})
     with CellSession(cfg.cells, data, tmp_path / 'graph.log', graph_args={'policy': 'scripted'}) as s:
         outcomes = s.run([job])
+        # as ChefRun.wait_recorded: the session stays up until the recorder has published the
+        # episode (under load it may still be writing the ticks after the end event)
+        ended = [o.event.episode_id for o in outcomes if o.event is not None]
+        wait_for(lambda: all((data / 'episodes' / 'cell0' / i).is_dir() for i in ended), 60.0, 0.2)
     assert len(outcomes) == 1 and outcomes[0].ok, (outcomes, (tmp_path / 'graph.log').read_text()[-4000:])
     ev = outcomes[0].event
     assert ev.source == 'real' and ev.steps == 60 and ev.tags.get('stage') == 'execute'
