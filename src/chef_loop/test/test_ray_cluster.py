@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loop_kill import ChefCommand, assert_no_process_left, catalog, ended, state
+from loop_kill import TINY, ChefCommand, assert_no_process_left, catalog, ended, state
 
 ray = pytest.importorskip('ray')
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -69,7 +69,8 @@ def cluster(tmp_path, monkeypatch):
 def test_tiny_iteration_runs_its_cells_on_the_worker_node_and_ships_every_episode(tmp_path, cluster):
     runs = tmp_path / 'runs'
     run_dir = runs / 'tiny'
-    loop = ChefCommand(['loop'], runs, sets=TINY_CLUSTER + [f'ray_address={cluster.address}'], ros=True)
+    sets = TINY_CLUSTER + [f'ray_address={cluster.address}']
+    loop = ChefCommand(['loop'], runs, sets=sets, ros=True)
     rc, out = loop.finish(timeout_s=400)
     assert rc == 0, out[-4000:]
     assert_no_process_left(loop)
@@ -120,3 +121,13 @@ def test_tiny_iteration_runs_its_cells_on_the_worker_node_and_ships_every_episod
         parent_ev['success']['mean']['rate'], parent_ev['mean_staged_return'])
     assert arts['finetune']['best_policy'] == (arts['finetune']['policy'] if better else best)
     assert 'Ray cluster' in out and 'driver\'s node' in out       # fine-tune trained as a Ray task
+
+    # resume safety: the stages count the shipped episodes as theirs (tags intact), so re-entering
+    # them asks the cells for nothing
+    from chef_loop.config import load_loop_config
+    from chef_loop.stages import ChefRun
+    said = []
+    run = ChefRun(load_loop_config(TINY, sets + [f'runs_dir={runs}']), log=said.append, progress=False)
+    assert run.collect(0)['scripted_expert']['episodes'] == 2
+    assert run.evaluate(0, 'execute', best, 1, ['rgb_test_triplet1'])['episodes'] == 1
+    assert not [m for m in said if 'cell' in m], said

@@ -8,6 +8,7 @@
           SHA256SUMS                      `sha256sum -c SHA256SUMS` checks the bag's bytes
       episodes/<cell>/.partial/<id>/      episode being recorded (or left by a crash: see integrity.py)
       episodes/<cell>/.quarantine/<id>/   originals of bags that `chef data repair` replaced
+      episodes/<cell>/.incoming/          episodes shipped from another node, being verified (shipping.py)
       cache/v<N>/<cell>/<episode_id>/     decoded .npy arrays for the learners (derived, deletable)
 
 An episode directory appears under its final name only by an atomic rename of a closed, checksummed
