@@ -17,7 +17,8 @@ Configs: config/chef/default.yaml (the README's small run), config/chef/large.ya
 from pixels: config/chef/pixels_cpu.yaml (64 px, 2 CPU cores), pixels.yaml (128 px, an
 accelerator); any key can be overridden with --set, e.g. --set cells.cells=4 --set explore.trials=8. The cells' ROS domain ids
 come from cells.domain_range (default 110-199); the environment variable CHEF_DOMAIN_RANGE=LO-HI
-overrides it.
+overrides it. --set ray_address=auto runs every stage on the Ray cluster this machine belongs to
+(cells as Ray actors, their episodes shipped into the store; docs/loop.md).
 """
 
 DESCRIPTIONS = {
