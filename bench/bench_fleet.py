@@ -6,9 +6,8 @@ Measurement, per (preset, N), interleaved so background load hits both sides:
 Raw: N processes (multiprocessing, spawn), each RgbStackingEnv + ScriptedStacker, released together
   for `raw_s` wall seconds; total = sum of steps / wall.
 Fleet: the sim graph's nodes resolved from config/graphs/sim.yaml exactly as `chef run sim cells:=N
-  clock:=lockstep preset:=fast policy:=scripted episodes:=1 record:=true` starts them (one process per
-  node, a fresh ROS domain, a temporary data_dir); the state preset adds -p render_images:=false on
-  the bridge and cameras:=['none'] on the recorder. This process counts ticks on each cell's /clock
+  clock:=lockstep preset:=fast policy:=scripted episodes:=1 record:=true [images:=false]` starts them (one process per
+  node, a fresh ROS domain, a temporary data_dir); the state preset is the graph's images:=false. This process counts ticks on each cell's /clock
   (one best-effort reader; its CPU is reported as bench_cpu_ms_per_tick). The window opens when every
   cell has ticked `warm` times and closes when the first cell is `tail` ticks from its episode's end,
   so all N cells run for the whole window. CPU: utime+stime from /proc/<pid>/stat of every graph
@@ -140,19 +139,26 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def graph_specs(preset: Preset, n: int, episode_steps: int, data_dir: str):
-    """The sim graph's processes for N cells, as `chef run sim` resolves them."""
+def graph_specs(preset: Preset, n: int, episode_steps: int, data_dir: str, executor: str = ''):
+    """The sim graph's processes for N cells, as `chef run sim` resolves them (`executor`: the graph's
+    argument of that name; '' = its default)."""
     from chef_contract.graph import find_graph, load_graph
-    args = {'cells': n, 'clock': 'lockstep', 'record': True, 'data_dir': data_dir, 'preset': 'fast',
+    args = {**({'executor': executor} if executor else {}),'cells': n, 'clock': 'lockstep', 'record': True, 'data_dir': data_dir, 'preset': 'fast',
             'image_size': preset.image_size, 'episode_steps': episode_steps, 'episodes': 1,
-            'policy': 'scripted', 'triplet': 'rgb_test_triplet1'}
-    specs = load_graph(find_graph('sim')).resolve(args)
-    for s in specs:
-        if not preset.cameras and s.name == 'sim_bridge':
-            s.parameters['render_images'] = False
-        if not preset.cameras and s.name == 'recorder':
-            s.parameters['cameras'] = ['none']
-    return specs
+            'policy': 'scripted', 'triplet': 'rgb_test_triplet1', 'images': bool(preset.cameras)}
+    return load_graph(find_graph('sim')).resolve(args)
+
+
+def recorded_bags(data_dir: Path, n: int, timeout_s: float = 20.0) -> int:
+    """Episodes the recorders published (one bag per cell expected once the episodes ended)."""
+    from chef_recorder.layout import DataLayout
+    layout = DataLayout(data_dir)
+    end = time.monotonic() + timeout_s
+    while True:
+        bags = sum(1 for _ in layout.iter_bags())
+        if bags >= n or time.monotonic() > end:
+            return bags
+        time.sleep(0.2)
 
 
 class TickCounter:
@@ -170,6 +176,7 @@ class TickCounter:
         self.node = rclpy.create_node('bench_fleet', context=self.ctx, start_parameter_services=False,
                                       enable_rosout=False)
         self.ticks = [0] * n
+        self.error = None
         profile = qos('clock', 'sub')
         profile.depth = 100            # a late spin must not drop ticks from the count
         for k in range(n):
@@ -189,7 +196,8 @@ class TickCounter:
         while not self._stop.is_set():
             try:
                 self.ex.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutting down
+            except Exception as exc:  # noqa: BLE001 - shutting down, or a real error (reported)
+                self.error = None if self._stop.is_set() else repr(exc)
                 return
 
     def close(self):
@@ -201,7 +209,7 @@ class TickCounter:
         rclpy.try_shutdown(context=self.ctx)
 
 
-def fleet_rate(preset: Preset, n: int, episode_steps: int, warm: int = 20, tail: int = 10,
+def fleet_rate(preset: Preset, n: int, episode_steps: int, executor: str = '', warm: int = 20, tail: int = 10,
                start_timeout_s: float = 240.0) -> dict:
     from chef_bringup.runner import die_with_parent, node_command
     from chef_contract.domains import release_domain_id, reserve_domain_id
@@ -216,14 +224,16 @@ def fleet_rate(preset: Preset, n: int, episode_steps: int, warm: int = 20, tail:
     try:
         counter = TickCounter(domain, n)
         env = ros_env(domain)
-        for s in graph_specs(preset, n, episode_steps, str(Path(tmp) / 'data')):
-            procs[s.fqn] = subprocess.Popen(node_command(s), env=env, stdout=log, stderr=subprocess.STDOUT,
+        for s in graph_specs(preset, n, episode_steps, str(Path(tmp) / 'data'), executor):
+            procs[s.fqn] = subprocess.Popen(node_command(s), env=dict(env, **s.env), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
         def wait(cond, timeout, what):
             end = time.monotonic() + timeout
             while not cond():
                 dead = {k: p.returncode for k, p in procs.items() if p.poll() is not None}
+                if counter.error:
+                    raise RuntimeError(f'fleet N={n} {preset.name}: the tick counter failed: {counter.error}')
                 if dead or time.monotonic() > end:
                     raise RuntimeError(f'fleet N={n} {preset.name}: {what} '
                                        f'({"exited: " + str(dead) if dead else "timeout"}; log {log.name})')
@@ -242,6 +252,7 @@ def fleet_rate(preset: Preset, n: int, episode_steps: int, warm: int = 20, tail:
         except RuntimeError as exc:
             print(f'warning: {exc}', flush=True)
         counted = list(counter.ticks)
+        bags = recorded_bags(Path(tmp) / 'data', n)
         ok = True
         ticks = sum(ticks1) - sum(ticks0)
         wall = t1 - t0
@@ -256,7 +267,7 @@ def fleet_rate(preset: Preset, n: int, episode_steps: int, warm: int = 20, tail:
                 'cpu_ms_per_tick_by_node': {k: round(1e3 * v / ticks, 3) for k, v in sorted(by_node.items())},
                 'cpu_cores_busy': round(graph_cpu / wall, 3),
                 'bench_cpu_ms_per_tick': round(1e3 * (own1 - own0) / ticks, 3),
-                'clock_msgs_per_cell': counted, 'startup_s': round(startup_s, 1), 'loadavg': list(load0), 'loadavg_end': list(load1)}
+                'clock_msgs_per_cell': counted, 'episodes_recorded': bags, 'startup_s': round(startup_s, 1), 'loadavg': list(load0), 'loadavg_end': list(load1)}
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -275,11 +286,11 @@ def fleet_rate(preset: Preset, n: int, episode_steps: int, warm: int = 20, tail:
             subprocess.call(['rm', '-rf', tmp])
 
 
-def measure(preset: Preset, n: int, episode_steps: int, raw_s: float) -> dict:
+def measure(preset: Preset, n: int, episode_steps: int, raw_s: float, executor: str = '') -> dict:
     pool = RawPool(preset, n)
     try:
         before = pool.measure(raw_s)
-        fleet = fleet_rate(preset, n, episode_steps)
+        fleet = fleet_rate(preset, n, episode_steps, executor)
         after = pool.measure(raw_s)
     finally:
         pool.close()
@@ -300,6 +311,8 @@ def main(argv=None) -> int:
                                                    '(default both; quick state)')
     p.add_argument('--episode-steps', type=int, default=None, help='ticks per fleet episode (default 400, quick 120)')
     p.add_argument('--raw-s', type=float, default=None, help='seconds per raw measurement (default 6, quick 3)')
+    p.add_argument('--executor', default='', choices=('', 'events', 'single'),
+                   help="the sim graph's executor argument (default: the graph's default)")
     p.add_argument('--out', type=Path, default=RESULTS, help='results JSON (default bench/results/fleet.json)')
     args = p.parse_args(argv)
     os.environ.setdefault('MUJOCO_GL', 'egl')
@@ -316,10 +329,12 @@ def main(argv=None) -> int:
     for name in names:
         for n in cells:
             key = f'{name}/N{n}'
-            r = measure(PRESETS[name], n, episode_steps, raw_s)
+            r = measure(PRESETS[name], n, episode_steps, raw_s, args.executor)
             results[key] = r
             f = r['fleet']
             nodes = ', '.join(f'{k} {v:.2f}' for k, v in f['cpu_ms_per_tick_by_node'].items())
+            if f['episodes_recorded'] != n:
+                print(f'warning: {key}: {f["episodes_recorded"]} of {n} episodes recorded', flush=True)
             print(f'{key:10s} fleet {f["steps_per_s"]:7.1f} steps/s vs raw {r["raw_steps_per_s"]:7.1f} '
                   f'({r["raw_before"]["steps_per_s"]:.1f} / {r["raw_after"]["steps_per_s"]:.1f}) = {r["ratio"]:.2f}x; '
                   f'CPU per step: graph {f["cpu_ms_per_tick"]:.2f} ms ({nodes}) vs raw '
@@ -330,7 +345,10 @@ def main(argv=None) -> int:
                for k, v in ratios.items() if k.startswith('state/')}
     for k, t in targets.items():
         print(f'target {k}: {t["value"]:.2f} (>= {TARGET_RATIO}) {"MET" if t["met"] else "NOT MET"}')
+    from chef_contract.graph import find_graph, load_graph
+    executor = args.executor or load_graph(find_graph('sim')).arguments['executor'].default
     out = {'bench': 'fleet', 'quick': args.quick, 'episode_steps': episode_steps, 'raw_s': raw_s,
+           'executor': executor,
            'ratios': ratios, 'targets': targets, 'results': results,
            'included': 'per cell: sim_bridge (lockstep, fast physics), policy_node (scripted expert), '
                        'safety_filter, recorder (MCAP bags + catalog); one process per node',

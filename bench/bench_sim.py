@@ -191,6 +191,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     steps = args.steps or (40 if args.quick else 400)
     os.environ.setdefault('MUJOCO_GL', 'egl')
+    # lockstep: the bridge and the commander spin the executor the sim graph gives its nodes
+    from chef_contract.graph import find_graph, load_graph
+    os.environ.setdefault('CHEF_RCLPY_EXECUTOR', load_graph(find_graph('sim')).arguments['executor'].default)
 
     configs = [  # name, preset, image size, cameras, extra config
         ('fast/state', 'fast', 128, (), {}),
@@ -239,6 +242,7 @@ def main(argv=None) -> int:
             print(f'target {name}: {value:.2f} (>= {target}) {"MET" if value >= target else "NOT MET"}'
                   + ('' if cpu is None else f'; CPU-based {cpu:.2f}'))
     out = {'bench': 'sim', 'quick': args.quick, 'steps': steps, 'results': results, 'targets': checks,
+           'rclpy_executor': os.environ['CHEF_RCLPY_EXECUTOR'],
            'machine': {'cpus': os.cpu_count(), 'platform': platform.platform(),
                        'loadavg': os.getloadavg() if hasattr(os, 'getloadavg') else None},
            'time': time.strftime('%Y-%m-%dT%H:%M:%S')}
