@@ -36,6 +36,16 @@ from chef_loop.jobs import EpisodeJob, EpisodeOutcome, FleetError
 
 SHIPPED_ARGS = ('policy', 'trainer_init')      # stage arguments that name a checkpoint file
 _LOG_TAIL_BYTES = 256 * 1024
+_STORE_PREFIX = 'chef-cells-'                  # <tmp>/chef-cells-<worker pid>-<random>: a worker's local store
+
+
+def _remove_dead_workers_stores() -> None:
+    """Local stores of killed workers on this node (their episodes were never shipped: the stage
+    that asked for them runs them again)."""
+    for d in Path(tempfile.gettempdir()).glob(f'{_STORE_PREFIX}*-*'):
+        pid = d.name[len(_STORE_PREFIX):].split('-')[0]
+        if pid.isdigit() and not Path(f'/proc/{pid}').exists():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @dataclass
@@ -70,7 +80,8 @@ class CellWorker:
             os.environ['MUJOCO_GL'] = 'egl'
             os.environ['MUJOCO_EGL_DEVICE_ID'] = str(gpus[0])
         self.cells_cfg = cells_cfg
-        self.root = Path(tempfile.mkdtemp(prefix='chef-cells-'))
+        _remove_dead_workers_stores()
+        self.root = Path(tempfile.mkdtemp(prefix=f'{_STORE_PREFIX}{os.getpid()}-'))
         self.data_dir = self.root / 'data'
         self.log_path = self.root / f'{log_prefix}.graph.log'
         self.session = None

@@ -156,6 +156,14 @@ class ChefRun:
                 jobs.append(EpisodeJob(t, self.seed(iteration, stage, ti * 1000 + k), dict(tags)))
         return jobs
 
+    def missing_episodes(self, iteration: int, stage: str, total: int, existing: Sequence) -> List[int]:
+        """Indices k < `total` of a stage's episode plan (seed `self.seed(iteration, stage, k)`) that
+        the store has no ended episode for, at most `total - len(existing)`: a stage re-entered after
+        a kill reruns exactly the seeds it lost, also when cells finished them out of order."""
+        have = {r.metadata.get('seed') for r in existing}
+        todo = [k for k in range(total) if self.seed(iteration, stage, k) not in have]
+        return todo[:max(0, total - len(existing))]
+
     def table(self, records: Sequence, triplets: Optional[Sequence[str]] = None) -> Dict[str, Rate]:
         rows = [(r.metadata.get('triplet'), bool(r.metadata.get('success'))) for r in records
                 if triplets is None or r.metadata.get('triplet') in triplets]
@@ -190,24 +198,22 @@ class ChefRun:
         learner = [r for r in mine if tag(r, 'data_source') == 'online_learner']
         triplets = c.triplets
         # 1. the noisy scripted expert (optional extra source, tagged as such)
-        n = max(0, c.scripted_episodes - len(scripted))
-        if n:
-            jobs = [EpisodeJob(triplets[(len(scripted) + k) % len(triplets)],
-                               self.seed(iteration, 'collect_scripted', len(scripted) + k),
+        todo = self.missing_episodes(iteration, 'collect_scripted', c.scripted_episodes, scripted)
+        if todo:
+            jobs = [EpisodeJob(triplets[k % len(triplets)], self.seed(iteration, 'collect_scripted', k),
                                dict(base, data_source='scripted_expert',
                                     policy_id=f'scripted(noise={c.scripted_noise:g})'))
-                    for k in range(n)]
+                    for k in todo]
             self.run_jobs(iteration, 'collect', 'scripted', {'policy': 'scripted', 'noise': c.scripted_noise},
                           jobs)
         # 2. online multi-task RL: the trainer node learns from every episode while the cells act
         parent = self.previous_best(iteration)
         learner_dir = self.stage_dir(iteration, 'collect') / 'learner'
-        n = max(0, c.episodes - len(learner))
-        if n:
-            jobs = [EpisodeJob(triplets[(len(learner) + k) % len(triplets)],
-                               self.seed(iteration, 'collect', len(learner) + k),
+        todo = self.missing_episodes(iteration, 'collect', c.episodes, learner)
+        if todo:
+            jobs = [EpisodeJob(triplets[k % len(triplets)], self.seed(iteration, 'collect', k),
                                dict(base, data_source='online_learner', policy_id=f'collect-{iteration}'))
-                    for k in range(n)]
+                    for k in todo]
             overrides = list(c.learner_overrides)
             if parent:     # offline-to-online: the learner starts from the best policy so far
                 overrides += network_overrides(parent['checkpoint'])

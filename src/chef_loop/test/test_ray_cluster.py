@@ -131,3 +131,49 @@ def test_tiny_iteration_runs_its_cells_on_the_worker_node_and_ships_every_episod
     assert run.collect(0)['scripted_expert']['episodes'] == 2
     assert run.evaluate(0, 'execute', best, 1, ['rgb_test_triplet1'])['episodes'] == 1
     assert not [m for m in said if 'cell' in m], said
+
+
+def _cell_workers() -> list:
+    """Live CellWorker actor processes (Ray titles them ray::CellWorker...)."""
+    out = []
+    for p in psutil.process_iter(['pid', 'cmdline']):
+        cmd = ' '.join(p.info['cmdline'] or [])
+        if cmd.startswith('ray::CellWorker'):
+            out.append(p)
+    return out
+
+
+def test_a_cell_worker_killed_mid_stage_loses_nothing_shipped_and_ships_nothing_partial(tmp_path, cluster):
+    """SIGKILL one cell actor while its cell records; the stage fails with one clear line; the re-run
+    brings the store to exactly the episodes asked for: shipped ones counted, none doubled, none
+    partial, the dead actor's graph gone and its local store removed by the next worker there."""
+    from collections import Counter as _Counter
+
+    from loop_kill import episode_key, published
+    runs = tmp_path / 'runs'
+    data = runs / 'tiny' / 'data'
+    sets = [s for s in TINY_CLUSTER if not s.startswith('cells.episode_steps')] + [
+        'cells.episode_steps=120', 'collect.scripted_episodes=4', f'ray_address={cluster.address}']
+    first = ChefCommand(['collect'], runs, sets=sets, ros=True)
+    assert first.wait_for(lambda: published(data) and len(_cell_workers()) == 2, timeout_s=240, period_s=0.2), \
+        first.output()
+    victim = _cell_workers()[0]
+    graph = [c for c in victim.children(recursive=True)]
+    victim.kill()
+    rc, out = first.finish(timeout_s=180)
+    assert rc != 0 and 'a cell worker failed to run episodes' in out, out[-3000:]
+    psutil.wait_procs(graph, timeout=30)
+    assert not [c for c in graph if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    shipped_before = set(published(data))
+    assert shipped_before
+
+    rerun = ChefCommand(['collect'], runs, sets=sets, ros=True)
+    rc, out = rerun.finish(timeout_s=240)
+    assert rc == 0, out[-3000:]
+    assert_no_process_left(first, rerun)
+    recs = catalog(data)
+    assert shipped_before <= {r.id for r in recs}
+    done = ended(recs)
+    assert len(done) == 4 and max(_Counter(episode_key(r) for r in done).values()) == 1
+    assert not list(data.glob('episodes/*/.incoming')) and not list(data.glob('episodes/*/.partial/*'))
+    assert not list(cluster.cells_tmp.glob('chef-cells-*'))
