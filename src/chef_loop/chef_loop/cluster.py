@@ -107,8 +107,9 @@ def train_on_cluster(cfg, run_dir, fn, args, kwargs, log=print):
     with ray_session(run_dir, num_cpus=0, address=cfg.ray_address, log=log):
         extra = training_resources(cfg.cluster)
         gpus = extra.pop('GPU', 0.0)
+        where = '' if cfg.cluster.shared_storage else ", on the driver's node (the store is here)"
         log(f'  training on the Ray cluster ({cfg.ray_address}): {cfg.explore.torch_threads} CPU(s), '
-            f'{gpus:g} GPU(s)' + ('' if cfg.cluster.shared_storage else ", on the driver's node (the store is here)"))
-        task = ray.remote(fn).options(num_cpus=cfg.explore.torch_threads, num_gpus=gpus, resources=extra or None,
-                                      max_retries=0)
+            f'{gpus:g} GPU(s){where}')
+        task = ray.remote(fn).options(num_cpus=cfg.explore.torch_threads, num_gpus=gpus,
+                                      resources=extra or None, max_retries=0)
         return ray.get(task.remote(*args, **kwargs))

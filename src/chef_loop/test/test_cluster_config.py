@@ -41,7 +41,8 @@ def test_a_run_resumes_on_a_cluster_but_not_with_other_work(tmp_path):
     from chef_loop.stages import ChefRun
     sets = [f'runs_dir={tmp_path}']
     ChefRun(load_loop_config(TINY, sets), log=lambda s: None)
-    ChefRun(load_loop_config(TINY, sets + ['ray_address=auto', 'cluster.cells_per_worker=2']), log=lambda s: None)
+    quiet = {'log': lambda s: None}
+    ChefRun(load_loop_config(TINY, sets + ['ray_address=auto', 'cluster.cells_per_worker=2']), **quiet)
     ChefRun(load_loop_config(TINY, sets + ['explore.ray_address=ray://lab:10001']), log=lambda s: None)
     with pytest.raises(ConfigError, match='different config'):
         ChefRun(load_loop_config(TINY, sets + ['ray_address=auto', 'explore.trials=3']), log=lambda s: None)

@@ -155,8 +155,8 @@ def test_a_cell_worker_killed_mid_stage_loses_nothing_shipped_and_ships_nothing_
     sets = [s for s in TINY_CLUSTER if not s.startswith('cells.episode_steps')] + [
         'cells.episode_steps=120', 'collect.scripted_episodes=4', f'ray_address={cluster.address}']
     first = ChefCommand(['collect'], runs, sets=sets, ros=True)
-    assert first.wait_for(lambda: published(data) and len(_cell_workers()) == 2, timeout_s=240, period_s=0.2), \
-        first.output()
+    running = first.wait_for(lambda: published(data) and len(_cell_workers()) == 2, timeout_s=240, period_s=0.2)
+    assert running, first.output()
     victim = _cell_workers()[0]
     graph = [c for c in victim.children(recursive=True)]
     victim.kill()
