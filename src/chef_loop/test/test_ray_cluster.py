@@ -44,17 +44,19 @@ def cluster(tmp_path, monkeypatch):
     cells_tmp = tmp_path / 'nodes'                     # where the cell workers keep their local stores
     (cells_tmp / 'ray').mkdir(parents=True)            # Ray writes <tmp>/ray/ray_current_cluster
     monkeypatch.setenv('TMPDIR', str(cells_tmp))       # inherited by the nodes' raylets and workers
-    c = Cluster(initialize_head=True, head_node_args={'num_cpus': 1, 'resources': {'head': 1},
-                                                      'temp_dir': ray_tmp, 'include_dashboard': False})
-    worker = c.add_node(num_cpus=2, resources={'chef_cell': 2})
-    c.wait_for_nodes()
-    c.worker_node_id = worker.node_id
-    c.head_node_id = c.head_node.node_id
-    c.cells_tmp = cells_tmp
+    c = None
     try:
+        c = Cluster(initialize_head=True, head_node_args={'num_cpus': 1, 'resources': {'head': 1},
+                                                          'temp_dir': ray_tmp, 'include_dashboard': False})
+        worker = c.add_node(num_cpus=2, resources={'chef_cell': 2})
+        c.wait_for_nodes()
+        c.worker_node_id = worker.node_id
+        c.head_node_id = c.head_node.node_id
+        c.cells_tmp = cells_tmp
         yield c
     finally:
-        c.shutdown()
+        if c is not None:
+            c.shutdown()
         deadline = time.monotonic() + 20
         while _holding(ray_tmp) and time.monotonic() < deadline:
             time.sleep(0.5)
