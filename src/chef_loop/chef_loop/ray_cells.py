@@ -105,8 +105,9 @@ class CellWorker:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(f.data)
             args[key] = str(path)
-        self.session = CellSession(self.cells_cfg, self.data_dir, self.log_path, graph_args=args)
-        self.session.__enter__()
+        session = CellSession(self.cells_cfg, self.data_dir, self.log_path, graph_args=args)
+        session.__enter__()                 # stops what it started itself if the cells never come up
+        self.session = session
 
     def run(self, jobs: Sequence[EpisodeJob], record_timeout_s: float = 60.0) -> WorkerBatch:
         outcomes = self.session.run(jobs)
