@@ -108,7 +108,7 @@ class PolicyInfo:
     config: Dict[str, Any] = field(default_factory=dict)   # the policy's own config (network, noise)
     warmup_ms: float = 0.0
     deterministic: bool = False
-    timing: str = ''                       # 'lockstep' | 'realtime'
+    timing: str = ''                       # 'lockstep' | 'tick' | 'realtime'
     load_error: str = ''                   # the last failed (re)load, '' if none
     swaps: int = 0                         # hot reloads that took effect
     published_unix: float = 0.0            # wall time of this message, s

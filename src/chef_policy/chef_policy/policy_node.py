@@ -10,6 +10,10 @@ Timing (`timing` parameter; 'auto' = lockstep when use_sim_time is set):
 * realtime: a 20 Hz timer acts on the newest complete set it has not acted on yet (slop
   `sync_slop_s`); a tick without a new set publishes nothing (the safety filter's watchdog stops
   the arm if that lasts 2 periods).
+* tick: a wall-clock cell paced by its drivers: acts as soon as the complete set (slop
+  `sync_slop_s`) for a new stamp has arrived, so every observation tick gets exactly one command
+  and no own timer drifts against the drivers' (a 20 Hz timer misses a tick whenever two sets
+  complete between two firings). The real cell's graph uses it.
 * lockstep: acts as soon as the complete set for a new stamp t_k has arrived (slop 0: all stamps
   equal t_k); the sim waits for the command stamped t_k. If the sim re-sends tick k (its command
   did not arrive: a message lost while DDS endpoints were still matching), the command already
@@ -72,10 +76,11 @@ class Params:
     noise_std: float = field_(0.0, min=0.0, max=1.0, help='scripted expert action noise (normalised)')
     deterministic: bool = field_(False, help='network policies: mean action, most likely gripper')
     seed: int = field_(0, min=0, help='base seed, combined with each episode seed')
-    timing: str = field_('auto', choices=('auto', 'realtime', 'lockstep'),
-                         help='auto: lockstep with use_sim_time, else realtime 20 Hz timer')
+    timing: str = field_('auto', choices=('auto', 'realtime', 'tick', 'lockstep'),
+                         help='auto: lockstep with use_sim_time, else realtime 20 Hz timer; tick: act on '
+                              'every new complete observation set (wall-clock cells paced by their drivers)')
     sync_slop_s: float = field_(0.02, min=0.0, max=0.025,
-                                help='realtime: max stamp spread of one observation set (< period/2)')
+                                help='realtime, tick: max stamp spread of one observation set (< period/2)')
     queue_size: int = field_(10, min=1, max=100, help='messages kept per topic for syncing')
     intentions: Tuple[str, ...] = field_(INTENTIONS, help='intentions the SAC-X schedule draws from')
     intention: str = field_('', help="fixed intention for every episode ('' = scheduled)")
@@ -100,6 +105,8 @@ class PolicyNode(Node):
         elif timing == 'lockstep' and not self.get_parameter('use_sim_time').value:
             self.set_parameters([Parameter('use_sim_time', Parameter.Type.BOOL, True)])
         self.lockstep = timing == 'lockstep'
+        self.timing = timing
+        self.on_arrival = timing in ('lockstep', 'tick')     # act when a set completes, not on a timer
         self._lock = threading.Lock()
         self._pending = None                      # policy loaded in the background, not yet acting
         self._requested: Optional[Tuple[str, str]] = None
@@ -136,7 +143,7 @@ class PolicyNode(Node):
         self._configure_inputs(policy)
         create_contract_subscription(self, T.EPISODE_EVENTS, self._on_event)
         create_contract_subscription(self, T.CHECKPOINT_ANNOUNCE, self._on_checkpoint)
-        if not self.lockstep:
+        if not self.on_arrival:
             self.create_timer(CONTROL_PERIOD_S, self._try_act)
         else:        # wall-clock check of the input grace (sim time stands still while we wait)
             self.create_timer(CONTROL_PERIOD_S, self._try_act,
@@ -248,7 +255,7 @@ class PolicyNode(Node):
                      if s is not None}.values():
             if name in sync.topics:
                 sync.add(name, stamp, msg)
-        if self.lockstep:
+        if self.on_arrival:
             self._try_act()
 
     # --- events ----------------------------------------------------------------------------------
@@ -276,7 +283,7 @@ class PolicyNode(Node):
                         f'start event of {ev.episode_id} arrived after ticks of its episode were acted on')
             else:
                 self._last_stamp = ev.stamp_ns - 1      # act from tick 0 (stamp_ns) on, never before
-            if self.lockstep:
+            if self.on_arrival:
                 self._try_act()
         else:
             self._episode_active = False
@@ -402,7 +409,7 @@ class PolicyNode(Node):
         pol = self.runner.policy if hasattr(self, 'runner') else None
         info = PolicyInfo(**(pol.info() if pol is not None else {'policy_id': 'none'}),
                           deterministic=bool(self.p.deterministic),
-                          timing='lockstep' if self.lockstep else 'realtime', load_error=self._load_error,
+                          timing=self.timing, load_error=self._load_error,
                           swaps=int(self.counters['swaps']), published_unix=time.time())
         if hasattr(self, 'pub_info'):
             self.pub_info.publish(String(data=info.to_json()))

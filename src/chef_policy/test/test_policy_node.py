@@ -211,6 +211,29 @@ def test_pixel_policy_realtime_timer_acts_on_the_latest_synchronised_set(tmp_pat
         assert st[0]['intention'] in range(len(INTENTIONS))
 
 
+def test_tick_timing_answers_every_observation_tick_once_even_when_ticks_arrive_in_bursts(tmp_path):
+    """timing:=tick (the real cell's graph): a wall-clock cell whose ticks reach the policy in bursts
+    (two sets 5 ms apart, then 95 ms of nothing - what a busy machine does to a 20 Hz driver) gets
+    exactly one command per observation stamp; a 20 Hz timer would answer only the newer of each pair."""
+    constant_actor_checkpoint(tmp_path / 'a.pt', 1.0)
+    with graph(policy=str(tmp_path / 'a.pt'), timing='tick', deterministic=True) as (node, h):
+        assert not node.get_parameter('use_sim_time').value
+        f = Feeder(h)
+        f.event('start', T0)
+        stamps = []
+        for k in range(0, 30, 2):
+            stamps.append(f.tick(k))
+            time.sleep(0.005)
+            stamps.append(f.tick(k + 1))
+            time.sleep(0.095)
+        assert wait_for(lambda: len(h.msgs(T.POLICY_TWIST)) >= len(stamps), 5.0)
+        time.sleep(0.2)
+        got = [stamp_to_ns(m.header.stamp) for m in h.msgs(T.POLICY_TWIST)]
+        assert sorted(got) == stamps                      # every tick once, no other stamp
+        assert all(m.twist.linear.x > 0 for m in h.msgs(T.POLICY_TWIST))
+        assert info(h)['timing'] == 'tick'
+
+
 def test_swap_to_a_policy_with_new_inputs_waits_until_they_flow(tmp_path):
     """State policy A acts while pixel policy B (needs camera topics) is loaded; A keeps acting
     until B's complete input set arrives - no zero command, no missed tick at the handover."""
