@@ -6,9 +6,11 @@ Measurement, per (preset, N), interleaved so background load hits both sides:
 Raw: N processes (multiprocessing, spawn), each RgbStackingEnv + ScriptedStacker, released together
   for `raw_s` wall seconds; total = sum of steps / wall.
 Fleet: the sim graph's nodes resolved from config/graphs/sim.yaml exactly as `chef run sim cells:=N
-  clock:=lockstep preset:=fast policy:=scripted episodes:=1 record:=true [images:=false]` starts them (one process per
-  node, a fresh ROS domain, a temporary data_dir); the state preset is the graph's images:=false. This process counts ticks on each cell's /clock
-  (one best-effort reader; its CPU is reported as bench_cpu_ms_per_tick). The window opens when every
+  clock:=lockstep preset:=fast policy:=scripted record:=true [images:=false]` starts them (one process per
+  node, a fresh ROS domain, a temporary data_dir); the state preset is the graph's images:=false.
+  This process counts ticks on each cell's /clock (one best-effort reader; its CPU is reported as
+  bench_cpu_ms_per_tick) and starts each cell's one episode on episode/command once that reader is
+  matched. The window opens when every
   cell has ticked `warm` times and closes when the first cell is `tail` ticks from its episode's end,
   so all N cells run for the whole window. CPU: utime+stime from /proc/<pid>/stat of every graph
   process at both ends of the window, per node kind, per tick.
@@ -144,7 +146,7 @@ def graph_specs(preset: Preset, n: int, episode_steps: int, data_dir: str, execu
     argument of that name; '' = its default)."""
     from chef_contract.graph import find_graph, load_graph
     args = {**({'executor': executor} if executor else {}),'cells': n, 'clock': 'lockstep', 'record': True, 'data_dir': data_dir, 'preset': 'fast',
-            'image_size': preset.image_size, 'episode_steps': episode_steps, 'episodes': 1,
+            'image_size': preset.image_size, 'episode_steps': episode_steps, 'episodes': 0,
             'policy': 'scripted', 'triplet': 'rgb_test_triplet1', 'images': bool(preset.cameras)}
     return load_graph(find_graph('sim')).resolve(args)
 
@@ -162,14 +164,17 @@ def recorded_bags(data_dir: Path, n: int, timeout_s: float = 20.0) -> int:
 
 
 class TickCounter:
-    """Counts ticks per cell on /cellK/clock (the bridge's lockstep clock) from a background executor."""
+    """Counts ticks per cell on /cellK/clock (the bridge's lockstep clock) from a background executor,
+    and starts each cell's one episode (episode/command) once its /clock reader is matched, so no tick
+    goes uncounted (an autostarted episode could end before a late-matched reader saw a tick)."""
 
     def __init__(self, domain: int, n: int):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rosgraph_msgs.msg import Clock
 
-        from chef_contract.ros import qos
+        from chef_contract import topics as T
+        from chef_contract.ros import create_contract_publisher, create_contract_subscription, qos
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain,
                    signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
@@ -179,13 +184,43 @@ class TickCounter:
         self.error = None
         profile = qos('clock', 'sub')
         profile.depth = 100            # a late spin must not drop ticks from the count
+        self.subs = [self.node.create_subscription(Clock, f'/cell{k}/clock', self._cb(k), profile)
+                     for k in range(n)]
+        self.commands = [create_contract_publisher(self.node, T.EPISODE_COMMAND, remap=f'/cell{k}/{T.EPISODE_COMMAND}')
+                         for k in range(n)]
+        self.started = [False] * n
+        self.recorder_ready = [False] * n
         for k in range(n):
-            self.node.create_subscription(Clock, f'/cell{k}/clock', self._cb(k), profile)
+            create_contract_subscription(self.node, T.RECORDER_STATUS, self._on_status(k),
+                                         remap=f'/cell{k}/{T.RECORDER_STATUS}')
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
+
+    def start_matched_cells(self) -> bool:
+        """Once every cell's recorder is ready (recorder/status) and its bridge matched our /clock
+        reader and command writer, send start to all cells at once, so they run side by side (a
+        bridge defers a start until its own recorder is ready); True once sent."""
+        from std_msgs.msg import String
+
+        from chef_contract.events import EpisodeCommand
+        if not all(self.started):
+            if not (all(self.recorder_ready) and all(
+                    sub.get_publisher_count() > 0 and pub.get_subscription_count() > 0
+                    for sub, pub in zip(self.subs, self.commands))):
+                return False
+            for k, pub in enumerate(self.commands):
+                pub.publish(String(data=EpisodeCommand(op='start', seed=k).to_json()))
+                self.started[k] = True
+        return True
+
+    def _on_status(self, k):
+        def cb(msg):
+            from chef_contract.payloads import RecorderStatus
+            self.recorder_ready[k] = RecorderStatus.from_json(msg.data).ready
+        return cb
 
     def _cb(self, k):
         def cb(_msg):
@@ -238,6 +273,7 @@ def fleet_rate(preset: Preset, n: int, episode_steps: int, executor: str = '', w
                     raise RuntimeError(f'fleet N={n} {preset.name}: {what} '
                                        f'({"exited: " + str(dead) if dead else "timeout"}; log {log.name})')
                 time.sleep(0.002)
+        wait(counter.start_matched_cells, start_timeout_s, 'the cells did not come up')
         wait(lambda: min(counter.ticks) >= warm, start_timeout_s, 'cells did not start ticking')
         startup_s = time.monotonic() - t_launch
 
@@ -253,9 +289,12 @@ def fleet_rate(preset: Preset, n: int, episode_steps: int, executor: str = '', w
             print(f'warning: {exc}', flush=True)
         counted = list(counter.ticks)
         bags = recorded_bags(Path(tmp) / 'data', n)
-        ok = True
         ticks = sum(ticks1) - sum(ticks0)
         wall = t1 - t0
+        if ticks <= 0:
+            raise RuntimeError(f'fleet N={n} {preset.name}: no tick with all cells running '
+                               f'(ticks {ticks0} -> {ticks1}); log {log.name}')
+        ok = True
         by_node: Dict[str, float] = {}
         for k in procs:
             kind = k.rsplit('/', 1)[1]

@@ -29,6 +29,7 @@ def test_fleet_runs_the_sim_graph_per_cell(bench_fleet, tmp_path):
     by = {s.fqn: s for s in specs}
     assert by['/cell1/sim_bridge'].parameters['render_images'] is False
     assert by['/cell1/sim_bridge'].parameters['episode_steps'] == 50
+    assert by["/cell1/sim_bridge"].parameters["episodes"] == 0       # the bench starts the episodes
     assert by['/cell0/recorder'].parameters['images'] is False
     assert by['/cell0/recorder'].parameters['data_dir'] == str(tmp_path)
     assert by['/cell0/policy'].parameters['policy'] == 'scripted'

@@ -14,10 +14,14 @@ EventsExecutor in slices of `slice_s` (spin_until_future_complete on a future th
 completes), checking the context between slices.
 
 Two more limits of that build's EventsExecutor (events_executor.cpp, HandleSubscriptionReady and
-UpdateEntitiesFromNodes): a subscription whose callback takes (msg, message_info) fails the whole
-spin with `SystemError: null argument to internal routine` at its first message (the recorder's
-raw callbacks read the publication sequence numbers from message_info), and guard conditions are
-refused. `executor_for(node)` therefore keeps such a node on the SingleThreadedExecutor.
+UpdateEntitiesFromNodes): it calls a (msg, message_info) callback with the pair as ONE argument
+(rclpy's own executors call callback(msg, info)), so the callback's TypeError fails the whole spin
+with `SystemError: null argument to internal routine` at the first message; and it refuses guard
+conditions. `BoundedEventsExecutor.add_node` therefore wraps every message-info callback of the node
+in an adapter that unpacks the pair (the subscription keeps its WithMessageInfo type, so rclpy
+still delivers the info); the node's `executor` is pointed at the wrapper, so a subscription created
+later is adapted by the node's own wake() before the EventsExecutor registers it. `executor_for(node)`
+keeps a node with guard conditions on the SingleThreadedExecutor.
 
 Select with the environment variable CHEF_RCLPY_EXECUTOR (`single` | `events`); spin_node reads it.
 """
@@ -30,6 +34,31 @@ from typing import Optional
 EXECUTOR_ENV = 'CHEF_RCLPY_EXECUTOR'
 EXECUTOR_KINDS = ('single', 'events')
 EVENTS_SLICE_S = 1.0       # s of wall time per bounded EventsExecutor run
+
+
+class UnpackMessageInfo:
+    """Adapter for the EventsExecutor's message-info call: callback((msg, info)) -> callback(msg, info)."""
+
+    __slots__ = ('callback',)
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def __call__(self, msg_and_info):
+        return self.callback(*msg_and_info)
+
+
+def adapt_message_info_callbacks(node) -> int:
+    """Wrap `node`'s (msg, message_info) subscription callbacks in UnpackMessageInfo (once each);
+    returns how many were wrapped now. Only for nodes spun by the EventsExecutor."""
+    from rclpy.subscription import Subscription
+    wrapped = 0
+    for sub in node.subscriptions:
+        if (sub._callback_type == Subscription.CallbackType.WithMessageInfo
+                and not isinstance(sub._callback, UnpackMessageInfo)):
+            sub._callback = UnpackMessageInfo(sub._callback)     # not the setter: keeps the type
+            wrapped += 1
+    return wrapped
 
 
 class BoundedEventsExecutor:
@@ -48,7 +77,29 @@ class BoundedEventsExecutor:
         self._stopped = False
 
     def add_node(self, node) -> bool:
-        return self._ex.add_node(node)
+        import weakref
+        adapt_message_info_callbacks(node)
+        added = self._ex.add_node(node)
+        # the EventsExecutor set node.executor to itself; point it at this wrapper instead (rclpy's
+        # Node keeps it as a weak reference), so Node._wake_executor() after a new entity runs wake()
+        node._Node__executor_weakref = weakref.ref(self)
+        return added
+
+    def wake(self) -> None:
+        """Node._wake_executor(): a new entity. Adapt message-info callbacks before the
+        EventsExecutor (woken here) registers them."""
+        for node in self._ex.get_nodes():
+            adapt_message_info_callbacks(node)
+        self._ex.wake()
+
+    def get_nodes(self):
+        return self._ex.get_nodes()
+
+    def create_task(self, callback, *args, **kwargs):
+        return self._ex.create_task(callback, *args, **kwargs)
+
+    def create_future(self):
+        return self._ex.create_future()
 
     def remove_node(self, node) -> None:
         self._ex.remove_node(node)
@@ -77,12 +128,7 @@ def executor_kind(env=None) -> str:
 
 def events_blockers(node) -> list:
     """Why the EventsExecutor of this rclpy build cannot run `node` (empty: it can)."""
-    from rclpy.subscription import Subscription
-    out = [f'{s.topic_name}: callback takes message_info' for s in node.subscriptions
-           if s._callback_type == Subscription.CallbackType.WithMessageInfo]
-    if list(node.guards):
-        out.append('guard conditions')
-    return out
+    return ['guard conditions'] if list(node.guards) else []
 
 
 def executor_for(node, kind: Optional[str] = None, context=None):

@@ -35,7 +35,10 @@ def _talker(ctx, received, with_info=False):
     node = rclpy.create_node('executor_probe', context=ctx, start_parameter_services=False,
                              enable_rosout=False)
     pub = node.create_publisher(String, 'chatter', 10)
-    cb = (lambda m, info: received.append(m.data)) if with_info else (lambda m: received.append(m.data))
+    def with_message_info(m, info):
+        assert isinstance(info, dict) and 'received_timestamp' in info
+        received.append(m.data)
+    cb = with_message_info if with_info else (lambda m: received.append(m.data))
     node.create_subscription(String, 'chatter', cb, 10)
     node.create_timer(0.01, lambda: pub.publish(String(data='x')))
     return node
@@ -72,17 +75,35 @@ def test_bounded_events_executor_delivers_sleeps_when_idle_and_stops(ctx):
     node.destroy_node()
 
 
-def test_a_node_with_message_info_callbacks_stays_on_the_single_threaded_executor(ctx):
+def test_message_info_callbacks_get_message_and_info_on_the_events_executor(ctx):
+    """rclpy 9.1.2's EventsExecutor calls a (msg, info) callback with the pair as one argument (the
+    spin then dies with SystemError); the bounded executor adapts such callbacks when it adds the node
+    and when a subscription appears later."""
     from rclpy.executors import SingleThreadedExecutor
-    plain = _talker(ctx, [])
-    assert events_blockers(plain) == []
-    assert isinstance(executor_for(plain, 'events', context=ctx), BoundedEventsExecutor)
-    assert isinstance(executor_for(plain, 'single', context=ctx), SingleThreadedExecutor)
-    plain.destroy_node()
-    with_info = _talker(ctx, [], with_info=True)
-    assert events_blockers(with_info) == ['/chatter: callback takes message_info']
-    assert isinstance(executor_for(with_info, 'events', context=ctx), SingleThreadedExecutor)
-    with_info.destroy_node()
+    from std_msgs.msg import String
+    got = []
+    node = _talker(ctx, got, with_info=True)
+    assert events_blockers(node) == []
+    assert isinstance(executor_for(node, 'single', context=ctx), SingleThreadedExecutor)
+    ex = executor_for(node, 'events', context=ctx)
+    assert isinstance(ex, BoundedEventsExecutor)
+    infos = []
+
+    def late(msg, info):
+        infos.append(info)
+    ex._slice_s = 0.2
+    ex.add_node(node)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    node.create_subscription(String, 'chatter', late, 10)     # created while spinning
+    end = time.monotonic() + 10
+    while (len(got) < 10 or len(infos) < 10) and time.monotonic() < end and th.is_alive():
+        time.sleep(0.01)
+    assert ex.shutdown(timeout_sec=5.0)
+    th.join(timeout=5)
+    assert len(got) >= 10 and set(got) == {'x'}, 'message-info callback got no (or the wrong) messages'
+    assert len(infos) >= 10 and all(i['publication_sequence_number'] > 0 for i in infos)
+    node.destroy_node()
 
 
 def test_spin_node_on_the_events_executor_stops_cleanly(monkeypatch):
