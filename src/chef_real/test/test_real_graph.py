@@ -135,7 +135,7 @@ def test_camera_calibrations_reproduce_the_benchmark_cameras():
 
 def test_policy_acts_only_in_episodes_and_recorder_skips_plumbing():
     pol = spec('policy')
-    assert pol.parameters['act_without_episode'] is False and pol.parameters['timing'] == 'realtime'
+    assert pol.parameters['act_without_episode'] is False and pol.parameters['timing'] == 'tick'
     from chef_recorder.recorder_node import Params, selected_topics
     recorded = selected_topics(Params())
     assert not any(T.topic(n).real_only for n in recorded)
