@@ -146,23 +146,23 @@ class ChefRun:
 
     def triplet_jobs(self, iteration: int, stage: str, triplets: Sequence[str], per_triplet: int,
                      existing: Sequence, tags: Dict[str, Any]) -> List[EpisodeJob]:
-        """Jobs that bring every triplet up to `per_triplet` complete episodes (resume-safe)."""
-        have: Dict[str, int] = {}
-        for r in existing:
-            have[r.metadata.get('triplet')] = have.get(r.metadata.get('triplet'), 0) + 1
+        """Jobs that bring every triplet up to `per_triplet` complete episodes (resume-safe: the
+        planned seeds the store has no episode for, as `missing_episodes`)."""
         jobs = []
         for ti, t in enumerate(triplets):
-            for k in range(have.get(t, 0), per_triplet):
-                jobs.append(EpisodeJob(t, self.seed(iteration, stage, ti * 1000 + k), dict(tags)))
+            mine = [r for r in existing if r.metadata.get('triplet') == t]
+            plan = [ti * 1000 + k for k in range(per_triplet)]
+            jobs += [EpisodeJob(t, self.seed(iteration, stage, k), dict(tags))
+                     for k in self.missing_episodes(iteration, stage, plan, mine)]
         return jobs
 
-    def missing_episodes(self, iteration: int, stage: str, total: int, existing: Sequence) -> List[int]:
-        """Indices k < `total` of a stage's episode plan (seed `self.seed(iteration, stage, k)`) that
-        the store has no ended episode for, at most `total - len(existing)`: a stage re-entered after
-        a kill reruns exactly the seeds it lost, also when cells finished them out of order."""
+    def missing_episodes(self, iteration: int, stage: str, plan: Sequence[int], existing: Sequence) -> List[int]:
+        """Indices k of a stage's episode `plan` (seed `self.seed(iteration, stage, k)`) that the store
+        has no ended episode for, at most `len(plan) - len(existing)`: a stage re-entered after a kill
+        reruns exactly the seeds it lost, also when cells finished them out of order."""
         have = {r.metadata.get('seed') for r in existing}
-        todo = [k for k in range(total) if self.seed(iteration, stage, k) not in have]
-        return todo[:max(0, total - len(existing))]
+        todo = [k for k in plan if self.seed(iteration, stage, k) not in have]
+        return todo[:max(0, len(plan) - len(existing))]
 
     def table(self, records: Sequence, triplets: Optional[Sequence[str]] = None) -> Dict[str, Rate]:
         rows = [(r.metadata.get('triplet'), bool(r.metadata.get('success'))) for r in records
@@ -198,7 +198,7 @@ class ChefRun:
         learner = [r for r in mine if tag(r, 'data_source') == 'online_learner']
         triplets = c.triplets
         # 1. the noisy scripted expert (optional extra source, tagged as such)
-        todo = self.missing_episodes(iteration, 'collect_scripted', c.scripted_episodes, scripted)
+        todo = self.missing_episodes(iteration, 'collect_scripted', range(c.scripted_episodes), scripted)
         if todo:
             jobs = [EpisodeJob(triplets[k % len(triplets)], self.seed(iteration, 'collect_scripted', k),
                                dict(base, data_source='scripted_expert',
@@ -209,7 +209,7 @@ class ChefRun:
         # 2. online multi-task RL: the trainer node learns from every episode while the cells act
         parent = self.previous_best(iteration)
         learner_dir = self.stage_dir(iteration, 'collect') / 'learner'
-        todo = self.missing_episodes(iteration, 'collect', c.episodes, learner)
+        todo = self.missing_episodes(iteration, 'collect', range(c.episodes), learner)
         if todo:
             jobs = [EpisodeJob(triplets[k % len(triplets)], self.seed(iteration, 'collect', k),
                                dict(base, data_source='online_learner', policy_id=f'collect-{iteration}'))
