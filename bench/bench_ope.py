@@ -2,17 +2,19 @@
 
 On the learning bench's dataset (runs/bench-learning/data, `chef collect --config bench_learning`),
 episodes are split by the explore stage's stable hash (chef_loop.stages.holdout_split, 20 % held
-out). Candidates are the policies an Explore stage produces: CRR (the loop's learner, two beta
-values), CRR with the previous Gaussian-NLL actor, and BC, each trained on the training episodes
-and taken at several update counts (checkpoints of one run), so their quality spans from untrained
-to the best. Each candidate gets
+out). Candidates are the policies an Explore stage produces: the loop's IQL at two temperatures,
+project BC and project CRR (the previous loop learner), each trained on the training episodes and
+taken at several update counts (checkpoints of one run), so their quality spans from untrained to
+the best. Each candidate gets
   * fqe_value      - fitted Q evaluation on the held-out episodes (chef_trainer.ope; the loop's
-                     default `explore.select_metric`),
-  * policy_value   - its own critic's Q_staged(s, mu(s)) on data states (the previous score; BC has
-                     no critic and gets none),
+                     default `explore.select_metric`), fqe_initial_value on their first states;
+  * heldout_score  - minus the staged head's arm squared error against the commands of the held-out
+                     episodes that succeeded (chef_trainer.ope.heldout_action_error, same pass);
+  * policy_value   - its own critic's Q_staged(s, mu(s)) on data states (BC has no critic);
   * success        - executed success on the 5 test triplets in the ROS-free cell (sim_eval).
-Writes bench/results/ope.json: candidates, spearman (fqe_value vs success), spearman_policy_value,
-and per candidate its scores and success.
+Writes bench/results/ope.json: candidates, score (the loop's select metric unless --score),
+spearman (that score vs success), by_score {score: spearman, candidates, top, top_success}, and per
+candidate its scores and success.
 Run: python bench/bench_ope.py [--quick]
 """
 
@@ -26,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_learning as BL  # noqa: E402
@@ -34,12 +35,12 @@ import bench_learning as BL  # noqa: E402
 ROOT = BL.ROOT
 HOLDOUT = 0.2
 RUNS = {   # name: (learner config, overrides, checkpoint steps)
-    'crr_b1': ('crr_state.yaml', [], (250, 1000, 3000, 6000)),
-    'crr_b03': ('crr_state.yaml', ['learner.crr.beta=0.3'], (1000, 6000)),
-    'crr_nll': ('crr_state.yaml', ['learner.actor_loss=nll', 'learner.crr.normalize_advantage=false'],
-                (1000, 6000)),
-    'bc': ('bc_state.yaml', [], (250, 3000)),
+    'iql_b1': ('iql_state.yaml', [], (1000, 5000, 15000, 30000)),
+    'iql_b3': ('iql_state.yaml', ['learner.iql.beta=3.0'], (5000, 15000)),
+    'bc': ('bc_state.yaml', [], (1000, 5000, 15000)),
+    'crr_b1': ('crr_state.yaml', [], (6000,)),
 }
+SCORES = ('fqe_value', 'fqe_initial_value', 'heldout_score', 'policy_value')
 
 
 def split(data_dir: Path):
@@ -86,6 +87,11 @@ def _fqe(checkpoint: str, data_dir: str, held: List[str], updates: int) -> Dict[
     return _fqe_one(checkpoint, data_dir, held, updates)
 
 
+def _loop_select_metric() -> str:
+    from chef_loop.config import ExploreConfig
+    return ExploreConfig().select_metric
+
+
 def spearman(x, y) -> float:
     from scipy.stats import spearmanr
     return float(spearmanr(x, y).statistic)
@@ -97,6 +103,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--episodes-per-triplet', type=int, default=None, help='evaluation episodes (default 6)')
     ap.add_argument('--fqe-updates', type=int, default=None, help='FQE updates per candidate (default 2000)')
     ap.add_argument('--workers', type=int, default=2)
+    ap.add_argument('--score', default=_loop_select_metric(), choices=SCORES,
+                    help="the score whose Spearman is `spearman` (default: the loop's explore.select_metric)")
     ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
     ap.add_argument('--out', default=str(BL.RESULTS / 'ope.json'))
     args = ap.parse_args(argv)
@@ -121,7 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
         fqe = pool.starmap(_fqe, [(cands[n]['checkpoint'], str(data_dir), held, fqe_updates) for n in names])
     for n, f in zip(names, fqe):
-        cands[n].update({k: f[k] for k in ('fqe_value', 'fqe_initial_value', 'fqe_td_loss', 'fqe_s')})
+        cands[n].update({k: f[k] for k in ('fqe_value', 'fqe_initial_value', 'fqe_td_loss', 'fqe_s',
+                                           'heldout_score', 'heldout_arm_mse', 'heldout_gripper_flip')})
     log('fitted Q evaluation done')
     from chef_loop.sim_eval import PolicySpec
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
@@ -131,29 +140,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         cands[n].update(success=ev['pooled']['rate'], ci95=[ev['pooled']['low'], ev['pooled']['high']],
                         episodes=ev['pooled']['trials'], mean_staged_return=ev['mean_staged_return'])
     succ = [cands[n]['success'] for n in names]
+    by_score: Dict[str, Any] = {}
+    for score in SCORES:        # every offline score, over the candidates that have it
+        have = [n for n in names if cands[n].get(score) is not None]
+        if len(have) >= 3:
+            top = max(have, key=lambda n: cands[n][score])
+            by_score[score] = {'spearman': spearman([cands[n][score] for n in have],
+                                                    [cands[n]['success'] for n in have]),
+                               'candidates': len(have), 'top': top, 'top_success': cands[top]['success']}
     result = {
         'bench': 'ope', 'quick': args.quick, 'candidates': len(names), 'holdout_fraction': HOLDOUT,
         'train_episodes': len(train), 'holdout_episodes': len(held), 'episodes_per_triplet': per_triplet,
-        'fqe_updates': fqe_updates, 'score': 'fqe_value',
-        'spearman': spearman([cands[n]['fqe_value'] for n in names], succ),
-        'spearman_fqe_initial_value': spearman([cands[n]['fqe_initial_value'] for n in names], succ),
-        'spearman_policy_value': None,
-        'per_candidate': cands, 'wall_s': time.monotonic() - t_start,
+        'fqe_updates': fqe_updates, 'score': args.score,
+        'spearman': by_score[args.score]['spearman'], 'best_success': max(succ),
+        'by_score': by_score, 'per_candidate': cands, 'wall_s': time.monotonic() - t_start,
     }
-    with_pv = [n for n in names if cands[n]['policy_value'] is not None]
-    if len(with_pv) >= 3:
-        result['spearman_policy_value'] = spearman([cands[n]['policy_value'] for n in with_pv],
-                                                   [cands[n]['success'] for n in with_pv])
-        result['policy_value_candidates'] = len(with_pv)
-    # does the score pick well? success of the top-scored candidate vs the best executed one
-    top = max(names, key=lambda n: cands[n]['fqe_value'])
-    result['fqe_top'] = {'candidate': top, 'success': cands[top]['success'], 'best_success': max(succ)}
     for n in names:
         c = cands[n]
-        print(f'{n:<16} fqe {c["fqe_value"]:8.3f}  own-critic {c["policy_value"] if c["policy_value"] is None else round(c["policy_value"], 3)!s:>8}  '
-              f'success {100 * c["success"]:5.1f} % [{100 * c["ci95"][0]:.0f}, {100 * c["ci95"][1]:.0f}]')
-    print(f'Spearman(fqe_value, success) = {result["spearman"]:.2f} over {len(names)} candidates; '
-          f'own critic: {result["spearman_policy_value"]}')
+        print(f'{n:<16} ' + '  '.join(f'{k} {c[k]:8.3f}' for k in SCORES if c.get(k) is not None) +
+              f'  success {100 * c["success"]:5.1f} % [{100 * c["ci95"][0]:.0f}, {100 * c["ci95"][1]:.0f}]')
+    for k, v in by_score.items():
+        print(f'Spearman({k}, success) = {v["spearman"]:.2f} over {v["candidates"]} candidates; '
+              f'its top {v["top"]} {100 * v["top_success"]:.0f} % (best {100 * max(succ):.0f} %)')
     Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
     print(f'wrote {args.out} ({result["wall_s"] / 60:.1f} min)')
     return 0

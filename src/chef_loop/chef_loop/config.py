@@ -85,6 +85,8 @@ class ExploreConfig:
     select_metric: str = field_('fqe_value', help='offline score that ranks trials: fqe_value = fitted Q '
                                 'evaluation of the staged head on the held-out episodes '
                                 '(chef_trainer.ope; fqe_initial_value: first states only); '
+                                'heldout_score = minus the staged head\'s arm squared error against the '
+                                'commands of the held-out episodes that succeeded (same pass); '
                                 'policy_value = the trial\'s own critic, Q_staged(s, mu_staged(s)) over '
                                 "data states; or any metric of the trial's summary.json")
     holdout_fraction: float = field_(0.1, min=0.0, max=0.5,
@@ -228,8 +230,8 @@ def check_policy_inputs(cfg: LoopConfig) -> None:
                               f'{[k for k in net.input_keys if k not in REAL_KEYS]} (a real cell has none)')
     if cfg.observation == 'pixels' and not cfg.cells.images:
         raise ConfigError('observation: pixels needs cells.images: true (the cells render no camera)')
-    if cfg.observation == 'pixels' and cfg.explore.select_metric.startswith('fqe'):
-        raise ConfigError(f'explore.select_metric {cfg.explore.select_metric!r}: fitted Q evaluation scores '
+    if cfg.observation == 'pixels' and cfg.explore.select_metric.startswith(('fqe', 'heldout')):
+        raise ConfigError(f'explore.select_metric {cfg.explore.select_metric!r}: off-policy evaluation scores '
                           'state networks only; rank pixel trials by a summary metric (e.g. arm_mse, '
                           'select_mode: min)')
 

@@ -10,7 +10,9 @@ per-run temporary directory, nothing left behind after a kill); 'auto' or 'ray:/
 cluster (the data directory and the run directory must then be on a shared filesystem).
 
 Offline selection score (`explore.select_metric`): by default `fqe_value`, fitted Q evaluation
-(chef_trainer.ope) of each trial's staged head on episodes held out of its training; the trial's
+(chef_trainer.ope) of each trial's staged head on episodes held out of its training, or
+`heldout_score` (minus the staged head's arm error on the held-out episodes that succeeded, computed
+in the same pass; OPE_METRICS lists every such score); the trial's
 own critic (`policy_value`, Q_staged(s, mu_staged(s)) over data states) is kept in every summary
 but misranked candidates in the large run (peers.md §4 pain 7). CHEF's Execute stage still
 evaluates the top candidates on the cells and picks the best by measured success.
@@ -193,6 +195,15 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
 
 
 FQE_FILE = 'fqe.json'
+# scores of chef_trainer.ope.evaluate_checkpoint (FQE and held-out action error), cached per trial
+OPE_METRICS = ('fqe_value', 'fqe_initial_value', 'fqe_td_loss', 'heldout_score', 'heldout_arm_mse',
+               'heldout_gripper_flip')
+
+
+def needs_ope(metric: str) -> bool:
+    """True when `explore.select_metric` is an off-policy evaluation score (computed after training
+    on the held-out episodes), False for a metric of the trial's own summary.json."""
+    return metric in OPE_METRICS
 
 
 def _fqe_one(checkpoint: str, data_dir: str, episode_ids: Sequence[str], updates: int) -> Dict[str, Any]:
@@ -241,4 +252,5 @@ def score_trials_fqe(results: List[Dict[str, Any]], data_dir: str, episode_ids: 
         tmp = cache.with_suffix('.tmp')
         tmp.write_text(json.dumps(score, indent=2))
         os.replace(tmp, cache)
-        log(f'  trial {r["trial"]}: fqe_value {score["fqe_value"]:.3f} ({score["fqe_s"]:.0f} s)')
+        log(f'  trial {r["trial"]}: fqe_value {score["fqe_value"]:.3f}, held-out arm mse '
+            f'{score["heldout_arm_mse"]:.4f} ({score["fqe_s"]:.0f} s)')

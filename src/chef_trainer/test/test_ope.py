@@ -1,6 +1,7 @@
 """Fitted Q evaluation ranks policies of known value: on a two-tick chain where one arm action earns
 reward 1 per tick and the other 0, the FQE value of the always-good policy approaches its true
-return (1 + gamma) and the always-bad policy scores ~0, from data logged by a 50/50 behaviour."""
+return (1 + gamma) and the always-bad policy scores ~0, from data logged by a 50/50 behaviour.
+The held-out action error ranks by the successful held-out episodes' commands only."""
 
 import math
 
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 
 from chef_policy.networks import MultiTaskActor, NetworkConfig
-from chef_trainer.ope import FQEConfig, fitted_q_evaluation
+from chef_trainer.ope import FQEConfig, fitted_q_evaluation, heldout_action_error
 from chef_trainer.replay import ReplayBuffer
 
 KEY = 'sawyer/joints/angle'
@@ -61,3 +62,36 @@ def test_fqe_ranks_two_policies_of_known_value():
     assert abs(good['fqe_initial_value'] - (1 + GAMMA)) < 0.25, good
     assert abs(bad['fqe_initial_value']) < 0.25, bad
     assert good['fqe_value'] > bad['fqe_value'] + 1.0
+
+
+class _Episode:
+    def __init__(self, vx, success, valid=(True, True)):
+        self.actions = np.array([[vx, 0, 0, 0, 1.0]] * 2, np.float32)
+        self.valid = np.array(valid, bool)
+        self.metadata = {'success': success}
+
+
+class _HeldOut:
+    """The two things heldout_action_error reads of a TransitionSampler: episodes and their states."""
+
+    def __init__(self, episodes):
+        self.episodes = episodes
+
+    def episode_states(self, i):
+        return {KEY: np.stack([state(0), state(1), state(2)])}
+
+
+def test_heldout_action_error_ranks_by_the_successful_episodes_commands():
+    # the successful held-out episodes commanded +0.6, the failed ones -0.6 (and outnumber them)
+    held = _HeldOut([_Episode(0.6, True), _Episode(-0.6, False), _Episode(-0.6, False),
+                     _Episode(0.6, True, valid=(True, False))])
+    good = heldout_action_error(fixed_actor(0.6), net(), held)
+    bad = heldout_action_error(fixed_actor(-0.6), net(), held)
+    assert good['heldout_episodes'] == 2 and good['heldout_ticks'] == 3      # the lost tick is skipped
+    assert good['heldout_arm_mse'] < 1e-3 and good['heldout_gripper_flip'] == 0.0
+    assert abs(bad['heldout_arm_mse'] - 1.2 ** 2 / 4) < 1e-3
+    assert good['heldout_score'] > bad['heldout_score']
+    # no successful episode held out: every episode counts (here the failed ones dominate)
+    failed = _HeldOut([_Episode(-0.6, False), _Episode(-0.6, False), _Episode(0.6, False)])
+    assert heldout_action_error(fixed_actor(-0.6), net(), failed)['heldout_score'] > \
+        heldout_action_error(fixed_actor(0.6), net(), failed)['heldout_score']
