@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import subprocess
 import sys
 import time
@@ -69,9 +68,15 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     'chef_crr_bc': ('crr_state.yaml', ['learner.crr.bc_weight=1.0']),
     'chef_crr_b3': ('crr_state.yaml', ['learner.crr.beta=3.0']),
     'chef_crr_bin': ('crr_state.yaml', ['learner.crr.weight_mode=binary']),
+    # the previous command as an input (the configs' setting before 2026-12-06: '*_noprev' in
+    # experiments/learning_prev_action_valseeds.json is what the configs are now)
+    'chef_bc_prev': ('bc_state.yaml', ['learner.network.use_prev_action=true']),
+    'chef_iql_prev': ('iql_state.yaml', ['learner.network.use_prev_action=true']),
 }
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_crr', 'chef_bc')
-BASELINES = ('bc_mlp', 'bc_mlp_lr1e3', 'd3rlpy_crr', 'd3rlpy_iql')
+# '_noprev': the same baseline without the previous command as an input, as the project's state
+# configs read (so a gain that is only the input set shows as such)
+BASELINES = ('bc_mlp', 'bc_mlp_lr1e3', 'bc_mlp_noprev', 'd3rlpy_crr', 'd3rlpy_iql', 'd3rlpy_iql_noprev')
 QUICK_LEARNERS = ('chef_iql', 'chef_bc', 'bc_mlp', 'd3rlpy_iql')
 
 
@@ -100,12 +105,21 @@ def data_records(data_dir: Path):
     return ds, ds.training_records()
 
 
-def state_sampler(data_dir: Path, n_step: int = 5, discount: float = 0.99):
+def state_sampler(data_dir: Path, n_step: int = 5, discount: float = 0.99, keys=None):
     from chef_contract.spec import STATE_OBSERVATION_NAMES
     from chef_recorder.dataset import TransitionSampler
     ds, records = data_records(data_dir)
-    return TransitionSampler(ds, records, STATE_OBSERVATION_NAMES, n_step=n_step, discount=discount,
-                             progress=False)
+    return TransitionSampler(ds, records, tuple(keys or STATE_OBSERVATION_NAMES), n_step=n_step,
+                             discount=discount, progress=False)
+
+
+def baseline_keys(name: str):
+    """The recorded state keys a baseline reads: all of them, or (`*_noprev`) all but the previous
+    command, the input set of the project's state configs."""
+    from chef_contract.spec import STATE_OBSERVATION_NAMES
+    if name.endswith('_noprev'):
+        return tuple(k for k in STATE_OBSERVATION_NAMES if k != 'action/environment')
+    return STATE_OBSERVATION_NAMES
 
 
 def flat_episodes(sampler):
@@ -138,13 +152,14 @@ def train_chef(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str
 
 
 def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0, lr: float = 3e-4,
-                 name: str = 'bc_mlp') -> Dict[str, Any]:
+                 name: str = 'bc_mlp', keys=None) -> Dict[str, Any]:
     """Plain PyTorch behaviour cloning: standardised inputs, 256x256 ReLU MLP, MSE on the action."""
     import torch
     from torch import nn
     from chef_loop.sim_eval import PolicySpec
     torch.manual_seed(seed)
-    eps = flat_episodes(state_sampler(Path(data_dir)))
+    keys = tuple(keys or baseline_keys(name))
+    eps = flat_episodes(state_sampler(Path(data_dir), keys=keys))
     x = np.concatenate([e[0][:-1][e[3]] for e in eps])
     y = np.concatenate([e[1][e[3]] for e in eps])
     mean, std = x.mean(0), x.std(0).clip(1e-2)
@@ -176,11 +191,12 @@ def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0, lr: f
     path = Path(out_dir) / f'{name}.pt'
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.trace(model.eval(), xt[:1]).save(str(path))
-    return {'spec': PolicySpec('torchscript', path=str(path)), 'updates': updates, 'train_s': wall,
+    return {'spec': PolicySpec('torchscript', path=str(path), keys=keys), 'updates': updates, 'train_s': wall,
             'updates_per_s': updates / wall}
 
 
-def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
+def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0,
+                 keys=None) -> Dict[str, Any]:
     import logging
 
     import d3rlpy
@@ -188,7 +204,8 @@ def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed
     from chef_loop.sim_eval import PolicySpec
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     d3rlpy.seed(seed)
-    eps = flat_episodes(state_sampler(Path(data_dir)))
+    keys = tuple(keys or baseline_keys(algo_name))
+    eps = flat_episodes(state_sampler(Path(data_dir), keys=keys))
     obs, act, rew, term, tout = [], [], [], [], []
     for x, a, r, valid in eps:
         # d3rlpy cannot skip a transition: a lost tick (invalid, reward NaN) ends a segment
@@ -209,7 +226,7 @@ def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed
     enc = d3rlpy.models.encoders.VectorEncoderFactory([256, 256])
     common = dict(batch_size=BATCH, actor_encoder_factory=enc, critic_encoder_factory=enc,
                   observation_scaler=d3rlpy.preprocessing.StandardObservationScaler())
-    if algo_name == 'crr':
+    if algo_name.startswith('crr'):
         algo = d3rlpy.algos.CRRConfig(**common).create(device='cpu:0')
     else:
         algo = d3rlpy.algos.IQLConfig(value_encoder_factory=enc, **common).create(device='cpu:0')
@@ -220,7 +237,7 @@ def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed
     path = Path(out_dir) / f'd3rlpy_{algo_name}.pt'
     path.parent.mkdir(parents=True, exist_ok=True)
     algo.save_policy(str(path))
-    return {'spec': PolicySpec('torchscript', path=str(path)), 'updates': updates, 'train_s': wall,
+    return {'spec': PolicySpec('torchscript', path=str(path), keys=keys), 'updates': updates, 'train_s': wall,
             'updates_per_s': updates / wall}
 
 
@@ -230,8 +247,8 @@ def _train(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str, An
     try:
         if name in CHEF_LEARNERS:
             return train_chef(name, data_dir, out_dir, updates)
-        if name == 'bc_mlp':
-            return train_bc_mlp(data_dir, out_dir, updates)
+        if name in ('bc_mlp', 'bc_mlp_noprev'):
+            return train_bc_mlp(data_dir, out_dir, updates, name=name)
         if name == 'bc_mlp_lr1e3':
             return train_bc_mlp(data_dir, out_dir, updates, lr=1e-3, name=name)
         return train_d3rlpy(name.split('_', 1)[1], data_dir, out_dir, updates)
@@ -278,7 +295,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     ctx = mp.get_context('spawn')
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        trained = dict(zip(names, pool.starmap(_train, [(n, str(data_dir), str(out_dir), updates) for n in names])))
+        trained = dict(zip(names, pool.starmap(_train, [(n, str(data_dir), str(out_dir), updates) for n in names],
+                                               chunksize=1)))
     for n, r in trained.items():
         log(f'trained {n}: ' + (r['error'] if 'error' in r else f'{r["updates_per_s"]:.1f} upd/s, {r["train_s"]:.0f} s'))
 
