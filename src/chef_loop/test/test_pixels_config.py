@@ -43,7 +43,8 @@ def test_observation_is_enforced_against_the_learners(monkeypatch):
     keys = '[sawyer/joints/angle,' + PRIVILEGED + ']'
     with pytest.raises(ConfigError, match=r'reads privileged sim keys'):
         load_loop_config('pixels_cpu', [f'explore.learner_overrides=["learner.network.state_keys={keys}"]'])
-    with pytest.raises(ConfigError, match=r'fitted Q evaluation scores state networks only'):
-        load_loop_config('pixels_cpu', ['explore.select_metric=fqe_value'])
+    for metric in ('fqe_value', 'heldout_score'):
+        with pytest.raises(ConfigError, match=r'off-policy evaluation scores state networks only'):
+            load_loop_config('pixels_cpu', [f'explore.select_metric={metric}'])
     with pytest.raises(ConfigError, match=r'observation: pixels needs cells.images: true'):
         load_loop_config('pixels_cpu', ['cells.images=false'])
