@@ -152,13 +152,13 @@ def train_chef(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str
 
 
 def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0, lr: float = 3e-4,
-                 name: str = 'bc_mlp', keys=None) -> Dict[str, Any]:
+                 name: str = 'bc_mlp') -> Dict[str, Any]:
     """Plain PyTorch behaviour cloning: standardised inputs, 256x256 ReLU MLP, MSE on the action."""
     import torch
     from torch import nn
     from chef_loop.sim_eval import PolicySpec
     torch.manual_seed(seed)
-    keys = tuple(keys or baseline_keys(name))
+    keys = baseline_keys(name)
     eps = flat_episodes(state_sampler(Path(data_dir), keys=keys))
     x = np.concatenate([e[0][:-1][e[3]] for e in eps])
     y = np.concatenate([e[1][e[3]] for e in eps])
@@ -195,8 +195,7 @@ def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0, lr: f
             'updates_per_s': updates / wall}
 
 
-def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0,
-                 keys=None) -> Dict[str, Any]:
+def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
     import logging
 
     import d3rlpy
@@ -204,7 +203,7 @@ def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed
     from chef_loop.sim_eval import PolicySpec
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     d3rlpy.seed(seed)
-    keys = tuple(keys or baseline_keys(algo_name))
+    keys = baseline_keys(algo_name)
     eps = flat_episodes(state_sampler(Path(data_dir), keys=keys))
     obs, act, rew, term, tout = [], [], [], [], []
     for x, a, r, valid in eps:

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_learning as BL  # noqa: E402
+from chef_loop.explore import OPE_METRICS  # noqa: E402
 
 ROOT = BL.ROOT
 HOLDOUT = 0.2
@@ -129,8 +130,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
         fqe = pool.starmap(_fqe, [(cands[n]['checkpoint'], str(data_dir), held, fqe_updates) for n in names])
     for n, f in zip(names, fqe):
-        cands[n].update({k: f[k] for k in ('fqe_value', 'fqe_initial_value', 'fqe_td_loss', 'fqe_s',
-                                           'heldout_score', 'heldout_arm_mse', 'heldout_gripper_flip')})
+        cands[n].update({k: f[k] for k in OPE_METRICS + ('fqe_s',)})
     log('fitted Q evaluation done')
     from chef_loop.sim_eval import PolicySpec
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:

@@ -230,7 +230,8 @@ def check_policy_inputs(cfg: LoopConfig) -> None:
                               f'{[k for k in net.input_keys if k not in REAL_KEYS]} (a real cell has none)')
     if cfg.observation == 'pixels' and not cfg.cells.images:
         raise ConfigError('observation: pixels needs cells.images: true (the cells render no camera)')
-    if cfg.observation == 'pixels' and cfg.explore.select_metric.startswith(('fqe', 'heldout')):
+    from chef_loop.explore import needs_ope
+    if cfg.observation == 'pixels' and needs_ope(cfg.explore.select_metric):
         raise ConfigError(f'explore.select_metric {cfg.explore.select_metric!r}: off-policy evaluation scores '
                           'state networks only; rank pixel trials by a summary metric (e.g. arm_mse, '
                           'select_mode: min)')

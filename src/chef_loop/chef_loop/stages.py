@@ -310,9 +310,8 @@ class ChefRun:
                              max_concurrent=e.max_concurrent, cpus_per_trial=e.cpus_per_trial,
                              torch_threads=e.torch_threads, log=self.log, progress=self.progress,
                              checkpoint_every=e.checkpoint_every, run_dir=self.run_dir)
-        from chef_loop.explore import needs_ope
+        from chef_loop.explore import needs_ope, score_trials_fqe
         if needs_ope(e.select_metric):
-            from chef_loop.explore import score_trials_fqe
             score_trials_fqe(results, str(self.data_dir), holdout_ids or episode_ids, sdir / 'trials',
                              updates=e.fqe_updates, workers=e.max_concurrent, log=self.log)
         for r in results:
