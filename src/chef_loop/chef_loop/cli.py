@@ -40,8 +40,8 @@ DESCRIPTIONS = {
 EPILOGS = {k: _COMMON_EPILOG for k in DESCRIPTIONS}
 EPILOGS['loop'] = """examples:
   chef loop                                  the small default run (<= 20 min on 2 CPU cores)
-  chef loop --config large                   the documented larger run (hours; see README)
-  chef loop --name exp1 --set iterations=2   two CHEF iterations
+  chef loop --config large                   the documented larger run (3 iterations, ~1.5 h)
+  chef loop --name exp1 --iterations 2       two CHEF iterations (= --set iterations=2)
   chef report                                HTML report of the default run
 """ + _COMMON_EPILOG
 EPILOGS['ablate'] = """ablations: multitask, wrench, size, finetune, reuse
@@ -63,6 +63,8 @@ def add_loop_arguments(p):
     _common(p)
     p.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES),
                    help='stages to run in each iteration (default: all four)')
+    p.add_argument('--iterations', type=int, default=None, metavar='N',
+                   help="CHEF iterations (default: the config's; same as --set iterations=N)")
 
 
 def _stage_adder(p):
@@ -93,6 +95,8 @@ def _run(args):
     overrides = list(args.overrides)
     if args.name:
         overrides.append(f'name={args.name}')
+    if getattr(args, 'iterations', None) is not None:
+        overrides.append(f'iterations={args.iterations}')
     cfg = load_loop_config(args.config, overrides)
     from chef_contract.domains import set_owner_label
     set_owner_label(str(cfg.run_dir.resolve()))    # `chef status` finds this run's cells by it

@@ -42,7 +42,7 @@ GROUND_TRUTH = 'emulator/ground_truth'
 SERVO_STATUS = 'servo_node/status'
 LISTEN = (T.EPISODE_EVENTS, T.REWARD_TERMS, T.POLICY_TWIST, T.TWIST_CMD, T.ARM_POSITION_COMMAND,
           T.JOINT_STATES, T.PINCH_POSE, T.WRIST_POSE, T.JOINT_COMMAND_APPLIED, T.image_topic('basket_front_left'),
-          T.GRASP_STATUS, T.OBJECT_POSES)
+          T.GRASP_STATUS, T.OBJECT_POSES, T.TRACKER_OBJECT_POSES)
 
 
 @pytest.fixture(scope='module')
@@ -72,6 +72,24 @@ def cell(tmp_path_factory):
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+def true_pose_only_success(probe, stamp_ns: int) -> bool:
+    """The pose-only success criterion (what the pixel reward computes) on the emulator's true object
+    poses, the pinch pose and the grasp flag of the tick stamped `stamp_ns`."""
+    from chef_contract.msgnp import msg_to_pose7
+    from chef_contract.rewards import sparse_success_pose_only
+
+    def at(topic):      # the tick's message, else the newest of the 100 ms before it (a lost message)
+        msgs = sorted(((stamp_to_ns(m.header.stamp), i, m) for i, (_, m) in enumerate(probe.timed(topic))
+                       if 0 <= stamp_ns - stamp_to_ns(m.header.stamp) <= 100_000_000), key=lambda x: x[:2])
+        assert msgs, f'no {topic} message in the 100 ms up to {stamp_ns}'
+        return msgs[-1][2]
+    poses = at(T.TRACKER_OBJECT_POSES).poses            # red, green, blue (spec object order)
+    red, blue = msg_to_pose7(poses[0])[:3], msg_to_pose7(poses[2])[:3]
+    pinch = msg_to_pose7(at(T.PINCH_POSE).pose)[:3]
+    grasp = named_vector_values(at(T.GRASP_STATUS))['grasp_status']
+    return sparse_success_pose_only(red, blue, pinch, grasp)
 
 
 def graph_output(cell) -> str:
@@ -179,9 +197,15 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
         assert inside, 'no pixel reward terms matched a ground-truth tick'
         stamp, last = inside[-1]
         assert (last['sparse_success'] > 0.5) == bool(ev.success)
-        assert (by_stamp[stamp]['sparse_success'] > 0.5) == bool(ev.success), \
-            f'episode {ev.episode_id[:8]}: pixels say success={ev.success}, ground truth ' \
-            f'{by_stamp[stamp]["sparse_success"]}'
+        contact_truth = by_stamp[stamp]['sparse_success'] > 0.5
+        if contact_truth != bool(ev.success):
+            # Allowed only where the pose-only criterion itself (spec §5), evaluated on the TRUE poses at
+            # that tick, disagrees with the contact one: e.g. a scripted expert slowed by lost ticks ends
+            # the episode with the released gripper still within 5 cm of red. A wrong pixel estimate fails.
+            pose_only_truth = true_pose_only_success(probe, stamp)
+            assert pose_only_truth == bool(ev.success), \
+                f'episode {ev.episode_id[:8]}: pixels say success={ev.success}, contact ground truth ' \
+                f'{contact_truth}, pose-only criterion on the true poses {pose_only_truth}'
         agree += [(v['sparse_success'] > 0.5) == (by_stamp[s]['sparse_success'] > 0.5) for s, v in inside]
     # per tick the pose-only criterion differs from the contact one right after a release (§5): 94-96 % measured
     assert sum(agree) / len(agree) >= 0.85, f'per-tick success agreement {sum(agree)}/{len(agree)}'
