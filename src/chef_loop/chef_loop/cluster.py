@@ -60,11 +60,17 @@ def explore_address(cfg) -> str:
 
 
 def without_placement(cfg):
-    """The config with every where-it-runs key at its default: what a run's identity is checked on,
-    so a run started on one machine can be resumed on a cluster (and back)."""
-    from chef_loop.config import ExploreConfig
-    default_explore = ExploreConfig()
-    return dataclasses.replace(cfg, ray_address='', cluster=ClusterConfig(),
+    """The config with every where-and-how-long key at its default: what a run's identity is checked
+    on, so a run started on one machine can be resumed on a cluster (and back), with more patient
+    wall-clock timeouts on a loaded machine, other ROS domain ids, or more iterations (extending a
+    run: finished iterations are kept and skipped)."""
+    from chef_loop.config import CellsConfig, ExploreConfig, LoopConfig
+    default_explore, default_cells, default_loop = ExploreConfig(), CellsConfig(), LoopConfig()
+    cells = dataclasses.replace(cfg.cells, start_timeout_s=default_cells.start_timeout_s,
+                                episode_timeout_s=default_cells.episode_timeout_s,
+                                domain_range=default_cells.domain_range)
+    return dataclasses.replace(cfg, ray_address='', cluster=ClusterConfig(), iterations=default_loop.iterations,
+                               cells=cells,
                                explore=dataclasses.replace(cfg.explore, ray_address=default_explore.ray_address))
 
 

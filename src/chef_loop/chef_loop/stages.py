@@ -60,8 +60,7 @@ class ChefRun:
             if config_hash(without_placement(old)) != config_hash(without_placement(cfg)):
                 raise ConfigError(f'{self.run_dir} was started with a different config ({cfg_file}); '
                                   'resume with the same config or choose a new --name')
-        else:
-            save_config(cfg, cfg_file)
+        save_config(cfg, cfg_file)     # the same run; placement, timeouts or iterations as given now
         self.state = RunState(self.run_dir)
         self._dataset = None
         self._placements: Dict[tuple, Dict[str, Any]] = {}     # (iteration, stage) -> label -> cell workers

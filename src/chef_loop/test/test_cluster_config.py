@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from chef_contract.config import ConfigError
+from chef_contract.config import ConfigError, load_config
 from chef_loop.cluster import cell_workers, explore_address
-from chef_loop.config import load_loop_config
+from chef_loop.config import LoopConfig, load_loop_config
 from loop_kill import TINY
 
 
@@ -46,6 +46,12 @@ def test_a_run_resumes_on_a_cluster_but_not_with_other_work(tmp_path):
     ChefRun(load_loop_config(TINY, sets + ['explore.ray_address=ray://lab:10001']), log=lambda s: None)
     with pytest.raises(ConfigError, match='different config'):
         ChefRun(load_loop_config(TINY, sets + ['ray_address=auto', 'explore.trials=3']), log=lambda s: None)
+    # more iterations or more patient timeouts continue the same run, and config.yaml says so
+    ChefRun(load_loop_config(TINY, sets + ['iterations=3', 'cells.start_timeout_s=300']), **quiet)
+    saved = load_config(LoopConfig, tmp_path / load_loop_config(TINY).name / 'config.yaml')
+    assert (saved.iterations, saved.cells.start_timeout_s) == (3, 300.0)
+    with pytest.raises(ConfigError, match='different config'):
+        ChefRun(load_loop_config(TINY, sets + ['iterations=3', 'cells.episode_steps=200']), **quiet)
 
 
 def test_cell_worker_refuses_a_damaged_checkpoint(tmp_path):
