@@ -72,6 +72,11 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     # experiments/learning_prev_action_valseeds.json is what the configs are now)
     'chef_bc_prev': ('bc_state.yaml', ['learner.network.use_prev_action=true']),
     'chef_iql_prev': ('iql_state.yaml', ['learner.network.use_prev_action=true']),
+    # only the previous gripper command (bench/diagnose_policy.py: the gripper flickers open mid-lift)
+    'chef_bc_prevgrip': ('bc_state.yaml', ['learner.network.use_prev_action=true',
+                                           'learner.network.prev_gripper_only=true']),
+    'chef_iql_prevgrip': ('iql_state.yaml', ['learner.network.use_prev_action=true',
+                                             'learner.network.prev_gripper_only=true']),
 }
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_crr', 'chef_bc')
 # '_noprev': the same baseline without the previous command as an input, as the project's state

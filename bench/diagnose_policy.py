@@ -56,7 +56,7 @@ class ShadowedPolicy:
         a = np.asarray(self.policy.act(obs, frame, intention, deterministic), np.float32).reshape(5)
         self.log.append({'phase': phase, 'attempt': attempt,
                          'arm_se': float(np.mean((np.clip(a[:4], -1, 1) - want[:4]) ** 2)),
-                         'grip_disagree': bool((a[4] > 0) != (want[4] > 0))})
+                         'grip_disagree': bool((a[4] > 0) != (want[4] > 0)), 'grip': bool(a[4] > 0)})
         return a
 
     def __getattr__(self, name):
@@ -117,6 +117,7 @@ def run(spec, episodes_per_triplet: int, seed: int) -> Dict[str, Any]:
             episodes.append({'triplet': triplet, 'seed': s, 'success': bool(info['success']),
                              'furthest_stage': furthest, 'final_phase': log[-1]['phase'] if log else '',
                              'retries': max((r['attempt'] for r in log), default=0),
+                             'gripper_switches': sum(a['grip'] != b['grip'] for a, b in zip(log, log[1:])),
                              'phase_ticks': {ph: sum(r['phase'] == ph for r in log)
                                              for ph in dict.fromkeys(r['phase'] for r in log)}})
             print(json.dumps(episodes[-1]), flush=True)
@@ -136,6 +137,8 @@ def run(spec, episodes_per_triplet: int, seed: int) -> Dict[str, Any]:
             'failed_furthest_stage': hist('furthest_stage', failed),
             'failed_final_phase': hist('final_phase', failed),
             'failed_retries': hist('retries', failed), 'all_retries': hist('retries', episodes),
+            'gripper_switches_mean': float(np.mean([e['gripper_switches'] for e in episodes])),
+            'gripper_switches_failed_mean': float(np.mean([e['gripper_switches'] for e in failed])) if failed else 0.0,
             'phases': phases, 'per_episode': episodes}
 
 

@@ -256,6 +256,8 @@ def build_report(run, out_dir: Optional[Path] = None) -> Path:
         strip=strip, gif=gif, strip_caption=caption, lineage_table=lineage_table, ablations=abl_html,
         timing_table=_table(['iteration', 'stage', 'status', 'wall s'], timing))
     (out_dir / 'index.html').write_text(page)
-    (out_dir / 'summary.json').write_text(json.dumps(
-        {label: {k: v.to_dict() for k, v in t.items()} for label, t, _ in rows}, indent=2))
+    from chef_loop.summary import iteration_outcomes
+    summary = {label: {k: v.to_dict() for k, v in t.items()} for label, t, _ in rows}
+    summary['iterations'] = iteration_outcomes(run)    # chosen policy per iteration, fine-tune vs scratch
+    (out_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return out_dir / 'index.html'

@@ -30,6 +30,37 @@ def stage_rows(run) -> List[Tuple[str, Dict[str, Rate], Dict[str, Any]]]:
     return rows
 
 
+def iteration_outcomes(run) -> List[Dict[str, Any]]:
+    """Per finished iteration: the chosen policy and its pooled success where it was evaluated (its
+    execute row, or its fine-tune row), the fine-tuned policy's and the from-scratch baseline's
+    success at the same update count, and the online learner's collect success."""
+    out = []
+    for i in run.state.iterations():
+        exe, ft = run.state.artefacts(i, 'execute'), run.state.artefacts(i, 'finetune')
+        chosen = ft.get('best_policy') or exe.get('best_policy')
+        if not chosen:
+            continue
+        evals = {ev['policy']: ev for ev in exe.get('evaluations', [])}
+        if ft.get('evaluation'):
+            evals[ft['evaluation']['policy']] = ft['evaluation']
+        row: Dict[str, Any] = {'iteration': i, 'chosen': chosen,
+                               'chosen_success': (evals.get(chosen) or {}).get('success', {}).get('mean'),
+                               'candidates': {pid: ev['success']['mean'] for pid, ev in evals.items()},
+                               'previous_best': exe.get('previous_best')}
+        if ft.get('evaluation'):
+            row['finetune'] = {'policy': ft['policy'], 'updates': ft.get('updates'),
+                               'parent_updates': ft.get('parent_updates'),
+                               'success': ft['evaluation']['success']['mean']}
+        if ft.get('scratch'):
+            row['scratch'] = {'policy': ft['scratch']['policy'], 'updates': ft.get('updates'),
+                              'success': ft['scratch']['success']['mean']}
+        online = (run.state.artefacts(i, 'collect') or {}).get('online_learner')
+        if online:
+            row['online_collect'] = {'episodes': online['episodes'], 'success': online['success']}
+        out.append(row)
+    return out
+
+
 def _order(label: str):
     for n, key in enumerate(('collect', 'execute', 'finetune_scratch', 'finetune')):
         if f' {key}:' in label:
@@ -55,3 +86,21 @@ def print_summary(run, triplets: Sequence[str] = TEST_TRIPLET_NAMES) -> None:
                          f'{100 * r.value:.0f}% [{100 * r.low:.0f}-{100 * r.high:.0f}] {r.successes}/{r.trials}')
         t.add_row(label, *cells)
     Console(width=max(150, Console().width)).print(t)
+    for row in iteration_outcomes(run):
+        r = row['chosen_success'] or {}
+        line = (f'iteration {row["iteration"]}: chosen {row["chosen"]} '
+                f'{_pct(r)}' + (f' (previous best {row["previous_best"]} re-executed on the same seeds)'
+                                if row['previous_best'] else ''))
+        if 'finetune' in row:
+            line += f'; fine-tune {_pct(row["finetune"]["success"])}'
+        if 'scratch' in row:
+            line += f', from scratch at the same {row["scratch"]["updates"]} updates {_pct(row["scratch"]["success"])}'
+        if 'online_collect' in row:
+            line += f'; online collect {_pct(row["online_collect"]["success"])}'
+        print(line)
+
+
+def _pct(r: Dict[str, Any]) -> str:
+    if not r or not r.get('trials'):
+        return '-'
+    return f'{100 * r["rate"]:.0f}% [{100 * r["low"]:.0f}-{100 * r["high"]:.0f}] {r["successes"]}/{r["trials"]}

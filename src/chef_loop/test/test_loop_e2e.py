@@ -100,3 +100,8 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     assert rep.returncode == 0, rep.stdout + rep.stderr
     html = (run_dir / 'report' / 'index.html').read_text()
     assert 'Success per stage' in html and (run_dir / 'report' / 'success.png').stat().st_size > 1000
+    it0 = json.loads((run_dir / 'report' / 'summary.json').read_text())['iterations'][0]
+    chosen = arts['finetune']['best_policy']
+    evaluated = 2 if chosen == arts['finetune']['policy'] else 4     # its fine-tune row, or its execute row
+    assert it0['chosen'] == chosen and it0['chosen_success']['trials'] == evaluated
+    assert it0['finetune']['policy'] == arts['finetune']['policy'] and it0['online_collect']['episodes'] == 1

@@ -80,6 +80,8 @@ class NetworkConfig:
     layer_norm: bool = field_(True, help='LayerNorm + tanh after the encoders (False: ELU only)')
     use_wrench: bool = field_(True, help='feed wrist/force and wrist/torque')
     use_prev_action: bool = field_(True, help='feed action/environment (previous joint command)')
+    prev_gripper_only: bool = field_(False, help='with use_prev_action: feed only the previous gripper '
+                                                 'command (its last entry), not the 7 joint velocities')
     pose_positions_only: bool = field_(False, help='feed only x, y, z of the 7-D pose keys (drop the '
                                                    'quaternions; to_pinch quaternions are element-'
                                                    'wise differences, spec X4)')
@@ -157,6 +159,8 @@ class NetworkConfig:
         shape = _KEY_SPECS[key].shape
         if self.pose_positions_only and key in POSE_KEYS:
             return shape[:-1] + (3,)
+        if self.prev_gripper_only and key == PREV_ACTION_KEY:
+            return shape[:-1] + (1,)
         return shape
 
     def conv_output_hw(self) -> int:
@@ -355,6 +359,8 @@ class ObservationEncoder(nn.Module):
     def _state_part(self, x: torch.Tensor, key: str) -> torch.Tensor:
         if self.config.pose_positions_only and key in POSE_KEYS:
             return x[..., :3]
+        if self.config.prev_gripper_only and key == PREV_ACTION_KEY:
+            return x[..., -1:]
         return x
 
     def __init__(self, config: NetworkConfig):

@@ -184,3 +184,20 @@ def test_pose_positions_only_ignores_quaternions():
     other_pos['rgb30_red/to_pinch'][..., :3] += 0.1
     assert torch.equal(actor(obs)[0], actor(other_quat)[0])
     assert not torch.allclose(actor(obs)[0], actor(other_pos)[0])
+
+
+def test_prev_gripper_only_reads_the_last_entry_of_the_previous_command():
+    from chef_policy.networks import MultiTaskActor, NetworkConfig
+    net = NetworkConfig(obs_mode='state', state_keys=('action/environment', 'sawyer/joints/angle'),
+                        prev_gripper_only=True)
+    assert net.state_dim == 2 * 1 + 3 * 7                       # (2, 8) stacked commands -> (2, 1)
+    actor = MultiTaskActor(net)
+    g = torch.Generator().manual_seed(0)
+    obs = {'action/environment': torch.randn(2, 2, 8, generator=g),
+           'sawyer/joints/angle': torch.randn(2, 3, 7, generator=g)}
+    other_joints = {k: v.clone() for k, v in obs.items()}
+    other_joints['action/environment'][..., :7] += 1.0
+    other_grip = {k: v.clone() for k, v in obs.items()}
+    other_grip['action/environment'][..., 7] += 1.0
+    assert torch.equal(actor(obs)[0], actor(other_joints)[0])
+    assert not torch.allclose(actor(obs)[0], actor(other_grip)[0])
