@@ -77,6 +77,9 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
                                            'learner.network.prev_gripper_only=true']),
     'chef_iql_prevgrip': ('iql_state.yaml', ['learner.network.use_prev_action=true',
                                              'learner.network.prev_gripper_only=true']),
+    # success-filtered data (learner.train_on): what the large run's mixed data needed
+    'chef_bc_succ': ('bc_state.yaml', ['learner.train_on=successful']),
+    'chef_iql_succ': ('iql_state.yaml', ['learner.train_on=successful']),
 }
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_crr', 'chef_bc')
 # '_noprev': the same baseline without the previous command as an input, as the project's state
@@ -110,10 +113,13 @@ def data_records(data_dir: Path):
     return ds, ds.training_records()
 
 
-def state_sampler(data_dir: Path, n_step: int = 5, discount: float = 0.99, keys=None):
+def state_sampler(data_dir: Path, n_step: int = 5, discount: float = 0.99, keys=None, learner=None):
     from chef_contract.spec import STATE_OBSERVATION_NAMES
     from chef_recorder.dataset import TransitionSampler
     ds, records = data_records(data_dir)
+    if learner is not None:                        # the project learner's own episode selection
+        from chef_trainer.offline import select_episodes
+        records = select_episodes(records, learner)
     return TransitionSampler(ds, records, tuple(keys or STATE_OBSERVATION_NAMES), n_step=n_step,
                              discount=discount, progress=False)
 
@@ -147,7 +153,7 @@ def train_chef(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str
     from chef_trainer.offline import train_offline
     base, overrides = CHEF_LEARNERS[name]
     cfg = load_learner_config(resolve_config_path(base), overrides + [f'learner.batch_size={BATCH}'])
-    sampler = state_sampler(Path(data_dir), cfg.learner.n_step, cfg.learner.discount)
+    sampler = state_sampler(Path(data_dir), cfg.learner.n_step, cfg.learner.discount, learner=cfg.learner)
     t0 = time.perf_counter()
     ckpt, summary = train_offline(cfg, sampler, updates, Path(out_dir) / name, progress=False, resume=False,
                                   device='cpu')

@@ -75,6 +75,10 @@ class LearnerConfig:
     network: NetworkConfig = field_(default_factory=NetworkConfig, help='actor/critic shapes')
     intentions: Tuple[str, ...] = field_(INTENTIONS, help='intentions learned; reward = logged term')
     batch_size: int = field_(256, min=1, help='transitions per update')
+    train_on: str = field_('all', choices=('all', 'successful'),
+                           help="episodes the learner samples: 'all' it is given, or only those whose "
+                                'recorded success is true (filtered BC in the offline-RL literature; the '
+                                'store keeps every episode either way)')
     n_step: int = field_(5, min=1, max=400, help='n of the n-step return')
     discount: float = field_(0.99, min=0.0, max=1.0, help='gamma per control tick')
     reward_scale: float = field_(1.0, min=0.0, help='multiplies every intention reward')

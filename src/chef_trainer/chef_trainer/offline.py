@@ -49,8 +49,20 @@ def make_sampler(data: Any, cfg: LearnerConfig):
         raise TypeError('data must be a batch sampler, a chef_recorder Dataset or (Dataset, records)')
     if records is None:
         records = ds.training_records()
+    records = select_episodes(records, cfg)
     keys = tuple(cfg.network.input_keys) + tuple(cfg.network.image_keys)
     return TransitionSampler(ds, list(records), keys, n_step=cfg.n_step, discount=cfg.discount)
+
+
+def select_episodes(records, cfg: LearnerConfig) -> list:
+    """The records the learner trains on (`cfg.train_on`); a clear error when none is left."""
+    records = list(records)
+    if cfg.train_on == 'successful':
+        kept = [r for r in records if bool(r.metadata.get('success'))]
+        if not kept:
+            raise ValueError(f'learner.train_on=successful: none of the {len(records)} episode(s) succeeded')
+        return kept
+    return records
 
 
 NORMALISATION_SAMPLES = 8192   # transitions whose observations set the input standardisation

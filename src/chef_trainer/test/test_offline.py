@@ -324,3 +324,15 @@ def test_normalised_advantages_make_the_crr_weights_independent_of_the_q_scale()
     assert torch.allclose(w1, w2)
     assert torch.allclose(L.normalize_advantage(adv).std(0), torch.ones(2))
     assert w1[0, 0] > w1[1, 0] and w1[2, 1] > w1[0, 1]                 # order kept per intention
+
+
+def test_train_on_successful_keeps_only_episodes_that_succeeded():
+    from types import SimpleNamespace
+
+    from chef_trainer.config import LearnerConfig
+    from chef_trainer.offline import select_episodes
+    recs = [SimpleNamespace(id=str(i), metadata={'success': s}) for i, s in enumerate([True, False, None, True])]
+    assert [r.id for r in select_episodes(recs, LearnerConfig(algorithm='bc'))] == ['0', '1', '2', '3']
+    assert [r.id for r in select_episodes(recs, LearnerConfig(algorithm='bc', train_on='successful'))] == ['0', '3']
+    with pytest.raises(ValueError, match='none of the 2 episode'):
+        select_episodes(recs[1:3], LearnerConfig(algorithm='bc', train_on='successful'))
