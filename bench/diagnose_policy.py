@@ -67,43 +67,27 @@ def run(spec, episodes_per_triplet: int, seed: int) -> Dict[str, Any]:
     import torch
     torch.set_num_threads(1)
     from chef_contract.spec import INTENTIONS
-    from chef_loop.sim_eval import TEST_TRIPLET_NAMES, build_policy, episode_seed
+    from chef_loop.sim_eval import TEST_TRIPLET_NAMES, build_policy, episode_seed, run_episode
     from chef_policy.runner import PolicyRunner
     from chef_policy.safety import load_limits
     from chef_policy.schedule import IntentionSchedule
     from chef_sim.env import RgbStackingEnv, SimConfig
-    from chef_contract.action import from_command, to_command
-    from chef_policy.safety import SafetyFilter
-    from chef_contract.spec import CONTROL_PERIOD_S, EPISODE_STEPS
 
     env = RgbStackingEnv(SimConfig(render_images=False, preset='fast'))
     policy = ShadowedPolicy(build_policy(spec))
     k = INTENTIONS.index('staged') if policy.n_intentions == len(INTENTIONS) else policy.n_intentions - 1
     runner = PolicyRunner(policy, schedule=IntentionSchedule(fixed=k), deterministic=True)
     episodes, per_phase = [], defaultdict(lambda: {'ticks': 0, 'arm_se': 0.0, 'grip_disagree': 0})
+    limits = load_limits()
     for ti, triplet in enumerate(TEST_TRIPLET_NAMES):
         for e in range(episodes_per_triplet):
             s = episode_seed(seed, ti, e)
-            filt = SafetyFilter(load_limits())
-            _, info = env.reset(seed=s, triplet=triplet)
-            runner.start_episode(s)
-            frame, prev_p, prev_j6 = info['frame'], None, None
             best = {k_: 0.0 for k_ in STAGES}
-            for _ in range(EPISODE_STEPS):
-                step = runner.act(frame)
-                linear, yaw, gripper = to_command(step.action)
-                p = np.asarray(frame['sawyer/pinch/pose'][:3], np.float64)
-                j6 = float(frame['sawyer/joints/angle'][6])
-                vel = (p - prev_p) / CONTROL_PERIOD_S if prev_p is not None else None
-                rate = (j6 - prev_j6) / CONTROL_PERIOD_S if prev_p is not None else None
-                prev_p, prev_j6 = p, j6
-                twist, held, _ = filt.filter(tuple(linear) + (0.0, 0.0, yaw), gripper, p, j6, 0.0, 0.0, vel, rate)
-                _, _, _, truncated, info = env.step(from_command(twist[:3], twist[5], held))
-                frame = info['frame']
+
+            def on_step(info, best=best):
                 for k_ in STAGES:
                     best[k_] = max(best[k_], float(info['reward_terms'][k_]))
-                if truncated:
-                    break
+            result = run_episode(env, runner, s, triplet, limits=limits, on_step=on_step)
             furthest = 'none'
             for k_ in STAGES:
                 if best[k_] > 0.9:
@@ -114,7 +98,7 @@ def run(spec, episodes_per_triplet: int, seed: int) -> Dict[str, Any]:
                 d['ticks'] += 1
                 d['arm_se'] += row['arm_se']
                 d['grip_disagree'] += int(row['grip_disagree'])
-            episodes.append({'triplet': triplet, 'seed': s, 'success': bool(info['success']),
+            episodes.append({'triplet': triplet, 'seed': s, 'success': result.success,
                              'furthest_stage': furthest, 'final_phase': log[-1]['phase'] if log else '',
                              'retries': max((r['attempt'] for r in log), default=0),
                              'gripper_switches': sum(a['grip'] != b['grip'] for a, b in zip(log, log[1:])),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -123,9 +123,10 @@ def episode_seed(seed: int, triplet_index: int, episode: int) -> int:
 
 
 def run_episode(env, runner, seed: int, triplet: str, steps: int = EPISODE_STEPS,
-                limits=None) -> EpisodeResult:
+                limits=None, on_step=None) -> EpisodeResult:
     """One episode through the safety filter with `limits` (chef_policy.safety.SafetyLimits; None =
-    the cells' config/safety_filter.yaml); success = the sparse criterion at the last tick."""
+    the cells' config/safety_filter.yaml); success = the sparse criterion at the last tick.
+    `on_step(info)`, if given, sees the env's info of every tick."""
     from chef_contract.action import from_command, to_command
     from chef_policy.safety import SafetyFilter, load_limits
     filt = SafetyFilter(limits if limits is not None else load_limits())
@@ -145,6 +146,8 @@ def run_episode(env, runner, seed: int, triplet: str, steps: int = EPISODE_STEPS
         _, _, _, truncated, info = env.step(from_command(twist[:3], twist[5], held))
         frame = info['frame']
         staged += float(info['reward_terms']['staged'])
+        if on_step is not None:
+            on_step(info)
         if truncated:
             break
     return EpisodeResult(triplet, int(seed), bool(info['success']), staged)

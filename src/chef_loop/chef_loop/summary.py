@@ -103,4 +103,4 @@ def print_summary(run, triplets: Sequence[str] = TEST_TRIPLET_NAMES) -> None:
 def _pct(r: Dict[str, Any]) -> str:
     if not r or not r.get('trials'):
         return '-'
-    return f'{100 * r["rate"]:.0f}% [{100 * r["low"]:.0f}-{100 * r["high"]:.0f}] {r["successes"]}/{r["trials"]}
+    return f'{100 * r["rate"]:.0f}% [{100 * r["low"]:.0f}-{100 * r["high"]:.0f}] {r["successes"]}/{r["trials"]}'

@@ -11,7 +11,6 @@ policy, and that no process of the run or of the cluster is left.
 import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import psutil
 import pytest
