@@ -77,9 +77,10 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
                                            'learner.network.prev_gripper_only=true']),
     'chef_iql_prevgrip': ('iql_state.yaml', ['learner.network.use_prev_action=true',
                                              'learner.network.prev_gripper_only=true']),
-    # success-filtered data (learner.train_on): what the large run's mixed data needed
-    'chef_bc_succ': ('bc_state.yaml', ['learner.train_on=successful']),
-    'chef_iql_succ': ('iql_state.yaml', ['learner.train_on=successful']),
+    # every episode, successful or not (the configs' train_on before 2026-12-06: '*_succ' in
+    # experiments/learning_success_filter*_valseeds.json is what the configs are now)
+    'chef_bc_all': ('bc_state.yaml', ['learner.train_on=all']),
+    'chef_iql_all': ('iql_state.yaml', ['learner.train_on=all']),
 }
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_crr', 'chef_bc')
 # '_noprev': the same baseline without the previous command as an input, as the project's state

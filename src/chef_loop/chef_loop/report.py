@@ -36,6 +36,11 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 the rate, its Wilson 95 % interval and the number of episodes.</p>
 {{ success_table }}
 <img src="success.png" alt="success per stage and triplet">
+<h2>Iterations</h2>
+<p class="small">The policy each iteration chose (Execute's best, the previous iteration's best re-executed
+on the same seeds, replaced by its fine-tuned child only if that is at least as good), the fine-tune
+against the same config trained from scratch for the same updates, and the online learner's collect.</p>
+{{ iterations_table }}
 <h2>Learning curves</h2>
 {% for img in curves %}<img src="{{ img }}" alt="{{ img }}">{% endfor %}
 {% if not curves %}<p>No learner metrics found.</p>{% endif %}
@@ -248,16 +253,25 @@ def build_report(run, out_dir: Optional[Path] = None) -> Path:
     for i in run.state.iterations():
         for stage, st in run.state.data['iterations'][str(i)].items():
             timing.append([i, stage, st.get('status'), (st.get('artefacts') or {}).get('wall_s', '-')])
+    from chef_loop.summary import iteration_outcomes, pct
+    outcomes = iteration_outcomes(run)
+    iterations_table = _table(
+        ['iteration', 'chosen policy', 'its success', 'fine-tune (updates)', 'from scratch, same updates',
+         'online collect'],
+        [[o['iteration'], o['chosen'], pct(o['chosen_success']),
+          f"{pct(o['finetune']['success'])} ({o['finetune']['updates']})" if 'finetune' in o else '-',
+          pct(o['scratch']['success']) if 'scratch' in o else '-',
+          pct(o['online_collect']['success']) if 'online_collect' in o else '-'] for o in outcomes])
     recs = run.episodes()
     page = Template(TEMPLATE).render(
+        iterations_table=iterations_table,
         name=run.cfg.name, run_dir=run.run_dir, data_dir=run.data_dir, n_episodes=len(recs),
         n_transitions=sum(int(r.steps or 0) for r in recs), generated=time.strftime('%Y-%m-%d %H:%M'),
         success_table=success_table, curves=curves, data_table=data_table, best_policy=best or '-',
         strip=strip, gif=gif, strip_caption=caption, lineage_table=lineage_table, ablations=abl_html,
         timing_table=_table(['iteration', 'stage', 'status', 'wall s'], timing))
     (out_dir / 'index.html').write_text(page)
-    from chef_loop.summary import iteration_outcomes
     summary = {label: {k: v.to_dict() for k, v in t.items()} for label, t, _ in rows}
-    summary['iterations'] = iteration_outcomes(run)    # chosen policy per iteration, fine-tune vs scratch
+    summary['iterations'] = outcomes    # chosen policy per iteration, fine-tune vs scratch
     (out_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return out_dir / 'index.html'

@@ -89,18 +89,18 @@ def print_summary(run, triplets: Sequence[str] = TEST_TRIPLET_NAMES) -> None:
     for row in iteration_outcomes(run):
         r = row['chosen_success'] or {}
         line = (f'iteration {row["iteration"]}: chosen {row["chosen"]} '
-                f'{_pct(r)}' + (f' (previous best {row["previous_best"]} re-executed on the same seeds)'
+                f'{pct(r)}' + (f' (previous best {row["previous_best"]} re-executed on the same seeds)'
                                 if row['previous_best'] else ''))
         if 'finetune' in row:
-            line += f'; fine-tune {_pct(row["finetune"]["success"])}'
+            line += f'; fine-tune {pct(row["finetune"]["success"])}'
         if 'scratch' in row:
-            line += f', from scratch at the same {row["scratch"]["updates"]} updates {_pct(row["scratch"]["success"])}'
+            line += f', from scratch at the same {row["scratch"]["updates"]} updates {pct(row["scratch"]["success"])}'
         if 'online_collect' in row:
-            line += f'; online collect {_pct(row["online_collect"]["success"])}'
+            line += f'; online collect {pct(row["online_collect"]["success"])}'
         print(line)
 
 
-def _pct(r: Dict[str, Any]) -> str:
+def pct(r: Dict[str, Any]) -> str:
     if not r or not r.get('trials'):
         return '-'
     return f'{100 * r["rate"]:.0f}% [{100 * r["low"]:.0f}-{100 * r["high"]:.0f}] {r["successes"]}/{r["trials"]}'
