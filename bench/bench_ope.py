@@ -54,17 +54,16 @@ def split(data_dir: Path):
 def _train_run(name: str, data_dir: str, out_dir: str, train_ids: List[str], scale: float) -> Dict[str, Any]:
     import torch
     torch.set_num_threads(1)
-    from chef_recorder.dataset import Dataset, TransitionSampler
+    from chef_recorder.dataset import Dataset
     from chef_trainer.config import load_learner_config, resolve_config_path
-    from chef_trainer.offline import LearningRun
+    from chef_trainer.offline import LearningRun, make_sampler
     base, overrides, steps = RUNS[name]
     steps = sorted({max(1, int(s * scale)) for s in steps})
     cfg = load_learner_config(resolve_config_path(base), overrides + [f'learner.batch_size={BL.BATCH}'])
     ds = Dataset(data_dir)
     wanted = set(train_ids)
     records = [r for r in ds.training_records() if r.id in wanted]
-    sampler = TransitionSampler(ds, records, tuple(cfg.learner.network.input_keys), n_step=cfg.learner.n_step,
-                                discount=cfg.learner.discount, progress=False)
+    sampler = make_sampler((ds, records), cfg.learner)      # the learner's keys, n-step and train_on
     run = LearningRun(cfg, Path(out_dir) / name, sampler, resume=False, keep=100, device='cpu')
     out = {}
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ def main(args) -> int:
     cfg = load_loop_config(args.config, list(args.overrides) + ([f'name={args.name}'] if args.name else []))
     if not (cfg.run_dir / 'state.json').is_file():
         raise FileNotFoundError(f'no CHEF run in {cfg.run_dir} (run `chef loop` first)')
-    run = ChefRun(cfg, progress=False)
+    run = ChefRun(cfg, progress=False, record_config=False)     # reading a run leaves its config.yaml as is
     path = build_report(run, args.out)
     print(f'report: {path}')
     return 0

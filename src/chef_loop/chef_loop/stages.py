@@ -45,7 +45,8 @@ def tag(record, key: str, default=None):
 class ChefRun:
     """One CHEF run directory: config, state, lineage, episode store, stages."""
 
-    def __init__(self, cfg: LoopConfig, log: Callable[[str], None] = print, progress: bool = True):
+    def __init__(self, cfg: LoopConfig, log: Callable[[str], None] = print, progress: bool = True,
+                 record_config: bool = True):
         self.cfg = cfg
         self.log = log
         self.progress = progress
@@ -60,7 +61,8 @@ class ChefRun:
             if config_hash(without_placement(old)) != config_hash(without_placement(cfg)):
                 raise ConfigError(f'{self.run_dir} was started with a different config ({cfg_file}); '
                                   'resume with the same config or choose a new --name')
-        save_config(cfg, cfg_file)     # the same run; placement, timeouts or iterations as given now
+        if record_config or not cfg_file.is_file():   # the same run; placement, timeouts, iterations as now
+            save_config(cfg, cfg_file)
         self.state = RunState(self.run_dir)
         self._dataset = None
         self._placements: Dict[tuple, Dict[str, Any]] = {}     # (iteration, stage) -> label -> cell workers

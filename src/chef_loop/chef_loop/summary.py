@@ -82,8 +82,7 @@ def print_summary(run, triplets: Sequence[str] = TEST_TRIPLET_NAMES) -> None:
         cells = []
         for name in list(triplets) + ['mean']:
             r = table.get(name)
-            cells.append('-' if r is None or not r.trials else
-                         f'{100 * r.value:.0f}% [{100 * r.low:.0f}-{100 * r.high:.0f}] {r.successes}/{r.trials}')
+            cells.append(pct(r.to_dict()) if r is not None else '-')
         t.add_row(label, *cells)
     Console(width=max(150, Console().width)).print(t)
     for row in iteration_outcomes(run):
@@ -101,6 +100,7 @@ def print_summary(run, triplets: Sequence[str] = TEST_TRIPLET_NAMES) -> None:
 
 
 def pct(r: Dict[str, Any]) -> str:
+    """'40% [28-54] 20/50' from a Rate.to_dict(); '-' when nothing was measured."""
     if not r or not r.get('trials'):
         return '-'
     return f'{100 * r["rate"]:.0f}% [{100 * r["low"]:.0f}-{100 * r["high"]:.0f}] {r["successes"]}/{r["trials"]}'
