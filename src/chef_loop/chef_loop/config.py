@@ -73,6 +73,11 @@ class ExploreConfig:
     learner_overrides: List[str] = field_(default_factory=list, help='a.b=value overrides of the base')
     trials: int = field_(4, min=1, help='configurations sampled from the search space')
     steps: int = field_(1500, min=1, help='updates per trial')
+    steps_per_algorithm: Dict[str, int] = field_(
+        default_factory=dict,
+        help="updates per trial of the named learner.algorithm in place of `steps`, e.g. {bc: 40000}: a BC "
+             "update (no critic) costs ~1/5 of an IQL update, so equal updates starve the cheaper "
+             "learner of the stage's wall-clock")
     max_concurrent: int = field_(2, min=1, help='trials run at once')
     search_space: Dict[str, Dict[str, List]] = field_(
         default_factory=lambda: {
@@ -188,11 +193,32 @@ def load_loop_config(name: Union[str, Path, None] = 'default', overrides=()) -> 
         if t not in TEST_TRIPLETS and not t.startswith('rgb_'):
             raise ConfigError(f'unknown triplet {t!r}')
     check_policy_inputs(cfg)
+    check_steps_per_algorithm(cfg.explore)
     check_cluster(cfg)
     if cfg.cells.backend == 'real':
         from chef_loop.backends import check_real_cells
         check_real_cells(cfg)
     return cfg
+
+
+def check_steps_per_algorithm(e: ExploreConfig) -> None:
+    from chef_trainer.config import OFFLINE_ALGORITHMS
+    for algo, steps in e.steps_per_algorithm.items():
+        if algo not in OFFLINE_ALGORITHMS:
+            raise ConfigError(f'explore.steps_per_algorithm: unknown offline algorithm {algo!r} '
+                              f'(known: {", ".join(OFFLINE_ALGORITHMS)})')
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f'explore.steps_per_algorithm.{algo}: a positive number of updates, got {steps!r}')
+
+
+def trial_steps(e: ExploreConfig, overrides: List[str]) -> int:
+    """Updates of one explore trial: `steps_per_algorithm` of the algorithm its learner config and
+    `overrides` (base overrides + the trial's own) resolve to, else `steps`."""
+    if not e.steps_per_algorithm:
+        return e.steps
+    from chef_trainer.config import load_learner_config
+    algo = load_learner_config(learner_config_path(e.learner_config), list(overrides)).learner.algorithm
+    return int(e.steps_per_algorithm.get(algo, e.steps))
 
 
 def _network_variants(cfg: LoopConfig) -> List[Tuple[str, List[str]]]:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 RESULT_FILE = 'result.json'
 
 
-def _overrides(params: Dict[str, Any]) -> List[str]:
+def trial_overrides(params: Dict[str, Any]) -> List[str]:
     return [f'{k}={json.dumps(v)}' for k, v in sorted(params.items())]
 
 
@@ -103,11 +103,12 @@ def _trial(config: Dict[str, Any]) -> None:
     trial = config['trial']
     run_dir = Path(config['trial_root']) / f'trial_{trial["trial"]:03d}'
     t0 = time.time()
-    result: Dict[str, Any] = {'trial': trial['trial'], 'params': trial['params'],
-                              'overrides': config['base_overrides'] + _overrides(trial['params'])}
+    steps = int(trial.get('steps', config['steps']))      # explore.steps_per_algorithm, else steps
+    result: Dict[str, Any] = {'trial': trial['trial'], 'params': trial['params'], 'steps': steps,
+                              'overrides': config['base_overrides'] + trial_overrides(trial['params'])}
     try:
         ckpt, sha, summary = train_policy(config['base_config'], result['overrides'], config['data_dir'],
-                                          config['episode_ids'], config['steps'], run_dir, progress=False,
+                                          config['episode_ids'], steps, run_dir, progress=False,
                                           torch_threads=config['torch_threads'],
                                           checkpoint_every=config['checkpoint_every'])
         result.update(checkpoint=ckpt, sha256=sha, summary=summary, wall_s=time.time() - t0)
@@ -189,7 +190,7 @@ def run_trials(trials: Sequence[Dict[str, Any]], *, base_config: str, base_overr
         results.append(r)
         pv = (r.get('summary') or {}).get('policy_value')
         shown = f'policy_value {pv:.3f}' if isinstance(pv, (int, float)) else 'no critic'
-        log(f'  trial {t["trial"]}: {_overrides(t["params"])} -> '
+        log(f'  trial {t["trial"]}: {trial_overrides(t["params"])}, {r.get("steps", steps)} updates -> '
             + (f'error {r["error"]}' if r.get('error') else f'{shown}, {r.get("wall_s", 0):.0f} s'))
     return results
 

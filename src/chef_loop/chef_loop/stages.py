@@ -293,6 +293,10 @@ class ChefRun:
         else:
             trials = self.sample_trials(iteration)
             atomic_write_json(trials_file, trials)
+        from chef_loop.config import trial_steps
+        from chef_loop.explore import trial_overrides
+        for t in trials:                 # updates per trial (explore.steps_per_algorithm, else steps)
+            t['steps'] = trial_steps(e, list(e.learner_overrides) + trial_overrides(t['params']))
         data_file = sdir / 'data.json'
         if data_file.is_file():                 # a re-entered stage keeps its split
             split = json.loads(data_file.read_text())
@@ -328,7 +332,8 @@ class ChefRun:
                                   config={'learner_config': e.learner_config,
                                           'overrides': list(e.learner_overrides) + r['overrides']},
                                   episodes=episode_ids, stage='explore', iteration=iteration,
-                                  metrics={'score': r['score'], 'metric': e.select_metric, 'updates': e.steps})
+                                  metrics={'score': r['score'], 'metric': e.select_metric,
+                                           'updates': int(r.get('steps') or e.steps)})
             candidates.append(pid)
         atomic_write_json(sdir / 'results.json', results)
         return {'trials': [{k: r.get(k) for k in ('trial', 'params', 'score', 'checkpoint', 'error')}

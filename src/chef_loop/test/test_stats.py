@@ -51,3 +51,22 @@ def test_trials_are_distinct_and_seeded(tmp_path):
     assert len({str(t['params']) for t in t2}) == 6
     lrs = [t['params']['learner.optim.actor_lr'] for t in t2]
     assert all(1e-4 <= x <= 1e-3 for x in lrs)
+
+
+def test_trial_updates_follow_the_trials_algorithm():
+    from chef_contract.config import ConfigError
+    from chef_loop.config import load_loop_config, trial_steps
+    from chef_loop.explore import trial_overrides
+    cfg = load_loop_config('default', ['explore.steps=100', 'explore.steps_per_algorithm={bc: 400}'])
+    e = cfg.explore
+    by_algo = {algo: trial_steps(e, list(e.learner_overrides) + trial_overrides({'learner.algorithm': algo}))
+               for algo in ('iql', 'bc')}
+    assert by_algo == {'iql': 100, 'bc': 400}
+    assert trial_steps(e, list(e.learner_overrides)) == 100             # iql_state.yaml's own algorithm
+    bc_base = load_loop_config('default', ['explore.steps=100', 'explore.steps_per_algorithm={bc: 400}',
+                                           'explore.learner_config=bc_state.yaml', 'explore.search_space={}'])
+    assert trial_steps(bc_base.explore, []) == 400
+    with pytest.raises(ConfigError, match='steps_per_algorithm: unknown offline algorithm'):
+        load_loop_config('default', ['explore.steps_per_algorithm={sac: 10}'])
+    with pytest.raises(ConfigError, match='steps_per_algorithm.bc'):
+        load_loop_config('default', ['explore.steps_per_algorithm={bc: 0}'])
