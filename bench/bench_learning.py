@@ -26,8 +26,11 @@
    scripted expert with the data's noise) on the same scenes gives `data_success`.
 
 Writes bench/results/learning.json: learners {name: {pooled_success, ci95, episodes, updates_per_s,
-per_triplet}}, chosen, baseline_bc, data_success, ratio_to_bc, d3rlpy_best.
-Run: python bench/bench_learning.py [--quick] [--updates N] [--episodes-per-triplet N]
+per_triplet}}, chosen, baseline_bc, data_success, ratio_to_bc, d3rlpy_best. With --train-seeds N > 1
+every learner is trained N times (seeds 0..N-1), each policy evaluated on the same scenes; pooled
+success counts all their episodes, and per_seed / seed_std give the training spread that one
+training cannot show (one recipe moved by up to 20 points between two runs of this bench).
+Run: python bench/bench_learning.py [--quick] [--updates N] [--episodes-per-triplet N] [--train-seeds N]
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -159,15 +162,17 @@ def flat_episodes(sampler):
 
 
 # --- trainers (each runs in its own process) ----------------------------------------------------------
-def train_chef(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str, Any]:
+def train_chef(name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
     from chef_loop.sim_eval import PolicySpec
     from chef_trainer.config import load_learner_config, resolve_config_path
     from chef_trainer.offline import train_offline
     base, overrides = CHEF_LEARNERS[name]
-    cfg = load_learner_config(resolve_config_path(base), overrides + [f'learner.batch_size={BATCH}'])
+    cfg = load_learner_config(resolve_config_path(base), overrides + [f'learner.batch_size={BATCH}',
+                                                                      f'learner.seed={seed}'])
     sampler = state_sampler(Path(data_dir), cfg.learner.n_step, cfg.learner.discount, learner=cfg.learner)
     t0 = time.perf_counter()
-    ckpt, summary = train_offline(cfg, sampler, updates, Path(out_dir) / name, progress=False, resume=False,
+    ckpt, summary = train_offline(cfg, sampler, updates, Path(out_dir) / _seeded(name, seed), progress=False,
+                                  resume=False,
                                   device='cpu')
     wall = time.perf_counter() - t0
     return {'spec': PolicySpec('checkpoint', path=ckpt), 'updates': updates, 'train_s': wall,
@@ -211,7 +216,7 @@ def train_bc_mlp(data_dir: str, out_dir: str, updates: int, seed: int = 0, lr: f
         loss.backward()
         opt.step()
     wall = time.perf_counter() - t0
-    path = Path(out_dir) / f'{name}.pt'
+    path = Path(out_dir) / f'{_seeded(name, seed)}.pt'
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.trace(model.eval(), xt[:1]).save(str(path))
     return {'spec': PolicySpec('torchscript', path=str(path), keys=keys), 'updates': updates, 'train_s': wall,
@@ -256,24 +261,29 @@ def train_d3rlpy(algo_name: str, data_dir: str, out_dir: str, updates: int, seed
     algo.fit(dataset, n_steps=updates, n_steps_per_epoch=updates, show_progress=False, save_interval=10 ** 9,
              logger_adapter=d3rlpy.logging.NoopAdapterFactory())
     wall = time.perf_counter() - t0
-    path = Path(out_dir) / f'd3rlpy_{algo_name}.pt'
+    path = Path(out_dir) / f'{_seeded("d3rlpy_" + algo_name, seed)}.pt'
     path.parent.mkdir(parents=True, exist_ok=True)
     algo.save_policy(str(path))
     return {'spec': PolicySpec('torchscript', path=str(path), keys=keys), 'updates': updates, 'train_s': wall,
             'updates_per_s': updates / wall}
 
 
-def _train(name: str, data_dir: str, out_dir: str, updates: int) -> Dict[str, Any]:
+def _seeded(name: str, seed: int) -> str:
+    """File name of one training seed's policy (seed 0 keeps the learner's own name)."""
+    return name if seed == 0 else f'{name}_seed{seed}'
+
+
+def _train(name: str, data_dir: str, out_dir: str, updates: int, seed: int = 0) -> Dict[str, Any]:
     import torch
     torch.set_num_threads(1)
     try:
         if name in CHEF_LEARNERS:
-            return train_chef(name, data_dir, out_dir, updates)
+            return train_chef(name, data_dir, out_dir, updates, seed=seed)
         if name in ('bc_mlp', 'bc_mlp_noprev', 'bc_mlp_succ'):
-            return train_bc_mlp(data_dir, out_dir, updates, name=name)
+            return train_bc_mlp(data_dir, out_dir, updates, seed=seed, name=name)
         if name == 'bc_mlp_lr1e3':
-            return train_bc_mlp(data_dir, out_dir, updates, lr=1e-3, name=name)
-        return train_d3rlpy(name.split('_', 1)[1], data_dir, out_dir, updates)
+            return train_bc_mlp(data_dir, out_dir, updates, seed=seed, lr=1e-3, name=name)
+        return train_d3rlpy(name.split('_', 1)[1], data_dir, out_dir, updates, seed=seed)
     except Exception as exc:  # noqa: BLE001 - a failing learner is a result
         return {'error': f'{type(exc).__name__}: {exc}'}
 
@@ -299,6 +309,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--eval-seed', type=int, default=EVAL_SEED,
                     help='first evaluation seed (another value gives validation scenes for choosing variants)')
     ap.add_argument('--workers', type=int, default=2, help='learners trained / evaluated at once')
+    ap.add_argument('--train-seeds', type=int, default=1,
+                    help='trainings per learner (seeds 0..N-1), each evaluated on the same scenes; pooled '
+                         'success counts every seed\'s episodes (default 1: ~25 min; N multiplies it)')
     ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
     ap.add_argument('--out', default=str(RESULTS / 'learning.json'))
     args = ap.parse_args(argv)
@@ -315,31 +328,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     log(f'data: {len(records)} episodes, recorded success {sum(recorded)}/{len(recorded)}')
     out_dir = run_dir / 'learners'
 
+    if args.train_seeds < 1:
+        ap.error('--train-seeds: at least 1')
+    seeds = list(range(args.train_seeds))
+    runs = [(n, sd) for n in names for sd in seeds]
     ctx = mp.get_context('spawn')
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        trained = dict(zip(names, pool.starmap(_train, [(n, str(data_dir), str(out_dir), updates) for n in names],
-                                               chunksize=1)))
-    for n, r in trained.items():
-        log(f'trained {n}: ' + (r['error'] if 'error' in r else f'{r["updates_per_s"]:.1f} upd/s, {r["train_s"]:.0f} s'))
+        trained = dict(zip(runs, pool.starmap(_train, [(n, str(data_dir), str(out_dir), updates, sd)
+                                                       for n, sd in runs], chunksize=1)))
+    for (n, sd), r in trained.items():
+        log(f'trained {_seeded(n, sd)}: '
+            + (r['error'] if 'error' in r else f'{r["updates_per_s"]:.1f} upd/s, {r["train_s"]:.0f} s'))
 
     from chef_loop.sim_eval import PolicySpec
     noise = _data_noise()
     jobs = [('data', PolicySpec('scripted', noise=noise))] + \
-           [(n, r['spec']) for n, r in trained.items() if 'spec' in r]
+           [(run, r['spec']) for run, r in trained.items() if 'spec' in r]
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
         evals = dict(zip([j[0] for j in jobs], pool.starmap(_evaluate, [(n, s, per_triplet, args.eval_seed) for n, s in jobs])))
 
-    learners: Dict[str, Any] = {}
-    for n, r in trained.items():
-        if 'error' in r:
-            learners[n] = {'error': r['error']}
-            continue
-        ev = evals[n]
-        learners[n] = {'pooled_success': ev['pooled']['rate'], 'ci95': [ev['pooled']['low'], ev['pooled']['high']],
-                       'episodes': ev['pooled']['trials'], 'updates': r['updates'],
-                       'updates_per_s': r['updates_per_s'], 'train_s': r['train_s'], 'eval_s': ev['eval_s'],
-                       'mean_staged_return': ev['mean_staged_return'],
-                       'per_triplet': {k: v['rate'] for k, v in ev['per_triplet'].items()}}
+    learners: Dict[str, Any] = {n: learner_result([(trained[(n, sd)], evals.get((n, sd))) for sd in seeds])
+                                for n in names}
     data_ev = evals['data']
     bc = learners.get(BASELINE_BC, {}).get('pooled_success')
     chosen = learners.get(CHOSEN, {}).get('pooled_success')
@@ -356,6 +365,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         'learners': learners, 'chosen': CHOSEN, 'baseline_bc': BASELINE_BC,
         'ratio_to_bc': (chosen / bc) if chosen is not None and bc else None,
         'd3rlpy_best': max(d3) if d3 else None,
+        'train_seeds': args.train_seeds,
         'torch_threads_per_process': 1, 'processes': args.workers, 'wall_s': time.monotonic() - t_start,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -368,12 +378,39 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'{n:<18} error: {r["error"]}')
             continue
         print(f'{n:<18} {_pct(r["pooled_success"], r["ci95"]):<28} {r["updates_per_s"]:7.1f}  '
-              + ' '.join(f'{100 * v:3.0f}' for v in r['per_triplet'].values()))
+              + ' '.join(f'{100 * v:3.0f}' for v in r['per_triplet'].values())
+              + (f'   seeds {" / ".join(f"{100 * v:.0f}" for v in r["per_seed"])}' if 'per_seed' in r else ''))
     if result['ratio_to_bc'] is not None:
         print(f'ratio {CHOSEN} / {BASELINE_BC}: {result["ratio_to_bc"]:.2f}x; data success '
               f'{100 * result["data_success"]:.0f} %; d3rlpy best {result["d3rlpy_best"]}')
     print(f'wrote {args.out} ({result["wall_s"] / 60:.1f} min)')
     return 0
+
+
+def learner_result(runs: List[Tuple[Dict[str, Any], Optional[Dict[str, Any]]]]) -> Dict[str, Any]:
+    """One learner's entry from its (training, evaluation) per seed: success pooled over every
+    seed's episodes (Wilson 95 %), per-seed rates and their spread (training variance, which the
+    pooled interval does not contain), mean speed."""
+    from chef_loop.stats import wilson
+    errors = [t['error'] for t, _ in runs if 'error' in t]
+    if errors:
+        return {'error': errors[0]}
+    succ = sum(ev['pooled']['successes'] for _, ev in runs)
+    trials = sum(ev['pooled']['trials'] for _, ev in runs)
+    pooled = wilson(succ, trials)
+    triplets = list(runs[0][1]['per_triplet'])
+    out = {'pooled_success': pooled.value, 'ci95': [pooled.low, pooled.high], 'episodes': trials,
+           'updates': runs[0][0]['updates'],
+           'updates_per_s': float(np.mean([t['updates_per_s'] for t, _ in runs])),
+           'train_s': float(sum(t['train_s'] for t, _ in runs)),
+           'eval_s': float(sum(ev['eval_s'] for _, ev in runs)),
+           'mean_staged_return': float(np.mean([ev['mean_staged_return'] for _, ev in runs])),
+           'per_triplet': {k: sum(ev['per_triplet'][k]['successes'] for _, ev in runs)
+                           / max(1, sum(ev['per_triplet'][k]['trials'] for _, ev in runs)) for k in triplets}}
+    if len(runs) > 1:
+        rates = [ev['pooled']['rate'] for _, ev in runs]
+        out.update(seeds=len(runs), per_seed=rates, seed_std=float(np.std(rates, ddof=1)))
+    return out
 
 
 def _data_noise() -> float:

@@ -330,7 +330,7 @@ class ChefRun:
             pid = f'explore-{iteration}-t{r["trial"]}'
             self.state.add_policy(pid, checkpoint=r['checkpoint'], sha256=r['sha256'], parent=None,
                                   config={'learner_config': e.learner_config,
-                                          'overrides': list(e.learner_overrides) + r['overrides']},
+                                          'overrides': list(r['overrides'])},
                                   episodes=episode_ids, stage='explore', iteration=iteration,
                                   metrics={'score': r['score'], 'metric': e.select_metric,
                                            'updates': int(r.get('steps') or e.steps)})
