@@ -162,6 +162,20 @@ def pose7_to_msg(p: Sequence[float]):
 
 
 # --- node entry point ---------------------------------------------------------------------------
+SHUTDOWN_GRACE_S = 1.0     # rclpy shuts the context down from its signal thread, not at once
+
+
+def _shut_down_soon(rclpy, grace_s: float = SHUTDOWN_GRACE_S) -> bool:
+    """True when rclpy's default context is shut down now or within `grace_s` (a signal's stop in flight)."""
+    import time
+    deadline = time.monotonic() + grace_s
+    while rclpy.ok():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def spin_node(node_factory, args=None, executor=None) -> int:
     """Run a node with the kilted-safe signal idiom; returns the process exit code.
 
@@ -171,8 +185,10 @@ def spin_node(node_factory, args=None, executor=None) -> int:
     SIGINT/SIGTERM shut the context down (rclpy raises ExternalShutdownException), which is a clean
     stop (exit 0). When the signal lands while the executor is between its shutdown check and
     building its wait set, rclpy raises RCLError ('context is not valid') instead: with the context
-    already shut down that is the same requested stop. Any other exception is logged and gives
-    exit code 1.
+    already shut down that is the same requested stop. A signal that lands while a message is being
+    taken makes pybind11's conversion fail ('Unable to convert call argument') before rclpy's
+    signal thread has shut the context down, so a RuntimeError counts as the stop when the context
+    goes down within SHUTDOWN_GRACE_S. Any other exception is logged and gives exit code 1.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -190,7 +206,7 @@ def spin_node(node_factory, args=None, executor=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - report and exit non-zero
-        if not (node is not None and isinstance(exc, RuntimeError) and not rclpy.ok()):
+        if not (node is not None and isinstance(exc, RuntimeError) and _shut_down_soon(rclpy)):
             import traceback
             traceback.print_exc()
             print(f'[FATAL] {type(exc).__name__}: {exc}', flush=True)

@@ -30,3 +30,14 @@ def test_error_while_the_context_is_live_exits_1(capsys):
         raise RuntimeError('a real bug in a callback')
     assert spin_node(_node(fail)) == 1
     assert '[FATAL] RuntimeError: a real bug in a callback' in capsys.readouterr().out
+
+
+def test_error_raised_while_a_signals_shutdown_is_in_flight_is_a_clean_stop():
+    """A signal during take_message fails pybind11's conversion first; rclpy's signal thread shuts
+    the context down a moment later. That is the requested stop, not a crash."""
+    import threading
+
+    def raise_then_stop():
+        threading.Timer(0.2, rclpy.shutdown).start()      # the signal thread, slightly later
+        raise RuntimeError("Unable to convert call argument '0' to Python object")
+    assert spin_node(_node(raise_then_stop)) == 0
