@@ -235,11 +235,14 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
     print(f'zero twist sent to Servo {1e3 * delay_s:.0f} ms after the last policy command arrived')
     assert delay_s <= ARM_COMMAND_TIMEOUT_S, f'zero twist {1e3 * delay_s:.0f} ms after the last policy command'
     first_zero = next(t for t, m in probe.timed(T.TWIST_CMD) if stamp_to_ns(m.header.stamp) == first_stamp)
-    # Servo holds: its position commands stop changing once the zero twist arrived
+    # Servo holds: its position commands stay where they were once the zero twist arrived. A gap over
+    # Servo's 100 ms timeout in the zero-twist stream (a loaded machine) halts it, and the next zero
+    # twist restarts it from the MEASURED pose, as MoveIt Servo does: the arm's settling, 1.3e-3 rad
+    # measured. Still integrating a twist would drift by >= 0.02 rad over the window (0.05 rad/s, 0.45 s).
     cmds = [(t, list(m.data)) for t, m in probe.timed(T.ARM_POSITION_COMMAND) if t > first_zero + 0.05]
     if len(cmds) >= 2:
-        moved = max(abs(a - b) for (_, x), (_, y) in zip(cmds, cmds[1:]) for a, b in zip(x, y))
-        assert moved < 1e-6, f'Servo kept moving the arm by {moved} rad after the zero twist'
+        moved = max(abs(a - b) for _, x in cmds[1:] for a, b in zip(x, cmds[0][1]))
+        assert moved < 5e-3, f'Servo kept moving the arm by {moved} rad after the zero twist'
     statuses = [m.data for _, m in probe.timed(SERVO_STATUS)]
     assert statuses and -1 not in statuses, statuses          # no INVALID command reached Servo
 
