@@ -133,8 +133,10 @@ def state_sampler(data_dir: Path, n_step: int = 5, discount: float = 0.99, keys=
     if learner is not None:                        # the project learner's own episode selection
         from chef_trainer.offline import select_episodes
         records = select_episodes(records, learner)
-    if successful_only:
-        records = [r for r in records if bool(r.metadata.get('success'))]
+    if successful_only:                            # the same selection as train_on: successful
+        from chef_trainer.config import LearnerConfig
+        from chef_trainer.offline import select_episodes
+        records = select_episodes(records, LearnerConfig(train_on='successful'))
     return TransitionSampler(ds, records, tuple(keys or STATE_OBSERVATION_NAMES), n_step=n_step,
                              discount=discount, progress=False)
 
