@@ -88,6 +88,12 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     # experiments/learning_success_filter*_valseeds.json is what the configs are now)
     'chef_bc_all': ('bc_state.yaml', ['learner.train_on=all']),
     'chef_iql_all': ('iql_state.yaml', ['learner.train_on=all']),
+    # every setting in which d3rlpy's IQL differs from the loop's at once (all episodes, previous
+    # command, beta 3 = d3rlpy's weight_temp, Gaussian likelihood, actor lr 3e-4): what is left of a
+    # gap to d3rlpy_iql after it is in the implementation, not the settings
+    'chef_iql_d3like': ('iql_state.yaml', ['learner.train_on=all', 'learner.network.use_prev_action=true',
+                                           'learner.iql.beta=3.0', 'learner.actor_loss=nll',
+                                           'learner.optim.actor_lr=3e-4']),
 }
 # chef_crr (the loop's learner before IQL, 8 % in the 2026-12-06 run) runs on request (--learners)
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_bc')

@@ -4,6 +4,7 @@
 What must hold after the rerun: no episode that ended before the kill is lost and none is recorded
 twice (a stage counts what the store holds and runs only the rest); the episode the kill cut is
 published as what it is (`shutdown` when the dying graph's recorder could still close it,
+`abort` for reason `shutdown` when the sim bridge's own shutdown abort reached the recorder first,
 `recovered` after a crash repair), never left under `.partial` and never counted as complete;
 state.json says which stage ran, was re-entered and finished; fine-tuning resumes from its newest
 checkpoint, not from its parent's weights; the fine-tuned policy's lineage and checkpoint are those
@@ -28,15 +29,18 @@ MID_EPISODE_BYTES = 200_000          # MCAP already synced of the episode the ki
 
 
 def assert_cut_episode_published_as_partial(data_dir, cut_id, ls_text):
-    """The episode a kill cut mid-way: published as incomplete (shutdown / recovered), shown as
-    such by `chef data ls --all`, or quarantined when nothing of it was readable; never complete,
+    """The episode a kill cut mid-way: published as incomplete (the recorder's shutdown, the sim
+    bridge's shutdown abort when that event won the race to the recorder, or a crash repair), shown
+    as such by `chef data ls --all`, or quarantined when nothing of it was readable; never complete,
     never left under .partial."""
     assert not partial_dirs(data_dir), f'partial episodes left: {partial_dirs(data_dir)}'
     rec = {r.id: r for r in catalog(data_dir)}.get(cut_id)
     if rec is None:
         assert cut_id in quarantined(data_dir), f'the cut episode {cut_id} vanished'
         return
-    assert rec.metadata['status'] in ('shutdown', 'recovered') and not rec.metadata['complete'], rec.metadata
+    status, reason = rec.metadata['status'], rec.metadata.get('abort_reason')
+    assert (status in ('shutdown', 'recovered') or (status, reason) == ('abort', 'shutdown')), rec.metadata
+    assert not rec.metadata['complete'], rec.metadata
     assert 0 < rec.metadata['steps_recorded'] < EPISODE_STEPS
     row = next((line for line in ls_text.splitlines() if line.startswith(cut_id[:20])), '')
     assert 'PARTIAL' in row, ls_text
