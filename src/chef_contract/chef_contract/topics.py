@@ -36,15 +36,18 @@ class StaticTransform:
     rotation_xyzw: Tuple[float, float, float, float]
 
 
-def static_transforms(cameras=CAMERA_NAMES) -> Tuple[StaticTransform, ...]:
-    """The cell's fixed frame tree: base_link -> each camera's optical frame at the benchmark's camera
-    pose (spec.CAMERAS; a real cell's calibration may differ, config/real/cameras.yaml). Written as
-    `tf_static` at the head of every bag, so viewers (Foxglove's 3D panel) can place the camera images
-    next to the poses, which are all in base_link."""
+def static_transforms(cameras=CAMERA_NAMES, poses=None) -> Tuple[StaticTransform, ...]:
+    """The cell's fixed frame tree: base_link -> each camera's optical frame, at `poses` ({camera:
+    (position_m, quaternion_xyzw)}: a real cell's calibration, chef_contract.calibration) or else the
+    benchmark's camera pose (spec.CAMERAS). Written as `tf_static` at the head of every bag, so viewers
+    (Foxglove's 3D panel) can place the camera images next to the poses, which are all in base_link."""
     def unit(q):
         n = sum(v * v for v in q) ** 0.5
         return tuple(v / n for v in q)
-    return tuple(StaticTransform(WORLD_FRAME, camera_frame(c), CAMERAS[c].position_m,
+    poses = poses or {}
+    return tuple(StaticTransform(WORLD_FRAME, camera_frame(c), tuple(poses[c][0]), unit(poses[c][1]))
+                 if c in poses else
+                 StaticTransform(WORLD_FRAME, camera_frame(c), CAMERAS[c].position_m,
                                  unit(CAMERAS[c].optical_quaternion_xyzw)) for c in cameras)
 
 

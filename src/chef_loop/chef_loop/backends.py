@@ -25,6 +25,7 @@ from typing import Any, Dict, List
 from chef_contract.config import ConfigError
 
 # stage argument -> real-graph argument (None: meaningless on a real cell, dropped)
+EMULATOR_NODE = 'hardware_emulator'   # the node name of chef_sim's emulator in config/graphs/real.yaml
 _REAL_ARGS = {'policy': 'policy', 'noise': 'policy_noise', 'deterministic': 'deterministic', 'record': 'record',
               'data_dir': 'data_dir', 'episode_steps': 'episode_steps',
               'cells': None, 'clock': None, 'preset': None, 'image_size': None}
@@ -77,6 +78,8 @@ class RealCells:
             raise ConfigError('real cells have no trainer node: the online learner (collect.episodes) runs on '
                               'sim cells only')
         real: Dict[str, Any] = {'hardware': c.hardware, 'triplet': c.triplet, 'reset_mode': c.reset_mode}
+        if c.hardware == 'mujoco' and c.reset_mode == 'service':
+            real['reset_seed_node'] = EMULATOR_NODE       # emulated layouts follow the episode seeds
         for k, v in args.items():
             if k in _SIM_ONLY:
                 continue

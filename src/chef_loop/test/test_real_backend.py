@@ -26,6 +26,7 @@ def test_real_emulated_config_loads_and_builds_one_real_graph_per_cell():
         assert cmd[cmd.index('run') + 1] == 'real' and cmd[cmd.index('--domain') + 1] == '17'
         kv = dict(a.split(':=', 1) for a in cmd if ':=' in a)
         assert kv['cell'] == str(i) and kv['hardware'] == 'mujoco' and kv['reset_mode'] == 'service'
+        assert kv['reset_seed_node'] == 'hardware_emulator'       # emulated layouts follow episode seeds
         assert kv['triplet'] == 'rgb_test_triplet1' and kv['policy'] == 'scripted' and kv['policy_noise'] == '0.1'
         assert kv['data_dir'] == '/tmp/data' and kv['grasp_stall_velocity_rps'] == '0.3'
     with pytest.raises(ConfigError, match='trainer'):

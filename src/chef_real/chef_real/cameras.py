@@ -27,29 +27,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from chef_contract.config import ConfigError, field_, load_config
+from chef_contract.calibration import CameraEntry, CamerasConfig, camera_poses  # noqa: F401 - the file's schema
+from chef_contract.config import ConfigError, load_config
 from chef_real.transforms import pose_matrix, quat_to_matrix
 
 # MuJoCo cameras look along their -z with +y up; ROS optical frames look along +z with +y down.
 MUJOCO_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
-
-
-@dataclass
-class CameraEntry:
-    driver_calibration: str = field_('', help='camera_info_manager YAML at driver resolution, relative '
-                                              'to the directory of cameras.yaml')
-    crop_px: List[int] = field_(default_factory=lambda: [0, 0, 0, 0],
-                                help='x0, y0, width, height of the crop in driver pixels')
-    position_m: List[float] = field_(default_factory=lambda: [0.0, 0.0, 0.0],
-                                     help='optical frame origin in base_link (m)')
-    quaternion_wxyz: List[float] = field_(default_factory=lambda: [1.0, 0.0, 0.0, 0.0],
-                                          help='optical frame orientation in base_link')
-
-
-@dataclass
-class CamerasConfig:
-    output_size_px: int = field_(128, help='side of the square contract image', min=16, max=1024)
-    cameras: Dict[str, CameraEntry] = field_(default_factory=dict, help='per camera calibration')
 
 
 @dataclass
@@ -161,6 +144,7 @@ def load_cameras(path) -> Dict[str, CameraCalibration]:
     """config/real/cameras.yaml -> {camera name: CameraCalibration}; bad files raise ConfigError."""
     path = Path(path)
     cfg = load_config(CamerasConfig, path)
+    camera_poses(cfg)                                   # every pose well-formed (the recorder's check too)
     out: Dict[str, CameraCalibration] = {}
     for name, e in cfg.cameras.items():
         info = read_camera_info_yaml(path.parent / e.driver_calibration)
@@ -170,8 +154,6 @@ def load_cameras(path) -> Dict[str, CameraCalibration]:
         if w <= 0 or h <= 0 or x0 < 0 or y0 < 0 or x0 + w > info['width'] or y0 + h > info['height']:
             raise ConfigError(f'{name}: crop {e.crop_px} does not fit the {info["width"]}x{info["height"]} '
                               'driver image')
-        if len(e.position_m) != 3 or len(e.quaternion_wxyz) != 4:
-            raise ConfigError(f'{name}: position_m needs 3 values and quaternion_wxyz 4')
         out[name] = CameraCalibration(
             name=name, driver_size_px=(info['width'], info['height']), driver_k=info['k'],
             distortion=info['d'], crop_px=(x0, y0, w, h), output_size_px=cfg.output_size_px,

@@ -54,6 +54,10 @@ class Params:
     reset_service: str = field_('cell_reset', help="reset_mode 'service': std_srvs/Trigger service of the "
                                 "cell's reset routine (relative names resolve in the cell namespace)")
     reset_timeout_s: float = field_(60.0, help="reset_mode 'service': fail the reset after this long", min=0.1)
+    reset_seed_node: str = field_('', help="reset_mode 'service': node whose integer parameter `seed` is set "
+                                  "to the episode's seed before each reset (rcl_interfaces SetParameters), so "
+                                  "the layout is reproducible from the episode seed: the MuJoCo emulator's "
+                                  "hardware_emulator; '' = the routine draws its own layout (a physical cell)")
     episode_steps: int = field_(EPISODE_STEPS, help='control ticks per episode', min=1)
     tick_rate_hz: float = field_(CONTROL_RATE_HZ, help='control ticks per second', min=1.0, max=1000.0)
     joint_states_timeout_s: float = field_(0.5, help='abort a running episode when joint_states is older', min=0.01)
@@ -113,11 +117,16 @@ class EpisodeManager(Node):
         self.create_service(SetBool, '~/pause', self._srv_pause)
         self.create_service(Trigger, '~/abort', self._srv_abort)
         self.create_service(Trigger, '~/reset_done', self._srv_reset_done)
-        self._reset_client = None
+        self._reset_client = self._seed_client = None
         if self.p.reset_mode == 'service':
             from rclpy.callback_groups import ReentrantCallbackGroup
             self._reset_client = self.create_client(Trigger, self.p.reset_service,
                                                     callback_group=ReentrantCallbackGroup())
+            if self.p.reset_seed_node:
+                from rcl_interfaces.srv import SetParameters
+                self._seed_client = self.create_client(
+                    SetParameters, f'{self.p.reset_seed_node.rstrip("/")}/set_parameters',
+                    callback_group=ReentrantCallbackGroup())
         self.create_timer(1.0 / self.p.tick_rate_hz, self._tick)
         self.get_logger().info(f'{cell}: triplet {self.p.triplet} {objects}, reset_mode {self.p.reset_mode}')
 
@@ -252,6 +261,8 @@ class EpisodeManager(Node):
                     from chef_real.episode import MotionStep
                     self.motion.execute(MotionStep('gripper', closed=False, note='release'))
         elif mode == 'service':
+            if self._seed_client is not None:
+                self._set_reset_seed(ep.seed)
             self._call_reset_service()
         elif mode == 'manual':
             self._manual_done.clear()
@@ -262,19 +273,37 @@ class EpisodeManager(Node):
         self.motion.prepare_episode()
         self.life.reset_done(True, self._now_ns())
 
-    def _call_reset_service(self):
-        """Blocking call of the cell's reset routine (worker thread; the executor delivers the answer)."""
-        client, name = self._reset_client, self._reset_client.srv_name
+    def _call(self, client, request):
+        """Blocking service call from the worker thread (the executor delivers the answer); None when
+        no answer came within reset_timeout_s."""
+        name = client.srv_name
         if not client.wait_for_service(timeout_sec=self.p.reset_timeout_s):
-            raise MotionError(f'reset service {name} is not available')
-        from std_srvs.srv import Trigger
+            raise MotionError(f'service {name} is not available')
         done = threading.Event()
-        future = client.call_async(Trigger.Request())
+        future = client.call_async(request)
         future.add_done_callback(lambda _f: done.set())
         if not done.wait(self.p.reset_timeout_s):
             future.cancel()
-            raise MotionError(f'reset service {name}: no answer in {self.p.reset_timeout_s} s')
-        res = future.result()
+            raise MotionError(f'service {name}: no answer in {self.p.reset_timeout_s} s')
+        return future.result()
+
+    def _set_reset_seed(self, seed: int) -> None:
+        """`seed` := the episode's seed on reset_seed_node, before its reset routine draws the layout."""
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+        req = SetParameters.Request(parameters=[Parameter(name='seed', value=ParameterValue(
+            type=ParameterType.PARAMETER_INTEGER, integer_value=int(seed)))])
+        res = self._call(self._seed_client, req)
+        result = res.results[0] if res is not None and res.results else None
+        if result is None or not result.successful:
+            raise MotionError(f'{self._seed_client.srv_name}: seed {seed} refused: '
+                              f'{getattr(result, "reason", "no result")}')
+
+    def _call_reset_service(self):
+        """Blocking call of the cell's reset routine."""
+        from std_srvs.srv import Trigger
+        name = self._reset_client.srv_name
+        res = self._call(self._reset_client, Trigger.Request())
         if res is None or not res.success:
             raise MotionError(f'reset service {name} failed: {getattr(res, "message", "no result")}')
         self.resets_done += 1

@@ -15,7 +15,8 @@ while the rewards and success the recorder stores come from the pixel reward nod
   reward's returns and success;
 * the success the recorder stored (pixel reward node) agrees with the emulator's ground truth (the
   sim's contact-based sparse success) at the episode's final tick (measured: both episodes stack);
-* the cell's reset routine (the emulator's cell_reset service) ran before each episode;
+* the cell's reset routine (the emulator's cell_reset service) ran before each episode, and drew the
+  layout of the episode's seed (reset_seed_node:=hardware_emulator);
 * when the policy stops (the episode ends), a zero twist reaches Servo within 100 ms (the safety
   filter's watchdog) and Servo holds the arm.
 
@@ -38,6 +39,9 @@ from chef_contract.testing import CellProbe, executable, ros_env, unique_domain_
 
 EPISODES = 2
 EPISODE_STEPS = 400                     # the benchmark's full episode (20 s)
+# the cameras of config/real/cameras.yaml (the benchmark's poses would also hold the pylon camera)
+CALIBRATED_FRAMES = {T.camera_frame(c) for c in ('basket_front_left', 'basket_front_right', 'basket_back_left')}
+EPISODE_SEED = 40                       # the episodes' seeds (the emulator starts at layout 3)
 GROUND_TRUTH = 'emulator/ground_truth'
 SERVO_STATUS = 'servo_node/status'
 LISTEN = (T.EPISODE_EVENTS, T.REWARD_TERMS, T.POLICY_TWIST, T.TWIST_CMD, T.ARM_POSITION_COMMAND,
@@ -53,6 +57,7 @@ def cell(tmp_path_factory):
     log = open(log_path, 'w')
     args = ['run', 'real', 'hardware:=mujoco', 'reset_mode:=service', 'policy:=scripted',
             f'episode_steps:={EPISODE_STEPS}', 'camera_binning:=8', 'grasp_stall_velocity_rps:=0.3', 'emulator_seed:=3',
+            'reset_seed_node:=hardware_emulator',
             'policy_object_poses:=tracker/object_poses',
             f'data_dir:={tmp / "data"}']
     proc = subprocess.Popen([executable('chef_bringup', 'chef'), *args], env=ros_env(domain),
@@ -92,6 +97,17 @@ def true_pose_only_success(probe, stamp_ns: int) -> bool:
     return sparse_success_pose_only(red, blue, pinch, grasp)
 
 
+def tf_static_frames(bag) -> set:
+    """The child frames of the bag's tf_static (the recorder writes it at the episode's start)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    from chef_recorder.layout import mcap_file
+    with open(mcap_file(bag), 'rb') as f:
+        return {t.child_frame_id for _, ch, _, msg in make_reader(f, decoder_factories=[DecoderFactory()])
+                .iter_decoded_messages() if ch.topic.endswith('/' + T.TF_STATIC) for t in msg.transforms}
+
+
 def graph_output(cell) -> str:
     return Path(cell['log']).read_text()[-6000:]
 
@@ -120,8 +136,8 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
     probe, proc = cell['probe'], cell['proc']
     assert wait_for(lambda: probe.timed(T.JOINT_STATES) or proc.poll() is not None, timeout=150.0, period=0.2)
     from std_msgs.msg import String
-    for _ in range(EPISODES):
-        probe.command.publish(String(data=json.dumps({'op': 'start'})))
+    for i in range(EPISODES):
+        probe.command.publish(String(data=json.dumps({'op': 'start', 'seed': EPISODE_SEED + i})))
     done = wait_for(lambda: proc.poll() is not None or
                     sum(e.event in ('end', 'abort') for e in probe.events()) >= EPISODES,
                     timeout=60.0 + EPISODES * (EPISODE_STEPS / 20.0 + 30.0), period=0.2)
@@ -143,6 +159,13 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
         assert len(values) == 1, f'the layout changed during episode {start.episode_id[:8]}: {values}'
         during.append(values.pop())
     assert during[0] >= first_resets + 1 and during[1] == during[0] + 1, (first_resets, during)
+    # ... and drew the layout of the episode's seed (reset_seed_node), not the emulator's next one
+    layouts = []
+    for start in starts:
+        end = next(e for e in ends if e.episode_id == start.episode_id)
+        layouts.append({v['layout_seed'] for _, s, v in truth if start.stamp_ns <= s <= end.stamp_ns})
+    assert [e.seed for e in starts] == [EPISODE_SEED + i for i in range(EPISODES)]
+    assert layouts == [{float(e.seed)} for e in starts], (layouts, [e.seed for e in starts])
 
     # --- bags: recorded, complete, and storing the pixel reward node's success ---------------------
     from chef_recorder.bagio import read_bag_metadata
@@ -188,6 +211,7 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
         assert meta['incomplete_ticks'] <= 0.05 * EPISODE_STEPS, summary
         assert meta['complete'] == (meta['missing_ticks'] == 0 and meta['incomplete_ticks'] < meta['steps_recorded']), summary
         assert meta['source'] == 'real' and meta['steps'] == EPISODE_STEPS
+        assert tf_static_frames(bags[ev.episode_id]) == CALIBRATED_FRAMES      # the cell's calibration
         assert meta['success'] == ev.success                       # stored = the episode manager's (pixels)
         assert meta['returns']['sparse_success'] == ev.returns['sparse_success']
         assert meta['returns_recorded']['staged'] > 0.0           # reward/terms recorded in the bag

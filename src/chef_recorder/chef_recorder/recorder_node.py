@@ -76,6 +76,8 @@ class Params:
         'recorder/status is ready only when each of these that is recorded has a matched publisher '
         '(every other recorded topic: every publisher the graph shows is matched); [] = none'))
     update_catalog: bool = field_(True, help='add each published episode to <data_dir>/catalog.sqlite')
+    cameras_file: str = field_('', help="a real cell's camera calibration (config/real/cameras.yaml): its "
+                               "calibrated camera poses are the bags' tf_static; '' = the benchmark's poses")
 
 
 NODE_PARAMS = {'recorder': Params}
@@ -158,6 +160,9 @@ class RecorderNode(Node):
             close_timeout_s=self.p.close_timeout_s, stall_timeout_s=self.p.stall_timeout_s,
             pending_timeout_s=self.p.pending_timeout_s, sync_s=self.p.sync_s, fsync=self.p.fsync,
             code_revision=code_revision(), node_name=self.get_fully_qualified_name())
+        if self.p.cameras_file:
+            from chef_contract.calibration import calibrated_static_transforms
+            settings.static_transforms = calibrated_static_transforms(self.p.cameras_file)
         self.catalog = None
         if self.p.update_catalog:
             from chef_recorder.catalog import Catalog

@@ -36,7 +36,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -109,6 +109,8 @@ class RecorderSettings:
     code_revision: str = ''
     node_name: str = 'recorder'
     recovered_from: str = ''              # set by `chef data repair` when it replays salvaged messages
+    static_transforms: Tuple[T.StaticTransform, ...] = field(default_factory=T.static_transforms)
+    # the cell's frame tree written as tf_static (a real cell's: chef_contract.calibration)
 
 
 def _policy_info(text: str) -> Optional[PolicyInfo]:
@@ -448,7 +450,7 @@ class EpisodeRecorder:
             self._write(ep, ptopic, pmsgtype, praw, precv)
         if self.s.roles.tf_static:      # the fixed frame tree, for viewers (docs/data.md, Open in Foxglove)
             self._write(ep, self.s.roles.tf_static, TF_MSGTYPE,
-                        tf_message_cdr(T.static_transforms(), int(event.stamp_ns)), recv_ns)
+                        tf_message_cdr(self.s.static_transforms, int(event.stamp_ns)), recv_ns)
         ends = self._merge(ep, *taken, now=now) if taken is not None else []
         for item in moved:
             self._store(ep, *item[1:], now=item[0])

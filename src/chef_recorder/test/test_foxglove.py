@@ -168,3 +168,37 @@ def test_layout_names_only_topics_and_fields_of_chef_bags(foxglove_bag):
 def test_layout_for_another_cell_moves_every_topic():
     text = json.dumps(episode_layout('cell3'))
     assert '/cell0/' not in text and text.count('/cell3/') == json.dumps(episode_layout('cell0')).count('/cell0/')
+
+
+def test_tf_static_carries_a_real_cells_calibrated_camera_poses(make_recorder, tmp_path):
+    """With a real cell's calibration (config/real/cameras.yaml, moved 5 cm and turned: what a
+    calibration changes), the bag's tf_static holds the calibrated poses, not the benchmark's; a
+    malformed pose is refused with the camera's name."""
+    import yaml
+
+    from chef_contract.calibration import calibrated_static_transforms
+    from chef_contract.config import ConfigError
+    cfg = yaml.safe_load((REPO / 'config' / 'real' / 'cameras.yaml').read_text())
+    cam = 'basket_front_left'
+    cfg['cameras'][cam]['position_m'][0] += 0.05
+    cfg['cameras'][cam]['quaternion_wxyz'] = [2.0, 0.0, 0.0, 0.0]            # identity, not unit length
+    path = tmp_path / 'cameras.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    rec = make_recorder()
+    rec.s.static_transforms = calibrated_static_transforms(path)
+    s = Stream(cameras=(), image_px=16)
+    s.episode(0, 1, 3_000 * 10**9)
+    feed(rec, s.take())
+    (tf_msg,) = _read(rec.published[0])[1][f'/cell0/{T.TF_STATIC}']
+    edges = {t.child_frame_id: t.transform for t in tf_msg.transforms}
+    assert set(edges) == {T.camera_frame(c) for c in cfg['cameras']}
+    tr, q = edges[T.camera_frame(cam)].translation, edges[T.camera_frame(cam)].rotation
+    assert (tr.x, tr.y, tr.z) == pytest.approx(cfg['cameras'][cam]['position_m'])
+    assert tr.x == pytest.approx(CAMERAS[cam].position_m[0] + 0.05, abs=1e-3)
+    assert (q.x, q.y, q.z, q.w) == pytest.approx((0.0, 0.0, 0.0, 1.0))
+    other = edges[T.camera_frame('basket_back_left')].translation
+    assert (other.x, other.y, other.z) == pytest.approx(cfg['cameras']['basket_back_left']['position_m'])
+    cfg['cameras'][cam]['quaternion_wxyz'] = [0.0, 1.0]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=cam):
+        calibrated_static_transforms(path)

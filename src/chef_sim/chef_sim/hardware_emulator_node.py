@@ -14,12 +14,14 @@ hardware_emulator (one per cell, wall clock at `rate_hz`):
        driver's topics: the calibration's full frame, binned by `camera_binning`; camera_info carries
        the calibration file's intrinsics at full resolution with binning_x/y, as ROS defines it),
        emulator/ground_truth (named vector: the sim's reward terms with the contact-based
-       sparse_success, and `resets`; for tests, never an input of the real graph),
+       sparse_success, `resets` and the current `layout_seed`; for tests, never an input of the real graph),
        tracker/object_poses (PoseArray: the objects' true poses, as an external tracker would give
        them; read only by a policy remapped onto it, graph argument policy_object_poses).
   Service: cell_reset (std_srvs/Trigger): the cell's reset routine (robot + objects re-drawn from
-       the benchmark's initial-state distribution); the episode manager's reset_mode 'service'
-       calls it. A real cell answers the same service with its own routine.
+       the benchmark's initial-state distribution, layout seed = the parameter `seed`, then seed + 1
+       at the next reset); the episode manager's reset_mode 'service' calls it, after setting `seed`
+       to the episode's seed (its reset_seed_node). A real cell answers the same service with its
+       own routine.
 
 servo_emulator (node name servo_node, as moveit_servo's):
   In:  servo_node/delta_twist_cmds (geometry_msgs/TwistStamped, base_link, wrist), joint_states.
@@ -60,7 +62,9 @@ SERVO_STATUS_TOPIC = '~/status'
 class EmulatorParams:
     triplet: str = field_('rgb_test_triplet1', help='the triplet in the emulated cell')
     preset: str = field_('fast', choices=('faithful', 'fast'), help='chef_sim physics preset')
-    seed: int = field_(0, help='seed of the first layout; each reset draws the next one', min=0)
+    seed: int = field_(0, help='seed of the next layout (the first at start); each reset draws it, then '
+                               "seed + 1; the episode manager sets it to the episode's seed before each "
+                               'reset (its reset_seed_node)', min=0)
     rate_hz: float = field_(CONTROL_RATE_HZ, help='physics ticks (one control period each) per wall '
                                                   'second', min=1.0, max=200.0)
     render_cameras: bool = field_(True, help='emulate the camera drivers (the graph argument cameras)')
@@ -74,6 +78,7 @@ class HardwareEmulator(Node):
     def __init__(self, **kwargs):
         super().__init__('hardware_emulator', **kwargs)
         self.p = declare_params(self, EmulatorParams)
+        self.add_post_set_parameters_callback(self._on_params_set)
         from chef_sim.env import RgbStackingEnv, SimConfig
         from chef_sim.hardware_emulator import EmulatedCell, read_driver_calibration
         cams = []
@@ -106,10 +111,16 @@ class HardwareEmulator(Node):
         self.get_logger().info(f'emulating {self.p.triplet} ({self.p.preset}), cameras '
                                + ', '.join(f'{c.name} {c.image_size_px[0]}x{c.image_size_px[1]}' for c in cams))
 
+    def _on_params_set(self, params) -> None:
+        """`seed` set (validated; the same value again counts too): the next reset draws that layout."""
+        if any(p.name == 'seed' for p in params):
+            self._next_seed = self.p.seed
+
     def _reset(self) -> int:
         seed = self._next_seed
         self._next_seed += 1
         self.cell.reset_objects(seed)
+        self._layout_seed = seed
         return seed
 
     def _on_arm(self, msg):
@@ -159,8 +170,9 @@ class HardwareEmulator(Node):
         for cam in self.image_pubs:
             self.image_pubs[cam].publish(image_to_msg(self.cell.render(cam), stamp_ns, T.camera_frame(cam)))
             self.info_pubs[cam].publish(self._camera_info(cam, stamp_ns))
-        names = list(REWARD_TERMS) + ['resets']
-        values = [float(self.cell.terms[k]) for k in REWARD_TERMS] + [float(self.cell.resets)]
+        names = list(REWARD_TERMS) + ['resets', 'layout_seed']
+        values = [float(self.cell.terms[k]) for k in REWARD_TERMS] + [float(self.cell.resets),
+                                                                       float(self._layout_seed)]
         self.truth_pub.publish(named_vector_msg(names, values, stamp_ns, T.WORLD_FRAME))
 
     def _camera_info(self, cam: str, stamp_ns: int):
