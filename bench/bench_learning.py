@@ -91,6 +91,10 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     # every setting in which d3rlpy's IQL differs from the loop's at once (all episodes, previous
     # command, beta 3 = d3rlpy's weight_temp, Gaussian likelihood, actor lr 3e-4): what is left of a
     # gap to d3rlpy_iql after it is in the implementation, not the settings
+    # the actor's standardised state inputs with Gaussian noise while training (a small-data regulariser)
+    'chef_iql_sn01': ('iql_state.yaml', ['learner.state_noise_std=0.1']),
+    'chef_iql_sn03': ('iql_state.yaml', ['learner.state_noise_std=0.3']),
+    'chef_bc_sn01': ('bc_state.yaml', ['learner.state_noise_std=0.1']),
     'chef_iql_d3like': ('iql_state.yaml', ['learner.train_on=all', 'learner.network.use_prev_action=true',
                                            'learner.iql.beta=3.0', 'learner.actor_loss=nll',
                                            'learner.optim.actor_lr=3e-4']),

@@ -383,6 +383,7 @@ class ObservationEncoder(nn.Module):
         if self.images is not None:
             dim += self.images.output_dim
         self.output_dim = dim
+        self.train_noise_std = 0.0      # set by a learner (LearnerConfig.state_noise_std); training mode only
 
     def state_vector(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The concatenated (un-normalised) state inputs [B, state_dim]."""
@@ -403,6 +404,8 @@ class ObservationEncoder(nn.Module):
         parts = []
         if self.state_keys:
             x = (self.state_vector(obs) - self.state_mean) / self.state_std
+            if self.training and self.train_noise_std > 0:
+                x = x + self.train_noise_std * torch.randn_like(x)
             x = self.state_linear(x)
             parts.append(torch.tanh(self.state_norm(x)) if self.state_norm is not None else F.elu(x))
         if self.images is not None:

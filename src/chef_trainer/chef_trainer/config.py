@@ -102,6 +102,11 @@ class LearnerConfig:
                                       '(edge-padded by N px, cropped back at a random offset, on the '
                                       'device, uint8 kept; obs and next_obs shifted independently); '
                                       '0 = off. Training only: acting never shifts')
+    state_noise_std: float = field_(0.0, min=0.0, max=1.0,
+                                    help="actor's state inputs: Gaussian noise of this std (in units of "
+                                         "each feature's training-data std, i.e. on the standardised "
+                                         'inputs) added during training, every update; 0 = off. A '
+                                         'regulariser for small datasets; acting never adds it')
     device: str = field_('auto', help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     compile: bool = field_(False, help='torch.compile the loss computation (worth it on GPU and for '
                                        'pixels; a one-off compile cost of tens of seconds)')

@@ -128,7 +128,9 @@ class Learner:
         self.image_keys = tuple(net.image_keys)
         self.columns = L.intention_columns(config.intentions)
         self.actor = MultiTaskActor(net).to(self.device)
+        self.actor.encoder.train_noise_std = config.state_noise_std    # training mode only (acting: eval)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_actor.encoder.train_noise_std = 0.0
         self.actor_opt = _make_adam(self.actor.parameters(), config.optim.actor_lr, config.optim, self.device)
         if self.uses_critic:
             self.critic = MultiTaskCritic(net).to(self.device)

@@ -336,3 +336,27 @@ def test_train_on_successful_keeps_only_episodes_that_succeeded():
     assert [r.id for r in select_episodes(recs, LearnerConfig(algorithm='bc', train_on='successful'))] == ['0', '3']
     with pytest.raises(ValueError, match='none of the 2 episode'):
         select_episodes(recs[1:3], LearnerConfig(algorithm='bc', train_on='successful'))
+
+
+def test_state_noise_perturbs_the_actor_only_while_training():
+    """learner.state_noise_std: the actor's standardised inputs get fresh noise in training mode (two
+    forward passes differ), none when acting (eval mode: identical, deterministic); the critic and
+    the target actor never get it; 0 (the default) adds nothing."""
+    buf = expert_dataset()
+    rng = np.random.default_rng(0)
+    for std, differs in ((0.3, True), (0.0, False)):
+        learner = make_learner(LearnerConfig(algorithm='iql', network=small_net(), n_step=1, batch_size=32,
+                                             state_noise_std=std), 'cpu')
+        learner.update(buf.sample(32, rng))
+        obs = batch_to_torch(buf.sample(16, rng), learner.keys, learner.device)['obs']
+        with torch.no_grad():
+            a, b = learner.actor(obs)[0], learner.actor(obs)[0]
+            assert (not torch.equal(a, b)) == differs
+            assert torch.equal(learner.target_actor(obs)[0], learner.target_actor(obs)[0])
+            assert torch.equal(learner.critic.encoder(obs), learner.critic.encoder(obs))
+            learner.actor.eval()
+            assert torch.equal(learner.actor(obs)[0], learner.actor(obs)[0])
+    from chef_contract.config import ConfigError
+    from chef_trainer.config import load_learner_config
+    with pytest.raises(ConfigError, match='state_noise_std'):
+        load_learner_config(None, ['learner.state_noise_std=-0.1'])
