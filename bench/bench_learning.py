@@ -324,6 +324,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--train-seeds', type=int, default=1,
                     help='trainings per learner (seeds 0..N-1), each evaluated on the same scenes; pooled '
                          'success counts every seed\'s episodes (default 1: ~25 min; N multiplies it)')
+    ap.add_argument('--ensemble', action='store_true',
+                    help='with --train-seeds N >= 2: also evaluate each learner\'s N trainings acting as one '
+                         '(chef_policy.runner.EnsemblePolicy: mean arm command, majority gripper) as '
+                         '<name>_ens<N>, on the same scenes (N x the training compute)')
     ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
     ap.add_argument('--out', default=str(RESULTS / 'learning.json'))
     args = ap.parse_args(argv)
@@ -356,11 +360,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     noise = _data_noise()
     jobs = [('data', PolicySpec('scripted', noise=noise))] + \
            [(run, r['spec']) for run, r in trained.items() if 'spec' in r]
+    ensembles = {}
+    if args.ensemble and len(seeds) > 1:
+        for n in names:
+            if all('spec' in trained[(n, sd)] for sd in seeds):
+                ensembles[f'{n}_ens{len(seeds)}'] = n
+                jobs.append(((f'{n}_ens{len(seeds)}', 0), PolicySpec(
+                    'ensemble', members=tuple(trained[(n, sd)]['spec'] for sd in seeds))))
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
         evals = dict(zip([j[0] for j in jobs], pool.starmap(_evaluate, [(n, s, per_triplet, args.eval_seed) for n, s in jobs])))
 
     learners: Dict[str, Any] = {n: learner_result([(trained[(n, sd)], evals.get((n, sd))) for sd in seeds])
                                 for n in names}
+    for ens, n in ensembles.items():        # one policy made of the N trainings: N x the updates
+        member = dict(trained[(n, 0)], updates=updates * len(seeds),
+                      train_s=sum(trained[(n, sd)]['train_s'] for sd in seeds))
+        learners[ens] = dict(learner_result([(member, evals[(ens, 0)])]), ensemble_of=[_seeded(n, sd) for sd in seeds])
     data_ev = evals['data']
     bc = learners.get(BASELINE_BC, {}).get('pooled_success')
     chosen = learners.get(CHOSEN, {}).get('pooled_success')

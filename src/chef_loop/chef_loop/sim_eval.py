@@ -32,7 +32,8 @@ TEST_TRIPLET_NAMES: Tuple[str, ...] = tuple(TEST_TRIPLETS)
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What to evaluate. kind: 'checkpoint' (path), 'scripted' (noise), 'torchscript' (path, keys)."""
+    """What to evaluate. kind: 'checkpoint' (path), 'scripted' (noise), 'torchscript' (path, keys),
+    'ensemble' (members: chef_policy.runner.EnsemblePolicy)."""
 
     kind: str
     path: str = ''
@@ -40,11 +41,15 @@ class PolicySpec:
     keys: Tuple[str, ...] = STATE_OBSERVATION_NAMES     # torchscript: stacked keys, in this order
     intention: str = 'staged'                           # the head that acts (chef checkpoints)
     deterministic: bool = True
+    members: Tuple['PolicySpec', ...] = ()              # ensemble: the member policies
 
     def __post_init__(self):
-        if self.kind not in ('checkpoint', 'scripted', 'torchscript'):
+        if self.kind not in ('checkpoint', 'scripted', 'torchscript', 'ensemble'):
             raise ValueError(f'unknown policy kind {self.kind!r}')
-        if self.kind != 'scripted' and not self.path:
+        if self.kind == 'ensemble':
+            if len(self.members) < 2:
+                raise ValueError('an ensemble policy needs at least 2 members')
+        elif self.kind != 'scripted' and not self.path:
             raise ValueError(f'a {self.kind} policy needs a path')
 
 
@@ -110,7 +115,9 @@ class TorchScriptStatePolicy:
 
 
 def build_policy(spec: PolicySpec, seed: int = 0):
-    from chef_policy.runner import NetworkPolicy, ScriptedPolicy
+    from chef_policy.runner import EnsemblePolicy, NetworkPolicy, ScriptedPolicy
+    if spec.kind == 'ensemble':
+        return EnsemblePolicy([build_policy(m, seed) for m in spec.members])
     if spec.kind == 'checkpoint':
         return NetworkPolicy.from_checkpoint(spec.path)
     if spec.kind == 'scripted':

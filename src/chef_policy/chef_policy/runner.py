@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -128,6 +128,50 @@ class ScriptedPolicy:
         return {'policy_id': self.policy_id, 'kind': self.kind, 'checkpoint_sha256': '',
                 'source': self.source, 'config': {'noise_std': self.noise_std, 'seed': self.seed},
                 'warmup_ms': 0.0}
+
+
+class EnsemblePolicy:
+    """K policies acting as one: the arm command is the members' mean, the gripper their majority
+    (ties close). Members must read the same inputs (an ensemble of trainings of one learner that
+    differ only in their seed). On the learning bench's expert data an ensemble of three trainings
+    beat each of its members (bench/results/experiments/README.md "Ensembles")."""
+
+    kind = 'ensemble'
+
+    def __init__(self, members: Sequence[Any]):
+        if len(members) < 2:
+            raise PolicyError('an ensemble needs at least 2 members')
+        first = members[0]
+        for m in members[1:]:
+            if (tuple(m.stack_keys), tuple(m.cameras), bool(m.needs_objects), m.n_intentions) != \
+                    (tuple(first.stack_keys), tuple(first.cameras), bool(first.needs_objects), first.n_intentions):
+                raise PolicyError(f'ensemble members read different inputs: {first.policy_id} vs {m.policy_id}')
+        self.members = list(members)
+        self.cameras, self.needs_objects = tuple(first.cameras), first.needs_objects
+        self.stack_keys, self.n_intentions = tuple(first.stack_keys), first.n_intentions
+        self.sha256 = ''
+        self.policy_id = 'ensemble(' + ', '.join(m.policy_id for m in members) + ')'
+        self.warmup_ms: Optional[float] = None
+
+    def reset(self, seed: int) -> None:
+        for m in self.members:
+            m.reset(seed)
+
+    def act(self, obs, frame, intention: int, deterministic: bool) -> np.ndarray:
+        acts = np.stack([np.asarray(m.act(obs, frame, intention, deterministic), np.float32).reshape(5)
+                         for m in self.members])
+        out = acts.mean(0)
+        out[4] = 1.0 if out[4] >= 0 else -1.0
+        return out.astype(np.float32)
+
+    def warmup(self, iterations: int) -> float:
+        self.warmup_ms = sum(m.warmup(iterations) for m in self.members)
+        return self.warmup_ms
+
+    def info(self) -> Dict[str, Any]:
+        return {'policy_id': self.policy_id, 'kind': self.kind, 'checkpoint_sha256': '',
+                'members': [m.info() for m in self.members if hasattr(m, 'info')],
+                'warmup_ms': self.warmup_ms}
 
 
 def make_policy(spec: str, noise_std: float = 0.0, seed: int = 0,
