@@ -12,6 +12,9 @@ Policies:
 * `ScriptedPolicy`: wraps chef_sim.expert.ScriptedStacker (privileged sim expert, reads the
   stacked observation incl. object poses); action noise `noise_std` seeded per episode; it ignores
   the intention (it always does the full stacking task).
+* `EnsemblePolicy`: K policies acting as one (mean arm command, majority gripper); from a manifest
+  `<name>.ensemble.json` listing member checkpoints with their sha256 (`write_ensemble`), which the
+  policy node's `policy` parameter accepts like a checkpoint path.
 """
 
 from __future__ import annotations
@@ -174,14 +177,72 @@ class EnsemblePolicy:
                 'warmup_ms': self.warmup_ms}
 
 
+ENSEMBLE_SUFFIX = '.ensemble.json'
+ENSEMBLE_FORMAT = 'chef_ensemble/1'
+
+
+def write_ensemble(path, checkpoints: Sequence[Any]) -> str:
+    """Write the manifest `path` (ending in ENSEMBLE_SUFFIX) of >= 2 member checkpoints, each with
+    its sha256 (paths relative to the manifest's folder when inside it); returns the manifest's
+    sha256 (what the policy node's checkpoint_sha256 checks)."""
+    import json
+    import os
+
+    from chef_policy.checkpoint import file_sha256
+    path = Path(path)
+    if not path.name.endswith(ENSEMBLE_SUFFIX):
+        raise PolicyError(f'{path}: an ensemble manifest is named *{ENSEMBLE_SUFFIX}')
+    if len(checkpoints) < 2:
+        raise PolicyError('an ensemble needs at least 2 members')
+    members = []
+    for c in checkpoints:
+        c = Path(c).resolve()
+        rel = os.path.relpath(c, path.parent.resolve())
+        members.append({'path': rel if not rel.startswith('..') else str(c), 'sha256': file_sha256(c)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps({'format': ENSEMBLE_FORMAT, 'members': members}, indent=2) + '\n')
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def load_ensemble(path, expected_sha256: Optional[str] = None) -> EnsemblePolicy:
+    """An ensemble manifest -> EnsemblePolicy of its member checkpoints, each checked against the
+    sha256 the manifest holds; PolicyError (one line) for a bad manifest."""
+    import json
+
+    from chef_policy.checkpoint import file_sha256
+    path = Path(path)
+    try:
+        sha = file_sha256(path)
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f'ensemble {path}: {exc}') from None
+    if expected_sha256 and sha != expected_sha256:
+        raise PolicyError(f'ensemble {path}: sha256 {sha[:12]} is not the expected {expected_sha256[:12]}')
+    if not isinstance(data, dict) or data.get('format') != ENSEMBLE_FORMAT:
+        raise PolicyError(f'ensemble {path}: not a {ENSEMBLE_FORMAT} manifest')
+    members = data.get('members')
+    if not isinstance(members, list) or not all(isinstance(m, dict) and m.get('path') for m in members):
+        raise PolicyError(f'ensemble {path}: members must be a list of {{path, sha256}}')
+    policies = [NetworkPolicy.from_checkpoint(path.parent / m['path'], m.get('sha256') or None) for m in members]
+    ens = EnsemblePolicy(policies)
+    ens.sha256, ens.source = sha, str(path)
+    ens.policy_id = f'{path.name[:-len(ENSEMBLE_SUFFIX)]}@{sha[:12]}'
+    return ens
+
+
 def make_policy(spec: str, noise_std: float = 0.0, seed: int = 0,
                 expected_sha256: Optional[str] = None):
-    """'scripted' -> ScriptedPolicy; a checkpoint path -> NetworkPolicy; '' -> None (no policy)."""
+    """'scripted' -> ScriptedPolicy; a checkpoint path -> NetworkPolicy; an ensemble manifest
+    (*.ensemble.json) -> EnsemblePolicy; '' -> None (no policy)."""
     spec = (spec or '').strip()
     if not spec or spec == 'none':
         return None
     if spec == 'scripted':
         return ScriptedPolicy(noise_std, seed)
+    if spec.endswith(ENSEMBLE_SUFFIX):
+        return load_ensemble(spec, expected_sha256)
     return NetworkPolicy.from_checkpoint(spec, expected_sha256)
 
 
