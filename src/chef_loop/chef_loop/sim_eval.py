@@ -115,7 +115,8 @@ class TorchScriptStatePolicy:
 
 
 def build_policy(spec: PolicySpec, seed: int = 0):
-    from chef_policy.runner import EnsemblePolicy, NetworkPolicy, ScriptedPolicy
+    from chef_policy.ensemble import EnsemblePolicy
+    from chef_policy.runner import NetworkPolicy, ScriptedPolicy
     if spec.kind == 'ensemble':
         return EnsemblePolicy([build_policy(m, seed) for m in spec.members])
     if spec.kind == 'checkpoint':

@@ -4,7 +4,8 @@ different inputs refused. ROS-free, fast."""
 import numpy as np
 import pytest
 
-from chef_policy.runner import EnsemblePolicy, PolicyError
+from chef_policy.ensemble import EnsemblePolicy
+from chef_policy.runner import PolicyError
 
 
 class Fixed:
@@ -62,7 +63,8 @@ def test_an_ensemble_manifest_loads_like_a_checkpoint_and_checks_every_sha(tmp_p
 
     from chef_policy.checkpoint import CheckpointError, save_checkpoint
     from chef_policy.networks import MultiTaskActor, NetworkConfig, dummy_observation, obs_to_tensors
-    from chef_policy.runner import make_policy, write_ensemble
+    from chef_policy.ensemble import write_ensemble
+    from chef_policy.runner import make_policy
     cfg = NetworkConfig(obs_mode='state', state_feature_dim=16, actor_torso=(16,), critic_torso=(16,))
     paths = []
     for seed in range(3):
