@@ -1,15 +1,7 @@
 """Camera calibration of a real cell (ROS-free): driver intrinsics, crop to the benchmark's field of
 view, 128x128 output intrinsics, extrinsics in `base_link`, projection and triangulation.
 
-Files (config/real/cameras.yaml, see docs/real_cell.md):
-
-    output_size_px: 128
-    cameras:
-      basket_front_left:
-        driver_calibration: cameras/basket_front_left.yaml   # camera_info_manager YAML, driver pixels
-        crop_px: [529, 169, 861, 861]                          # x0, y0, width, height (driver pixels)
-        position_m: [0.970, -0.375, 0.285]                     # optical-frame origin in base_link
-        quaternion_wxyz: [...]                                 # optical frame (z forward, x right, y down)
+The file (config/real/cameras.yaml, see docs/real_cell.md) and its schema: chef_contract.calibration.
 
 The camera adapter cuts `crop_px` out of the (undistorted) driver image and resizes it to
 `output_size_px`; choosing the crop height as 2 f tan(fovy / 2) reproduces the benchmark camera's
