@@ -88,13 +88,13 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     # experiments/learning_success_filter*_valseeds.json is what the configs are now)
     'chef_bc_all': ('bc_state.yaml', ['learner.train_on=all']),
     'chef_iql_all': ('iql_state.yaml', ['learner.train_on=all']),
-    # every setting in which d3rlpy's IQL differs from the loop's at once (all episodes, previous
-    # command, beta 3 = d3rlpy's weight_temp, Gaussian likelihood, actor lr 3e-4): what is left of a
-    # gap to d3rlpy_iql after it is in the implementation, not the settings
     # the actor's standardised state inputs with Gaussian noise while training (a small-data regulariser)
     'chef_iql_sn01': ('iql_state.yaml', ['learner.state_noise_std=0.1']),
     'chef_iql_sn03': ('iql_state.yaml', ['learner.state_noise_std=0.3']),
     'chef_bc_sn01': ('bc_state.yaml', ['learner.state_noise_std=0.1']),
+    # every setting in which d3rlpy's IQL differs from the loop's at once (all episodes, previous
+    # command, beta 3 = d3rlpy's weight_temp, Gaussian likelihood, actor lr 3e-4): what is left of a
+    # gap to d3rlpy_iql after it is in the implementation, not the settings
     'chef_iql_d3like': ('iql_state.yaml', ['learner.train_on=all', 'learner.network.use_prev_action=true',
                                            'learner.iql.beta=3.0', 'learner.actor_loss=nll',
                                            'learner.optim.actor_lr=3e-4']),
@@ -326,7 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                          'success counts every seed\'s episodes (default 1: ~25 min; N multiplies it)')
     ap.add_argument('--ensemble', action='store_true',
                     help='with --train-seeds N >= 2: also evaluate each learner\'s N trainings acting as one '
-                         '(chef_policy.runner.EnsemblePolicy: mean arm command, majority gripper) as '
+                         '(chef_policy.ensemble.EnsemblePolicy: mean arm command, majority gripper) as '
                          '<name>_ens<N>, on the same scenes (N x the training compute)')
     ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
     ap.add_argument('--out', default=str(RESULTS / 'learning.json'))

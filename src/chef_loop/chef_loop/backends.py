@@ -24,8 +24,8 @@ from typing import Any, Dict, List
 
 from chef_contract.config import ConfigError
 
-# stage argument -> real-graph argument (None: meaningless on a real cell, dropped)
 EMULATOR_NODE = 'hardware_emulator'   # the node name of chef_sim's emulator in config/graphs/real.yaml
+# stage argument -> real-graph argument (None: meaningless on a real cell, dropped)
 _REAL_ARGS = {'policy': 'policy', 'noise': 'policy_noise', 'deterministic': 'deterministic', 'record': 'record',
               'data_dir': 'data_dir', 'episode_steps': 'episode_steps',
               'cells': None, 'clock': None, 'preset': None, 'image_size': None}

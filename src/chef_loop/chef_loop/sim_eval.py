@@ -33,7 +33,7 @@ TEST_TRIPLET_NAMES: Tuple[str, ...] = tuple(TEST_TRIPLETS)
 @dataclass(frozen=True)
 class PolicySpec:
     """What to evaluate. kind: 'checkpoint' (path), 'scripted' (noise), 'torchscript' (path, keys),
-    'ensemble' (members: chef_policy.runner.EnsemblePolicy)."""
+    'ensemble' (members: chef_policy.ensemble.EnsemblePolicy)."""
 
     kind: str
     path: str = ''

@@ -24,6 +24,7 @@ import numpy as np
 
 from chef_policy.runner import NetworkPolicy, PolicyError
 
+
 class EnsemblePolicy:
     """K policies acting as one: the arm command is the members' mean, the gripper their majority
     (ties close); members that read different inputs are refused."""

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from chef_contract.calibration import CameraEntry, CamerasConfig, camera_poses  # noqa: F401 - the file's schema
+from chef_contract.calibration import CamerasConfig, camera_poses
 from chef_contract.config import ConfigError, load_config
 from chef_real.transforms import pose_matrix, quat_to_matrix
 

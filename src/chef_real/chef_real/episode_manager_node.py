@@ -274,8 +274,8 @@ class EpisodeManager(Node):
         self.life.reset_done(True, self._now_ns())
 
     def _call(self, client, request):
-        """Blocking service call from the worker thread (the executor delivers the answer); None when
-        no answer came within reset_timeout_s."""
+        """Blocking service call from the worker thread (the executor delivers the answer); MotionError
+        when the service is missing or gives no answer within reset_timeout_s."""
         name = client.srv_name
         if not client.wait_for_service(timeout_sec=self.p.reset_timeout_s):
             raise MotionError(f'service {name} is not available')
