@@ -49,6 +49,7 @@ def run_ablation(run, name: str, steps: Optional[int] = None, episodes_per_tripl
     """Train and evaluate every variant of ablation `name` on `run`'s episode store."""
     from chef_loop.explore import train_policy
     from chef_loop.state import atomic_write_json
+    from chef_loop.stages import primary_checkpoint
     cfg = run.cfg
     steps = steps or cfg.explore.steps
     ept = episodes_per_triplet or cfg.execute.episodes_per_triplet
@@ -74,7 +75,7 @@ def run_ablation(run, name: str, steps: Optional[int] = None, episodes_per_tripl
         ckpt, sha, summary = train_policy(str(learner_config_path(base_cfg['learner_config'])),
                                           list(base_cfg['overrides']) + v.overrides, str(run.data_dir), ids,
                                           steps, out_dir / v.name,
-                                          init_checkpoint=best['checkpoint'] if v.init_from_best else None,
+                                          init_checkpoint=primary_checkpoint(best) if v.init_from_best else None,
                                           progress=run.progress,
                                           checkpoint_every=cfg.explore.checkpoint_every,
                                           torch_threads=cfg.explore.torch_threads)

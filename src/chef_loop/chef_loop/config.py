@@ -101,6 +101,10 @@ class ExploreConfig:
     fqe_updates: int = field_(2000, min=1, help='FQE critic updates per trial')
     select_mode: str = field_('max', choices=('max', 'min'), help='larger or smaller metric is better')
     candidates: int = field_(2, min=1, help='top trials that go on to Execute')
+    ensemble: int = field_(0, min=0, help='k >= 2: the k best-scored trials also go to Execute acting as one '
+                           'policy, explore-<i>-ens<k> (an ensemble manifest, chef_policy.ensemble: mean arm '
+                           'command, majority gripper); fine-tune then trains each member. No extra '
+                           'training, one more candidate to execute; 0 = off')
     ray_address: str = field_('', help="'' = a local Ray; 'auto' or ray://host:10001 = a cluster")
     cpus_per_trial: float = field_(1.0, min=0.1, help='Ray resources per trial')
     torch_threads: int = field_(1, min=1, help='torch threads inside each trial')
@@ -194,6 +198,7 @@ def load_loop_config(name: Union[str, Path, None] = 'default', overrides=()) -> 
             raise ConfigError(f'unknown triplet {t!r}')
     check_policy_inputs(cfg)
     check_steps_per_algorithm(cfg.explore)
+    check_ensemble(cfg.explore)
     check_cluster(cfg)
     if cfg.cells.backend == 'real':
         from chef_loop.backends import check_real_cells
@@ -209,6 +214,15 @@ def check_steps_per_algorithm(e: ExploreConfig) -> None:
                               f'(known: {", ".join(OFFLINE_ALGORITHMS)})')
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f'explore.steps_per_algorithm.{algo}: a positive number of updates, got {steps!r}')
+
+
+def check_ensemble(e: ExploreConfig) -> None:
+    if e.ensemble == 1 or e.ensemble > e.trials:
+        raise ConfigError(f'explore.ensemble: 0 (off) or 2..trials ({e.trials}) members, got {e.ensemble}')
+    searched = [k for k in e.search_space if k.startswith('learner.network.')]
+    if e.ensemble and searched:
+        raise ConfigError(f'explore.ensemble: members must read the same inputs, but the search space varies '
+                          f'{searched}')
 
 
 def trial_steps(e: ExploreConfig, overrides: List[str]) -> int:

@@ -218,6 +218,12 @@ def episode_strip(run, policy_id: Optional[str], out_dir: Path):
     return 'episode_strip.png', gif, caption
 
 
+def _overrides_cell(config: Dict[str, Any]) -> str:
+    members = config.get('members')
+    text = ' '.join(config.get('overrides', []))[:90]
+    return f'ensemble of {len(members)}: {text}' if members else text
+
+
 def build_report(run, out_dir: Optional[Path] = None) -> Path:
     import time
 
@@ -237,7 +243,7 @@ def build_report(run, out_dir: Optional[Path] = None) -> Path:
     for pid, p in run.state.policies().items():
         lineage_rows.append([pid, p.get('parent') or '-', p['stage'], p['iteration'], p['data']['episodes'],
                              p['data']['episodes_sha256'][:12], p['config'].get('learner_config', ''),
-                             ' '.join(p['config'].get('overrides', []))[:90], p['sha256'][:12]])
+                             _overrides_cell(p['config']), p['sha256'][:12]])
     lineage_table = _table(['policy', 'parent', 'stage', 'iteration', 'episodes seen', 'data sha256',
                             'learner config', 'overrides', 'checkpoint sha256'], lineage_rows)
     abl_html = ''

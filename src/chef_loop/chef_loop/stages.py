@@ -217,11 +217,11 @@ class ChefRun:
                     for k in todo]
             overrides = list(c.learner_overrides)
             if parent:     # offline-to-online: the learner starts from the best policy so far
-                overrides += network_overrides(parent['checkpoint'])
+                overrides += network_overrides(primary_checkpoint(parent))
             self.run_jobs(iteration, 'collect', 'learner', {
                 'policy': '', 'train': True, 'learner': str(learner_config_path(c.learner_config)),
                 'learner_overrides': ';'.join(overrides), 'trainer_run_dir': str(learner_dir.resolve()),
-                'trainer_init': parent['checkpoint'] if parent else '',
+                'trainer_init': primary_checkpoint(parent) if parent else '',
                 'trainer_max_updates': c.max_updates}, jobs)
         mine = self.ended(stage='collect', iteration=iteration)
         arts: Dict[str, Any] = {'episodes': len(mine)}
@@ -335,11 +335,36 @@ class ChefRun:
                                   metrics={'score': r['score'], 'metric': e.select_metric,
                                            'updates': int(r.get('steps') or e.steps)})
             candidates.append(pid)
+        if e.ensemble:
+            candidates.append(self.add_ensemble(f'explore-{iteration}-ens{e.ensemble}', ok[:e.ensemble],
+                                                sdir / 'ensemble', stage='explore', iteration=iteration,
+                                                episodes=episode_ids,
+                                                metrics={'score': ok[0]['score'], 'metric': e.select_metric,
+                                                         'updates': sum(int(r.get('steps') or e.steps)
+                                                                        for r in ok[:e.ensemble])}))
         atomic_write_json(sdir / 'results.json', results)
         return {'trials': [{k: r.get(k) for k in ('trial', 'params', 'score', 'checkpoint', 'error')}
                            for r in results],
                 'candidates': candidates, 'episodes': len(episode_ids), 'holdout_episodes': len(holdout_ids),
                 'metric': e.select_metric}
+
+    def add_ensemble(self, pid: str, members: Sequence[Dict[str, Any]], out_dir: Path, parent: Optional[str] = None,
+                     **record) -> str:
+        """Register policy `pid`: the trained `members` (dicts with checkpoint and overrides) acting as
+        one, through an ensemble manifest in `out_dir` (chef_policy.ensemble); its config lists the
+        members so fine-tuning can train each."""
+        from chef_policy.ensemble import ENSEMBLE_SUFFIX, load_ensemble, write_ensemble
+        e = self.cfg.explore
+        path = Path(out_dir) / f'{pid}{ENSEMBLE_SUFFIX}'
+        sha = write_ensemble(path, [m['checkpoint'] for m in members])
+        load_ensemble(path, sha)            # every member loads and reads the same inputs, or PolicyError
+        self.state.add_policy(pid, checkpoint=str(path), sha256=sha, parent=parent,
+                              config={'learner_config': e.learner_config,
+                                      'overrides': list(members[0]['overrides']),
+                                      'members': [{'checkpoint': m['checkpoint'], 'overrides': list(m['overrides'])}
+                                                  for m in members]},
+                              **record)
+        return pid
 
     # --- E: execute -------------------------------------------------------------------------------
     def evaluate(self, iteration: int, stage: str, policy_id: str, episodes_per_triplet: int,
@@ -394,17 +419,8 @@ class ChefRun:
             return {'best_policy': parent_id, 'skipped': True}
         sdir = self.stage_dir(iteration, 'finetune')
         episode_ids = self.finetune_episodes(sdir)
-        overrides = list(parent['config']['overrides']) + list(f.learner_overrides)
-        config = dict(parent['config'], overrides=overrides)
-        ckpt, sha, summary = self.train(str(learner_config_path(parent['config']['learner_config'])),
-                                        overrides, str(self.data_dir), episode_ids,
-                                        f.steps, sdir / 'train', init_checkpoint=parent['checkpoint'],
-                                        progress=self.progress, checkpoint_every=f.checkpoint_every,
-                                        torch_threads=self.cfg.explore.torch_threads)
         pid = f'finetune-{iteration}'
-        self.state.add_policy(pid, checkpoint=ckpt, sha256=sha, parent=parent_id,
-                              config=config, episodes=episode_ids, stage='finetune',
-                              iteration=iteration, metrics={'updates': f.steps})
+        self.train_like(pid, parent_id, episode_ids, sdir / 'train', from_parent=True, iteration=iteration)
         arts: Dict[str, Any] = {'policy': pid, 'parent': parent_id, 'updates': f.steps,
                                 'parent_updates': parent['metrics'].get('updates')}
         if f.episodes_per_triplet:
@@ -416,18 +432,41 @@ class ChefRun:
         else:     # not evaluated: never replace a measured policy with an unmeasured one
             arts['best_policy'] = parent_id
         if f.scratch_baseline:
-            ckpt_s, sha_s, _ = self.train(str(learner_config_path(parent['config']['learner_config'])),
-                                          overrides, str(self.data_dir), episode_ids,
-                                          f.steps, sdir / 'scratch', progress=self.progress,
-                                          checkpoint_every=f.checkpoint_every,
-                                          torch_threads=self.cfg.explore.torch_threads)
             sid = f'scratch-{iteration}'
-            self.state.add_policy(sid, checkpoint=ckpt_s, sha256=sha_s, parent=None, config=config,
-                                  episodes=episode_ids, stage='finetune_scratch',
-                                  iteration=iteration, metrics={'updates': f.steps})
+            self.train_like(sid, parent_id, episode_ids, sdir / 'scratch', from_parent=False, iteration=iteration)
             arts['scratch'] = self.evaluate(iteration, 'finetune_scratch', sid, f.episodes_per_triplet or 1,
                                             self.cfg.execute.triplets)
         return arts
+
+    def train_like(self, pid: str, parent_id: str, episode_ids: Sequence[str], out_dir: Path,
+                   from_parent: bool, iteration: int) -> None:
+        """Register `pid`: `finetune.steps` updates of the parent's learner on `episode_ids`, starting
+        from the parent's weights (`from_parent`, stage finetune) or from scratch (stage
+        finetune_scratch, the compute baseline). An ensemble parent trains each member alike and
+        gives an ensemble of the results."""
+        f = self.cfg.finetune
+        parent = self.state.policy(parent_id)
+        stage = 'finetune' if from_parent else 'finetune_scratch'
+        members = parent['config'].get('members') or [{'checkpoint': parent['checkpoint'],
+                                                        'overrides': parent['config']['overrides']}]
+        trained = []
+        for k, m in enumerate(members):
+            overrides = list(m['overrides']) + list(f.learner_overrides)
+            ckpt, sha, _ = self.train(str(learner_config_path(parent['config']['learner_config'])),
+                                      overrides, str(self.data_dir), list(episode_ids), f.steps,
+                                      out_dir / f'm{k}' if len(members) > 1 else out_dir,
+                                      init_checkpoint=m['checkpoint'] if from_parent else None,
+                                      progress=self.progress, checkpoint_every=f.checkpoint_every,
+                                      torch_threads=self.cfg.explore.torch_threads)
+            trained.append({'checkpoint': ckpt, 'sha256': sha, 'overrides': overrides})
+        record = dict(stage=stage, iteration=iteration, episodes=list(episode_ids),
+                      metrics={'updates': f.steps * len(trained)})
+        if len(trained) > 1:
+            self.add_ensemble(pid, trained, out_dir, parent=parent_id if from_parent else None, **record)
+            return
+        config = dict(parent['config'], overrides=trained[0]['overrides'])
+        self.state.add_policy(pid, checkpoint=trained[0]['checkpoint'], sha256=trained[0]['sha256'],
+                              parent=parent_id if from_parent else None, config=config, **record)
 
     def finetune_episodes(self, stage_dir: Path) -> List[str]:
         """Every episode in the store when fine-tuning first started, kept in `data.json`: a stage
@@ -459,6 +498,13 @@ class ChefRun:
         for i in range(self.cfg.iterations):
             for stage in stages:
                 self.run_stage(i, stage)
+
+
+def primary_checkpoint(policy: Dict[str, Any]) -> str:
+    """The one network a learner can start from: the policy's checkpoint, or for an ensemble its
+    first (best-scored) member's."""
+    members = (policy.get('config') or {}).get('members')
+    return members[0]['checkpoint'] if members else policy['checkpoint']
 
 
 def network_overrides(checkpoint: str) -> List[str]:
