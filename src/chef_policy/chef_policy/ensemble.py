@@ -62,9 +62,12 @@ class EnsemblePolicy:
         return self.warmup_ms
 
     def info(self) -> Dict[str, Any]:
-        return {'policy_id': self.policy_id, 'kind': self.kind, 'checkpoint_sha256': '',
-                'members': [m.info() for m in self.members if hasattr(m, 'info')],
-                'warmup_ms': self.warmup_ms}
+        """The fields of chef_contract.payloads.PolicyInfo (what the policy node publishes); the
+        members' own infos go under config.members."""
+        return {'policy_id': self.policy_id, 'kind': self.kind, 'checkpoint_sha256': self.sha256,
+                'source': getattr(self, 'source', ''),
+                'config': {'members': [m.info() for m in self.members if hasattr(m, 'info')]},
+                'warmup_ms': self.warmup_ms or 0.0}
 
 
 ENSEMBLE_SUFFIX = '.ensemble.json'

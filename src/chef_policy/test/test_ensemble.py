@@ -83,6 +83,11 @@ def test_an_ensemble_manifest_loads_like_a_checkpoint_and_checks_every_sha(tmp_p
     a = ens.act(obs, {}, 0, True)
     assert a[:4] == pytest.approx(np.clip(np.mean(means, 0), -1, 1), abs=1e-5)
     assert json.loads(manifest.read_text())['members'][0]['path'] == 'ckpt/m0.pt'     # relative: moves with the run
+    # what the policy node publishes on policy/info (PolicyInfo(**policy.info())), through JSON
+    from chef_contract.payloads import PolicyInfo
+    info = PolicyInfo.from_json(PolicyInfo(**ens.info()).to_json())
+    assert info.ready and info.kind == 'ensemble' and info.checkpoint_sha256 == sha
+    assert info.source == str(manifest) and len(info.config['members']) == 3
     with pytest.raises(PolicyError, match='sha256'):
         make_policy(str(manifest), expected_sha256='0' * 64)
     torch.manual_seed(9)
