@@ -20,11 +20,15 @@ def episodes(run_dir):
     return ended(catalog(run_dir / 'data'))
 
 
+# the two trials also go to Execute acting as one (an ensemble manifest the policy nodes load)
+ENSEMBLE = ['explore.ensemble=2']
+
+
 def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     runs = tmp_path / 'runs'
     run_dir = runs / 'tiny'
     # 1. start the loop and SIGKILL it in the middle of the execute stage
-    loop = ChefCommand(['loop'], runs, ros=True)
+    loop = ChefCommand(['loop'], runs, ENSEMBLE, ros=True)
 
     def in_execute_with_an_episode():
         st = state(run_dir).get('iterations', {}).get('0', {})
@@ -40,7 +44,7 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     assert state(run_dir)['iterations']['0']['explore']['status'] == 'done'
 
     # 2. resume: same command
-    rerun = ChefCommand(['loop'], runs, ros=True)
+    rerun = ChefCommand(['loop'], runs, ENSEMBLE, ros=True)
     rc, out = rerun.finish(timeout_s=600)
     assert rc == 0, out[-4000:]
     assert_no_process_left(loop, rerun)          # the killed run's nodes and Ray included
@@ -69,6 +73,10 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     assert (run_dir / 'iter_00' / 'explore' / 'trials.json').is_file()
     best = arts['execute']['best_policy']
     assert best in arts['explore']['candidates']
+    assert arts['explore']['candidates'][-1] == 'explore-0-ens2'
+    ens = st['policies']['explore-0-ens2']
+    assert ens['checkpoint'].endswith('.ensemble.json') and len(ens['config']['members']) == 2
+    assert {ev['policy']: ev['episodes'] for ev in arts['execute']['evaluations']}['explore-0-ens2'] == 4
     assert arts['finetune']['parent'] == best
     assert Path(st['policies'][arts['finetune']['policy']]['checkpoint']).is_file()
 
@@ -79,10 +87,10 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
     assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
     by_stage = Counter(r.metadata.get('stage') for r in recs)
     assert by_stage['collect'] == 2
-    assert by_stage['execute'] == 2 * 2          # 2 triplets x 2 episodes, exactly, after the resume
+    assert by_stage['execute'] == 2 * 2 * 2      # 2 candidates x 2 triplets x 2 episodes, exactly
     assert by_stage['finetune'] == 2
     per_triplet = Counter(r.metadata['triplet'] for r in recs if r.metadata.get('stage') == 'execute')
-    assert per_triplet == {'rgb_test_triplet1': 2, 'rgb_test_triplet5': 2}
+    assert per_triplet == {'rgb_test_triplet1': 4, 'rgb_test_triplet5': 4}
 
     # lineage links them: finetuned policy -> best candidate; each saw the data it says it saw
     ft = st['policies'][arts['finetune']['policy']]
@@ -95,7 +103,7 @@ def test_tiny_loop_produces_every_artefact_and_resumes_after_kill(tmp_path):
 
     # 3. the report renders from the same run
     rep = subprocess.run([sys.executable, '-m', 'chef_bringup.cli', 'report', '--config', str(TINY),
-                          '--set', f'runs_dir={runs}'], env=ros_env(unique_domain_id()),
+                          '--set', f'runs_dir={runs}', '--set', ENSEMBLE[0]], env=ros_env(unique_domain_id()),
                          capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     html = (run_dir / 'report' / 'index.html').read_text()
