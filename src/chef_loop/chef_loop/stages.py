@@ -337,7 +337,8 @@ class ChefRun:
             candidates.append(pid)
         if e.ensemble:
             candidates.append(self.add_ensemble(f'explore-{iteration}-ens{e.ensemble}', ok[:e.ensemble],
-                                                sdir / 'ensemble', stage='explore', iteration=iteration,
+                                                sdir / 'ensemble', e.learner_config, stage='explore',
+                                                iteration=iteration,
                                                 episodes=episode_ids,
                                                 metrics={'score': ok[0]['score'], 'metric': e.select_metric,
                                                          'updates': sum(int(r.get('steps') or e.steps)
@@ -348,18 +349,17 @@ class ChefRun:
                 'candidates': candidates, 'episodes': len(episode_ids), 'holdout_episodes': len(holdout_ids),
                 'metric': e.select_metric}
 
-    def add_ensemble(self, pid: str, members: Sequence[Dict[str, Any]], out_dir: Path, parent: Optional[str] = None,
-                     **record) -> str:
-        """Register policy `pid`: the trained `members` (dicts with checkpoint and overrides) acting as
-        one, through an ensemble manifest in `out_dir` (chef_policy.ensemble); its config lists the
-        members so fine-tuning can train each."""
+    def add_ensemble(self, pid: str, members: Sequence[Dict[str, Any]], out_dir: Path, learner_config: str,
+                     parent: Optional[str] = None, **record) -> str:
+        """Register policy `pid`: the `members` (dicts with checkpoint and overrides) that
+        `learner_config` trained, acting as one through an ensemble manifest in `out_dir`
+        (chef_policy.ensemble); its config lists the members so fine-tuning can train each."""
         from chef_policy.ensemble import ENSEMBLE_SUFFIX, load_ensemble, write_ensemble
-        e = self.cfg.explore
         path = Path(out_dir) / f'{pid}{ENSEMBLE_SUFFIX}'
         sha = write_ensemble(path, [m['checkpoint'] for m in members])
         load_ensemble(path, sha)            # every member loads and reads the same inputs, or PolicyError
         self.state.add_policy(pid, checkpoint=str(path), sha256=sha, parent=parent,
-                              config={'learner_config': e.learner_config,
+                              config={'learner_config': learner_config,
                                       'overrides': list(members[0]['overrides']),
                                       'members': [{'checkpoint': m['checkpoint'], 'overrides': list(m['overrides'])}
                                                   for m in members]},
@@ -462,7 +462,8 @@ class ChefRun:
         record = dict(stage=stage, iteration=iteration, episodes=list(episode_ids),
                       metrics={'updates': f.steps * len(trained)})
         if len(trained) > 1:
-            self.add_ensemble(pid, trained, out_dir, parent=parent_id if from_parent else None, **record)
+            self.add_ensemble(pid, trained, out_dir, parent['config']['learner_config'],
+                              parent=parent_id if from_parent else None, **record)
             return
         config = dict(parent['config'], overrides=trained[0]['overrides'])
         self.state.add_policy(pid, checkpoint=trained[0]['checkpoint'], sha256=trained[0]['sha256'],

@@ -45,7 +45,8 @@ def test_ensemble_candidate_finetunes_each_member_from_its_own_weights(run, tmp_
         ckpt, _, _ = train_policy(base, overrides, str(run.data_dir), ids, 60, tmp_path / f'trial{seed}',
                                   progress=False, torch_threads=1)
         members.append({'checkpoint': ckpt, 'overrides': overrides})
-    pid = run.add_ensemble('explore-0-ens2', members, tmp_path / 'ensemble', stage='explore', iteration=0,
+    pid = run.add_ensemble('explore-0-ens2', members, tmp_path / 'ensemble', run.cfg.explore.learner_config,
+                           stage='explore', iteration=0,
                            episodes=ids, metrics={'updates': 120})
     ens = run.state.policy(pid)
     assert ens['checkpoint'].endswith('.ensemble.json')
