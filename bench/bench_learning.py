@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import subprocess
 import sys
 import time
@@ -348,10 +347,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error('--train-seeds: at least 1')
     seeds = list(range(args.train_seeds))
     runs = [(n, sd) for n in names for sd in seeds]
-    ctx = mp.get_context('spawn')
-    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        trained = dict(zip(runs, pool.starmap(_train, [(n, str(data_dir), str(out_dir), updates, sd)
-                                                       for n, sd in runs], chunksize=1)))
+    from chef_loop.workers import process_map
+    trained = dict(zip(runs, process_map(_train, [(n, str(data_dir), str(out_dir), updates, sd)
+                                                  for n, sd in runs], args.workers)))
     for (n, sd), r in trained.items():
         log(f'trained {_seeded(n, sd)}: '
             + (r['error'] if 'error' in r else f'{r["updates_per_s"]:.1f} upd/s, {r["train_s"]:.0f} s'))
@@ -367,8 +365,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 ensembles[f'{n}_ens{len(seeds)}'] = n
                 jobs.append(((f'{n}_ens{len(seeds)}', 0), PolicySpec(
                     'ensemble', members=tuple(trained[(n, sd)]['spec'] for sd in seeds))))
-    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        evals = dict(zip([j[0] for j in jobs], pool.starmap(_evaluate, [(n, s, per_triplet, args.eval_seed) for n, s in jobs])))
+    evals = dict(zip([j[0] for j in jobs], process_map(_evaluate, [(n, s, per_triplet, args.eval_seed)
+                                                                   for n, s in jobs], args.workers)))
 
     learners: Dict[str, Any] = {n: learner_result([(trained[(n, sd)], evals.get((n, sd))) for sd in seeds])
                                 for n in names}

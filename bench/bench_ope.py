@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
@@ -118,23 +117,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     train, held = split(data_dir)
     log(f'data: {len(train)} training episodes, {len(held)} held out')
     out_dir = run_dir / 'ope'
-    ctx = mp.get_context('spawn')
-    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        runs = pool.starmap(_train_run, [(n, str(data_dir), str(out_dir), train, scale) for n in RUNS])
+    from chef_loop.workers import process_map
+    runs = process_map(_train_run, [(n, str(data_dir), str(out_dir), train, scale) for n in RUNS], args.workers)
     cands: Dict[str, Dict[str, Any]] = {}
     for r in runs:
         cands.update(r['candidates'])
     log(f'trained {len(cands)} candidates')
     names = list(cands)
-    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        fqe = pool.starmap(_fqe, [(cands[n]['checkpoint'], str(data_dir), held, fqe_updates) for n in names])
+    fqe = process_map(_fqe, [(cands[n]['checkpoint'], str(data_dir), held, fqe_updates) for n in names], args.workers)
     for n, f in zip(names, fqe):
         cands[n].update({k: f[k] for k in OPE_METRICS + ('fqe_s',)})
     log('fitted Q evaluation done')
     from chef_loop.sim_eval import PolicySpec
-    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
-        evals = pool.starmap(BL._evaluate, [(n, PolicySpec('checkpoint', path=cands[n]['checkpoint']), per_triplet)
-                                            for n in names])
+    evals = process_map(BL._evaluate, [(n, PolicySpec('checkpoint', path=cands[n]['checkpoint']), per_triplet)
+                                       for n in names], args.workers)
     for n, ev in zip(names, evals):
         cands[n].update(success=ev['pooled']['rate'], ci95=[ev['pooled']['low'], ev['pooled']['high']],
                         episodes=ev['pooled']['trials'], mean_staged_return=ev['mean_staged_return'])

@@ -226,7 +226,7 @@ def score_trials_fqe(results: List[Dict[str, Any]], data_dir: str, episode_ids: 
                      log: Callable[[str], None] = print) -> None:
     """Add `ope` (fitted Q evaluation on `episode_ids`) to every finished trial result; cached per
     trial in its directory (fqe.json), so a re-entered stage does not redo it."""
-    import multiprocessing as mp
+    from chef_loop.workers import process_map
     todo = []
     for r in results:
         if not r.get('checkpoint'):
@@ -240,18 +240,7 @@ def score_trials_fqe(results: List[Dict[str, Any]], data_dir: str, episode_ids: 
         return
     log(f'  explore: fitted Q evaluation of {len(todo)} trial(s) on {len(episode_ids)} held-out episode(s)')
     args = [(r['checkpoint'], data_dir, list(episode_ids), updates) for r, _ in todo]
-    if workers > 1 and len(todo) > 1:
-        # concurrent.futures, not multiprocessing.Pool: a worker that dies raises BrokenProcessPool
-        # here; Pool.terminate() hung for good on the large run of 2026-12-07 (both workers
-        # already exited, its _help_stuff_finish waiting on the task queue's lock)
-        from concurrent.futures import ProcessPoolExecutor
-
-        from chef_bringup.runner import die_with_parent     # a killed loop leaves no FQE worker
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context('spawn'),
-                                 initializer=die_with_parent, max_tasks_per_child=1) as pool:
-            scores = list(pool.map(_fqe_one, *zip(*args)))
-    else:
-        scores = [_fqe_one(*a) for a in args]
+    scores = process_map(_fqe_one, args, workers)
     for (r, cache), score in zip(todo, scores):
         score['checkpoint'] = r['checkpoint']
         r['ope'] = score

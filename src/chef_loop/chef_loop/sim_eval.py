@@ -18,7 +18,6 @@ vector to a 5-D action (how the benches evaluate independent baselines such as d
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -191,7 +190,7 @@ def evaluate(spec: PolicySpec, episodes_per_triplet: int = 10, seed: int = 900_0
     jobs = [(t, episode_seed(seed, i, e)) for i, t in enumerate(triplets) for e in range(episodes_per_triplet)]
     if workers <= 1:
         return EvalResult(_evaluate_jobs(spec, jobs, preset, limits=limits))
+    from chef_loop.workers import process_map
     chunks = [jobs[w::workers] for w in range(workers)]
-    with mp.get_context('spawn').Pool(workers) as pool:
-        parts = pool.starmap(_evaluate_jobs, [(spec, c, preset, 1, limits) for c in chunks if c])
+    parts = process_map(_evaluate_jobs, [(spec, c, preset, 1, limits) for c in chunks if c], workers)
     return EvalResult([r for part in parts for r in part])
