@@ -91,6 +91,10 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     'chef_iql_sn01': ('iql_state.yaml', ['learner.state_noise_std=0.1']),
     'chef_iql_sn03': ('iql_state.yaml', ['learner.state_noise_std=0.3']),
     'chef_bc_sn01': ('bc_state.yaml', ['learner.state_noise_std=0.1']),
+    # the encoder's LayerNorm + tanh (the configs' setting before 2026-12-07: experiments/
+    # learning_encoder_norm_valseeds.json)
+    'chef_iql_ln': ('iql_state.yaml', ['learner.network.layer_norm=true']),
+    'chef_bc_ln': ('bc_state.yaml', ['learner.network.layer_norm=true']),
     # every setting in which d3rlpy's IQL differs from the loop's at once (all episodes, previous
     # command, beta 3 = d3rlpy's weight_temp, Gaussian likelihood, actor lr 3e-4): what is left of a
     # gap to d3rlpy_iql after it is in the implementation, not the settings
