@@ -67,6 +67,16 @@ class GraspDetector:
         return {1: GRASP_OUTWARD, 2: GRASP_INWARD}.get(int(g_obj), GRASP_NONE)
 
 
+def is_new_tick(stamp_ns: int, last_tick_ns: Optional[int], rate_hz: float) -> bool:
+    """Whether a joint state stamped `stamp_ns` starts a new control tick after the tick stamped
+    `last_tick_ns` (None: none yet): at least 0.9 tick periods later by the driver's own stamps (a
+    driver faster than the tick rate is decimated; 10 % stamp jitter never merges two ticks), or
+    earlier than it (the driver's clock restarted). The state adapter publishes one observation set
+    per such tick and the episode manager counts the episode's steps on them, so both follow the
+    robot's ticks, not a timer of their own."""
+    return last_tick_ns is None or stamp_ns < last_tick_ns or stamp_ns - last_tick_ns >= 0.9e9 / rate_hz
+
+
 def gripper_command_bench(target_rad: Optional[float]) -> float:
     """Gripper target (rad) -> the benchmark's bang-bang actuator command -255 (open) | +255 (close)."""
     if target_rad is None:

@@ -10,7 +10,10 @@ Between episodes it returns home and re-randomises the objects (chef_real.episod
 through moveit_py (reset_mode 'moveit'), calls the cell's own reset routine as a std_srvs/Trigger
 service (`service`: `reset_service`, answered by the MuJoCo hardware emulator or a lab's routine),
 waits for the operator ('manual') or does nothing ('none').
-Ticks are counted on a wall-clock timer at tick_rate_hz; the episode ends after episode_steps ticks.
+An episode lasts episode_steps control ticks. A tick is (tick_source 'joint_states', the default) each new
+stamp of the cell's joint_states at most one per 0.9 tick periods, the ticks the state adapter publishes
+observations on: a driver that runs slow lengthens the episode in wall time and never leaves ticks
+without an observation; or ('timer') a wall-clock timer at tick_rate_hz.
 """
 
 from __future__ import annotations
@@ -31,14 +34,17 @@ from chef_contract.config import field_
 from chef_contract.params import declare_params
 from chef_contract.ros import (
     create_contract_publisher, create_contract_subscription, msg_to_pose7, named_vector_values, spin_node,
+    stamp_to_ns,
 )
 from chef_contract.spec import (
     CONTROL_RATE_HZ, EPISODE_STEPS, GRASP_NONE, GRIPPER_JOINT_NAME, OBJECT_COLOURS, TEST_TRIPLETS,
 )
+from chef_real.cell_state import is_new_tick
 from chef_real.episode import EpisodeLifecycle, ResetPlanner
 from chef_real.motion import MotionError, NullMotion
 
 RESET_MODES = ('moveit', 'service', 'manual', 'none')
+TICK_SOURCES = ('joint_states', 'timer')
 
 
 @dataclass
@@ -60,6 +66,9 @@ class Params:
                                   "hardware_emulator; '' = the routine draws its own layout (a physical cell)")
     episode_steps: int = field_(EPISODE_STEPS, help='control ticks per episode', min=1)
     tick_rate_hz: float = field_(CONTROL_RATE_HZ, help='control ticks per second', min=1.0, max=1000.0)
+    tick_source: str = field_('joint_states', choices=TICK_SOURCES,
+                              help="joint_states: a tick per new joint_states stamp (>= 0.9 periods apart, the "
+                                   "state adapter's ticks); timer: a wall-clock timer at tick_rate_hz")
     joint_states_timeout_s: float = field_(0.5, help='abort a running episode when joint_states is older', min=0.01)
     robot_description: str = field_('', help='URDF text (moveit_py, home heading)')
     robot_description_semantic: str = field_('', help='SRDF text (moveit_py)')
@@ -97,6 +106,7 @@ class EpisodeManager(Node):
         self._terms: Optional[dict] = None
         self._terms_fresh = False
         self._joint_t: Optional[float] = None
+        self._tick_stamp_ns: Optional[int] = None     # tick_source joint_states: the last tick's stamp
         self._finger: Optional[tuple] = None
         self._grasp = GRASP_NONE
         self._objects: Optional[dict] = None
@@ -180,6 +190,11 @@ class EpisodeManager(Node):
 
     def _on_joints(self, msg):
         self._joint_t = time.monotonic()
+        if self.p.tick_source == 'joint_states':
+            stamp = stamp_to_ns(msg.header.stamp)
+            if is_new_tick(stamp, self._tick_stamp_ns, self.p.tick_rate_hz):
+                self._tick_stamp_ns = stamp
+                self._control_tick()
         names = list(msg.name)
         if GRIPPER_JOINT_NAME in names:
             i = names.index(GRIPPER_JOINT_NAME)
@@ -213,18 +228,27 @@ class EpisodeManager(Node):
 
     # --- the tick -----------------------------------------------------------------------------
     def _tick(self):
+        """Timer at tick_rate_hz: the watchdog, the next episode's reset, and (tick_source 'timer') the ticks."""
         now = self._now_ns()
         if self.life.phase == 'running':
             if self._joint_t is None or time.monotonic() - self._joint_t > self.p.joint_states_timeout_s:
                 self.life.abort(f'watchdog: no {T.JOINT_STATES} for {self.p.joint_states_timeout_s} s', now)
                 return
-            terms = self._terms if self._terms_fresh else None
-            self._terms_fresh = False
-            self.life.tick(terms, now)
+            if self.p.tick_source == 'timer':
+                self._control_tick()
             return
         ep = self.life.take_next()
         if ep is not None:
             self._jobs.put(('reset', ep))
+
+    def _control_tick(self):
+        """One control tick of the running episode (none running: nothing), with the reward terms
+        that arrived since the previous tick (none: counted missing)."""
+        if self.life.phase != 'running':
+            return
+        terms = self._terms if self._terms_fresh else None
+        self._terms_fresh = False
+        self.life.tick(terms, self._now_ns())
 
     # --- worker thread: blocking motions ------------------------------------------------------
     def _work(self):

@@ -29,7 +29,7 @@ from chef_contract.ros import (
     stamp_to_ns,
 )
 from chef_contract.spec import ARM_JOINT_NAMES, CONTROL_RATE_HZ, GRIPPER_JOINT_NAME
-from chef_real.cell_state import CellStateEstimator, GraspDetectorConfig
+from chef_real.cell_state import CellStateEstimator, GraspDetectorConfig, is_new_tick
 
 
 @dataclass
@@ -65,8 +65,7 @@ class StateAdapter(Node):
     def _on_joints(self, msg):
         self.state.update_joints(msg.name, msg.position, msg.velocity)
         self._stamp_ns = stamp_to_ns(msg.header.stamp)
-        period_ns = 1e9 / self.p.rate_hz
-        if self._published_stamp_ns is None or self._stamp_ns - self._published_stamp_ns >= 0.9 * period_ns:
+        if is_new_tick(self._stamp_ns, self._published_stamp_ns, self.p.rate_hz):
             self._publish()
 
     def _on_arm_command(self, msg):

@@ -172,16 +172,22 @@ def test_episode_manager_runs_episodes_and_obeys_operator_services():
     terms_pub = create_contract_publisher(node, T.REWARD_TERMS)
     abort = node.create_client(Trigger, 'episode_manager/abort')
 
-    def spin(pred, timeout):
+    def spin(pred, timeout, stamp_ns=None):
+        """Publish joint states (stamped now, or all with `stamp_ns`: a driver whose ticks stopped)
+        and reward terms until pred() or timeout."""
         end = time.monotonic() + timeout
         while time.monotonic() < end and not pred():
-            js_pub.publish(joint_state(HOME))
+            js_pub.publish(joint_state(HOME, stamp_ns=stamp_ns or time.time_ns()))
             terms_pub.publish(named_vector_msg(list(REWARD_TERMS), [1.0] * len(REWARD_TERMS), 1))
             ex.spin_once(timeout_sec=0.01)
         return pred()
     try:
         assert spin(lambda: cmd_pub.get_subscription_count() > 0, 15), 'episode_manager did not come up'
         cmd_pub.publish(String(data=E.EpisodeCommand('start', seed=11, tags={'stage': 'execute'}).to_json()))
+        assert spin(lambda: any(e.event == 'start' for e in events), 10)
+        # ticks are the driver's: joint states that repeat one stamp (fresh enough for the watchdog)
+        # count one tick however long they come, so the 5-step episode cannot end on them
+        assert not spin(lambda: any(e.event != 'start' for e in events), 1.0, stamp_ns=time.time_ns())
         assert spin(lambda: any(e.event == 'end' for e in events), 15)
         start, end = events[0], events[-1]
         assert (start.event, start.cell, start.source, start.seed) == ('start', 'cell2', 'real', 11)
