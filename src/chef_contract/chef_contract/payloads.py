@@ -111,6 +111,8 @@ class PolicyInfo:
     timing: str = ''                       # 'lockstep' | 'tick' | 'realtime'
     load_error: str = ''                   # the last failed (re)load, '' if none
     swaps: int = 0                         # hot reloads that took effect
+    inputs_ready: bool = False             # a complete set of its inputs arrived and episode/events has a
+                                           # publisher: it can act on an episode's first tick
     published_unix: float = 0.0            # wall time of this message, s
 
     def __post_init__(self):

@@ -6,6 +6,7 @@ Imports rclpy and message packages; keep ROS-free code out of here.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Optional, Sequence
 
 import numpy as np
@@ -176,6 +177,9 @@ def _shut_down_soon(rclpy, grace_s: float = SHUTDOWN_GRACE_S) -> bool:
     return True
 
 
+TEARDOWN_WATCHDOG_S = 5.0      # spin_node: DDS teardown (destroy node, shut the context down) longer = hung
+
+
 def spin_node(node_factory, args=None, executor=None) -> int:
     """Run a node with the kilted-safe signal idiom; returns the process exit code.
 
@@ -221,11 +225,24 @@ def spin_node(node_factory, args=None, executor=None) -> int:
                     import traceback
                     traceback.print_exc()
                     code = code or 1
-            try:
-                node.destroy_node()
-            except Exception:  # noqa: BLE001
-                pass
-        rclpy.try_shutdown()
+        # The node's own close() has run (a recorder's bags are published): what is left is DDS
+        # teardown, which Fast DDS has been seen to deadlock in (a DataWriter's destructor waiting on
+        # its event thread, GIL held, deaf to SIGTERM). A C-level watchdog dumps every thread's
+        # stack and exits 1 after TEARDOWN_WATCHDOG_S instead of waiting for the runner's SIGKILL.
+        import faulthandler
+        try:
+            faulthandler.dump_traceback_later(TEARDOWN_WATCHDOG_S, exit=True, file=sys.__stderr__)
+        except (AttributeError, ValueError, OSError):   # no real stderr (embedded, captured): no watchdog
+            pass
+        try:
+            if node is not None:
+                try:
+                    node.destroy_node()
+                except Exception:  # noqa: BLE001
+                    pass
+            rclpy.try_shutdown()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
     return code
 
 

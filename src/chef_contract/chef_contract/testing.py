@@ -60,6 +60,26 @@ def stop_process(proc, timeout: float = 20.0):
     return proc.returncode
 
 
+_LOGGING_HOLDER = None
+
+
+def hold_rclpy_logging() -> None:
+    """Keep one (node-less) rclpy context initialised for the rest of this process.
+
+    rclpy finalises rcl logging when the last initialised context shuts down, and that tears down
+    the rosout publisher of every node still registered - in a test process, nodes of earlier
+    tests whose contexts are gone. Fast DDS has deadlocked there (a DataWriter destructor waiting on
+    its participant's event thread, seen in a probe's close after ~45 tests), so a test session
+    holds one context open and logging is never finalised before the process exits.
+    """
+    global _LOGGING_HOLDER
+    if _LOGGING_HOLDER is None:
+        import rclpy
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx, domain_id=unique_domain_id())
+        _LOGGING_HOLDER = ctx
+
+
 class BackgroundSpin:
     """Spin one node of its own rclpy context in a daemon thread (test probes and commanders).
 

@@ -118,6 +118,7 @@ class PolicyNode(Node):
         self._last_frame = None                   # (stamp, frame) of the last tick acted on
         self._episode_active = False
         self._episodes_seen = False
+        self._inputs_ready = False                # PolicyInfo.inputs_ready (published on change)
         self._episode_id = ''
         self._waiting_stamp: Optional[int] = None  # base set complete, full set not (yet)
         self._waiting_since = 0.0
@@ -319,6 +320,8 @@ class PolicyNode(Node):
     def _try_act(self) -> None:
         """Act on the newest complete set not acted on yet; zero command if none can come."""
         self._maybe_swap()
+        if not self._inputs_ready:
+            self._check_inputs_ready()
         if not self._may_act():
             return
         res = self._sync.latest(self._last_stamp)
@@ -405,12 +408,22 @@ class PolicyNode(Node):
         self.counters['resent'] += 1
         self.get_logger().info('tick re-sent by the sim: command published again', throttle_duration_sec=1.0)
 
+    def _check_inputs_ready(self) -> None:
+        """Once a policy is loaded, a complete set of its inputs has arrived and its episode/events
+        subscription has found a publisher, it can act on an episode's first tick: say so on
+        policy/info (inputs_ready), which an episode manager may wait for before a start."""
+        if (self.runner.policy is not None and self._sync.latest() is not None
+                and self.count_publishers(T.EPISODE_EVENTS) > 0):
+            self._inputs_ready = True
+            self._publish_info()
+
     def _publish_info(self) -> None:
         pol = self.runner.policy if hasattr(self, 'runner') else None
         info = PolicyInfo(**(pol.info() if pol is not None else {'policy_id': 'none'}),
                           deterministic=bool(self.p.deterministic),
                           timing=self.timing, load_error=self._load_error,
-                          swaps=int(self.counters['swaps']), published_unix=time.time())
+                          swaps=int(self.counters['swaps']), inputs_ready=bool(getattr(self, '_inputs_ready', False)),
+                          published_unix=time.time())
         if hasattr(self, 'pub_info'):
             self.pub_info.publish(String(data=info.to_json()))
 

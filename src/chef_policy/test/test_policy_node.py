@@ -102,6 +102,7 @@ def test_lockstep_hot_reload_swaps_weights_without_a_missed_tick(tmp_path):
         f = Feeder(h)
         assert wait_for(lambda: info(h) and info(h)['checkpoint_sha256'] == sha_a)
         assert info(h)['warmup_ms'] is not None
+        assert info(h)['inputs_ready'] is False            # no observation yet: an episode must not start
         stamps = []
         for k in range(60):
             if k == 20:
@@ -122,6 +123,7 @@ def test_lockstep_hot_reload_swaps_weights_without_a_missed_tick(tmp_path):
         assert [s['checkpoint_sha256'] for s in st][switch - 1:switch + 1] == [sha_a, sha_b]
         assert all(s['action'][4] == 1.0 for s in st)
         assert wait_for(lambda: info(h)['checkpoint_sha256'] == sha_b and info(h)['swaps'] == 1)
+        assert info(h)['inputs_ready'] is True             # complete sets arrived, episode/events has a publisher
         assert all(m.data[0] == 0.8 for m in h.msgs(T.POLICY_GRIPPER))
 
 

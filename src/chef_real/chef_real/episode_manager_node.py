@@ -29,6 +29,8 @@ import yaml
 from rclpy.node import Node
 
 from chef_contract import events as E
+from chef_contract.events import EventFormatError
+from chef_contract.payloads import PolicyInfo, RecorderStatus
 from chef_contract import topics as T
 from chef_contract.config import field_
 from chef_contract.params import declare_params
@@ -69,6 +71,18 @@ class Params:
     tick_source: str = field_('joint_states', choices=TICK_SOURCES,
                               help="joint_states: a tick per new joint_states stamp (>= 0.9 periods apart, the "
                                    "state adapter's ticks); timer: a wall-clock timer at tick_rate_hz")
+    wait_for_recorder: bool = field_(False, help="start no episode before this cell's recorder says ready on "
+                                     "recorder/status (matched to every topic it records, the policy's "
+                                     "commands included): graphs that record set it")
+    wait_for_policy: bool = field_(False, help="start no episode before this cell's policy says on policy/info "
+                                   "that a policy is loaded and its inputs and episode/events flow "
+                                   "(inputs_ready): without it the first episode after launch lost its first "
+                                   "6-32 ticks to DDS discovery")
+    ready_wait_s: float = field_(30.0, min=0.0, max=600.0, help='wait_for_recorder/policy: start anyway after this '
+                                 'long (wall s), with an error (its losses show in the bag)')
+    ready_settle_s: float = field_(1.0, min=0.0, max=60.0, help='wait_for_recorder/policy: start no episode until '
+                                   'everything waited for has been ready this long (the publishers matched by '
+                                   'the recorder also match it)')
     joint_states_timeout_s: float = field_(0.5, help='abort a running episode when joint_states is older', min=0.01)
     robot_description: str = field_('', help='URDF text (moveit_py, home heading)')
     robot_description_semantic: str = field_('', help='SRDF text (moveit_py)')
@@ -107,6 +121,11 @@ class EpisodeManager(Node):
         self._terms_fresh = False
         self._joint_t: Optional[float] = None
         self._tick_stamp_ns: Optional[int] = None     # tick_source joint_states: the last tick's stamp
+        self._tick0_of: Optional[str] = None          # tick_source joint_states: the episode whose tick 0 came
+        self._recorder_status: Optional[RecorderStatus] = None
+        self._policy_info: Optional[PolicyInfo] = None
+        self._ready_wait_since: Optional[float] = None
+        self._ready_since: Optional[float] = None
         self._finger: Optional[tuple] = None
         self._grasp = GRASP_NONE
         self._objects: Optional[dict] = None
@@ -123,6 +142,10 @@ class EpisodeManager(Node):
         create_contract_subscription(self, T.JOINT_STATES, self._on_joints)
         create_contract_subscription(self, T.GRASP_STATUS, self._on_grasp)
         create_contract_subscription(self, T.OBJECT_POSES, self._on_objects)
+        if self.p.wait_for_recorder:
+            create_contract_subscription(self, T.RECORDER_STATUS, self._on_recorder_status)
+        if self.p.wait_for_policy:
+            create_contract_subscription(self, T.POLICY_INFO, self._on_policy_info)
         from std_srvs.srv import SetBool, Trigger
         self.create_service(SetBool, '~/pause', self._srv_pause)
         self.create_service(Trigger, '~/abort', self._srv_abort)
@@ -194,7 +217,7 @@ class EpisodeManager(Node):
             stamp = stamp_to_ns(msg.header.stamp)
             if is_new_tick(stamp, self._tick_stamp_ns, self.p.tick_rate_hz):
                 self._tick_stamp_ns = stamp
-                self._control_tick()
+                self._control_tick(stamp)
         names = list(msg.name)
         if GRIPPER_JOINT_NAME in names:
             i = names.index(GRIPPER_JOINT_NAME)
@@ -237,18 +260,93 @@ class EpisodeManager(Node):
             if self.p.tick_source == 'timer':
                 self._control_tick()
             return
+        if self.life.pending and not self._cell_ready():
+            return
         ep = self.life.take_next()
         if ep is not None:
             self._jobs.put(('reset', ep))
 
-    def _control_tick(self):
+    def _on_recorder_status(self, msg):
+        try:
+            self._recorder_status = RecorderStatus.from_json(msg.data)
+        except EventFormatError as exc:
+            self._recorder_status = None
+            self.get_logger().warning(f'malformed {T.RECORDER_STATUS} ignored: {exc}')
+
+    def _on_policy_info(self, msg):
+        try:
+            self._policy_info = PolicyInfo.from_json(msg.data)
+        except EventFormatError as exc:
+            self._policy_info = None
+            self.get_logger().warning(f'malformed {T.POLICY_INFO} ignored: {exc}')
+
+    def _not_ready(self) -> str:
+        """What a start still waits for ('' = nothing): the recorder's `ready` (wait_for_recorder),
+        the policy's `inputs_ready` (wait_for_policy), each from a live publisher."""
+        why = []
+        if self.p.wait_for_recorder:
+            st = self._recorder_status
+            if st is None or self.count_publishers(T.RECORDER_STATUS) == 0:
+                why.append('no recorder/status')
+            elif not st.ready:
+                why.append(f'recorder: {st.unmatched or "not ready"}')
+        if self.p.wait_for_policy:
+            info = self._policy_info
+            if info is None or self.count_publishers(T.POLICY_INFO) == 0:
+                why.append('no policy/info')
+            elif not info.ready:
+                why.append(f'policy: {info.load_error or "none loaded"}')
+            elif not info.inputs_ready:
+                why.append(f'policy {info.policy_id}: inputs not complete yet')
+        return '; '.join(why)
+
+    def _cell_ready(self) -> bool:
+        """May the next episode start? Only once the recorder and the policy waited for have been
+        ready for ready_settle_s (the first episode after launch would otherwise lose the ticks
+        before their subscriptions matched); after ready_wait_s it starts anyway, with an error."""
+        if not (self.p.wait_for_recorder or self.p.wait_for_policy):
+            return True
+        now = time.monotonic()
+        why = self._not_ready()
+        if not why:
+            if self._ready_since is None:
+                self._ready_since = now
+            if now - self._ready_since >= self.p.ready_settle_s:
+                self._ready_wait_since = None
+                return True
+            why = f'ready, settling {self.p.ready_settle_s} s'
+        else:
+            self._ready_since = None
+        if self._ready_wait_since is None:
+            self._ready_wait_since = now
+            self.get_logger().info(f'start waits: {why}')
+        if now - self._ready_wait_since < self.p.ready_wait_s:
+            return False
+        self.get_logger().error(f'starting although not ready after {self.p.ready_wait_s} s: {why}',
+                                throttle_duration_sec=10.0)
+        return True
+
+    def _control_tick(self, stamp_ns: Optional[int] = None):
         """One control tick of the running episode (none running: nothing), with the reward terms
-        that arrived since the previous tick (none: counted missing)."""
+        that arrived since the previous tick (none: counted missing). With tick_source joint_states
+        the episode's first tick is its tick 0, the initial observation (as a sim episode's): steps
+        count the ticks after it, so the end comes with the observation that follows the last
+        command, not before that command could be answered and recorded. A tick stamped before the
+        start event is not the episode's (the policy acts from the start's stamp on)."""
         if self.life.phase != 'running':
+            return
+        ep = self.life.current
+        if stamp_ns is not None and ep is not None and stamp_ns < ep.start_stamp_ns:
+            return
+        if self.p.tick_source == 'joint_states' and ep is not None and ep.episode_id != self._tick0_of:
+            self._tick0_of = ep.episode_id
+            self._terms_fresh = False          # terms from before tick 0 are not this episode's
             return
         terms = self._terms if self._terms_fresh else None
         self._terms_fresh = False
-        self.life.tick(terms, self._now_ns())
+        # the end is stamped with the final tick's observation (joint_states: its stamp), so the bag's
+        # last step is that observation, and a command answering it is not the episode's
+        self.life.tick(terms, stamp_ns if stamp_ns is not None else self._now_ns())
 
     # --- worker thread: blocking motions ------------------------------------------------------
     def _work(self):

@@ -207,3 +207,55 @@ def test_episode_manager_runs_episodes_and_obeys_operator_services():
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
+
+
+def test_episode_manager_waits_for_a_policy_whose_inputs_flow_and_stamps_the_end_with_the_last_tick():
+    # The installed executable with wait_for_policy: a start command is held while policy/info says
+    # the policy's inputs are not complete, and runs once it says inputs_ready; tick 0 is the first
+    # tick after the start, and the end carries the final tick's joint_states stamp.
+    from std_msgs.msg import String
+    from chef_contract.payloads import PolicyInfo
+    domain = unique_domain_id()
+    proc = subprocess.Popen(
+        [executable('chef_real', 'episode_manager'), '--ros-args', '-r', '__ns:=/cell3',
+         '-p', 'reset_mode:=none', '-p', 'episode_steps:=5', '-p', 'tick_rate_hz:=50.0',
+         '-p', 'wait_for_policy:=true', '-p', 'ready_settle_s:=0.2'],
+        env=ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    ex = SingleThreadedExecutor(context=ctx)
+    node = Node('policy', namespace='/cell3', context=ctx)
+    ex.add_node(node)
+    events = []
+    create_contract_subscription(node, T.EPISODE_EVENTS, lambda m: events.append(E.EpisodeEvent.from_json(m.data)))
+    cmd_pub = create_contract_publisher(node, T.EPISODE_COMMAND)
+    js_pub = create_contract_publisher(node, T.JOINT_STATES)
+    info_pub = create_contract_publisher(node, T.POLICY_INFO)
+    sent = []
+
+    def spin(pred, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not pred():
+            sent.append(time.time_ns())
+            js_pub.publish(joint_state(HOME, stamp_ns=sent[-1]))
+            ex.spin_once(timeout_sec=0.01)
+        return pred()
+    try:
+        assert spin(lambda: cmd_pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0, 15), \
+            'episode_manager did not come up'
+        info_pub.publish(String(data=PolicyInfo(policy_id='scripted', kind='scripted', inputs_ready=False).to_json()))
+        cmd_pub.publish(String(data=E.EpisodeCommand('start', seed=3).to_json()))
+        assert not spin(lambda: bool(events), 2.0), 'started before the policy said its inputs flow'
+        info_pub.publish(String(data=PolicyInfo(policy_id='scripted', kind='scripted', inputs_ready=True).to_json()))
+        assert spin(lambda: any(e.event == 'end' for e in events), 15)
+        start, end = events[0], events[-1]
+        assert (start.event, end.event, end.steps) == ('start', 'end', 5)
+        assert end.stamp_ns in sent                 # the final tick's observation stamp, not a wall time
+        # tick 0 after the start, then 5 ticks >= 0.9 periods (of 20 ms) apart
+        assert end.stamp_ns - start.stamp_ns >= 5 * 0.9 * 20e6
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        proc.send_signal(2)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out

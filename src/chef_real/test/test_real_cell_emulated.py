@@ -11,8 +11,8 @@ while the rewards and success the recorder stores come from the pixel reward nod
 
 * the graph brings up the contract topics on the drivers' interfaces (the twin of test_real_launch.py's
   dry run, which needs launch_testing and ros2_control and skips here);
-* both bags are recorded, every tick recorded or counted missing (at most 40 % under load), with the pixel
-  reward's returns and success;
+* both bags are recorded and complete (every one of the 400 ticks recorded with its command, no message
+  dropped beyond 1 %), with the pixel reward's returns and success;
 * the success the recorder stored (pixel reward node) agrees with the emulator's ground truth (the
   sim's contact-based sparse success) at the episode's final tick (measured: both episodes stack);
 * the cell's reset routine (the emulator's cell_reset service) ran before each episode, and drew the
@@ -199,17 +199,23 @@ def test_two_scripted_episodes_record_pixel_rewards_that_agree_with_ground_truth
         print(f'episode {ev.episode_id[:8]}: {summary}; unique stamps seen: {rates(ev)}')
         gt_in = [v for _, s_, v in truth if start_of(ev).stamp_ns <= s_ <= ev.stamp_ns]
         print('  ground truth, max over the episode:', {k: round(max(v[k] for v in gt_in), 3) for k in gt_in[0]})
-        # Recorded and accounted for: it ended, (almost) nothing was dropped, and every tick the cell ran is either
-        # recorded or counted as missing (`complete` is true only when none is). The policy answers every
-        # complete observation set (timing: tick); on a saturated 2-core box the wall-clock emulator and
-        # adapters still lose ticks (16-19 Hz at load 7, docs/real_cell.md "Emulated cell"), so the bound
-        # below catches a graph that stalls, not a loaded one.
+        # Recorded and complete: the episode's ticks are the emulator's own (episode_manager tick_source
+        # joint_states: a slow emulator lengthens the episode instead of leaving ticks unobserved), no
+        # episode starts before the recorder has matched every topic (wait_for_recorder) and the policy
+        # has received a complete observation set (wait_for_policy: without it the first episode lost
+        # 6-32 ticks to DDS discovery), the end comes
+        # with the observation after the last command, and the policy answers every complete observation
+        # set (timing: tick) - so every tick is recorded with its command. Only a policy starved of CPU
+        # for longer than a tick leaves one out (a separate training on the same 2 cores: 119 of 400), and
+        # the bag says so (`missing_ticks`, `complete: false`); this CI test runs on quiet cores.
         assert meta['status'] == 'end', summary
         assert meta['dropped_messages'] <= 0.01 * meta['message_count'], summary   # counted; ~0 unless starved
-        assert meta['steps_recorded'] + meta['missing_ticks'] == meta['steps'] == EPISODE_STEPS, summary
-        assert meta['missing_ticks'] <= 0.4 * EPISODE_STEPS, (summary, rates(ev))
+        # the manager counts the ticks it receives (sensor QoS, best effort): one joint state lost to it
+        # makes the episode a tick longer, and the bag then holds that tick too, recorded in full
+        assert meta['steps'] == EPISODE_STEPS, summary
+        assert meta['steps_recorded'] + meta['missing_ticks'] - meta['steps'] in (0, 1), summary
+        assert meta['complete'] and meta['missing_ticks'] == 0, (summary, rates(ev))
         assert meta['incomplete_ticks'] <= 0.05 * EPISODE_STEPS, summary
-        assert meta['complete'] == (meta['missing_ticks'] == 0 and meta['incomplete_ticks'] < meta['steps_recorded']), summary
         assert meta['source'] == 'real' and meta['steps'] == EPISODE_STEPS
         assert tf_static_frames(bags[ev.episode_id]) == CALIBRATED_FRAMES      # the cell's calibration
         assert meta['success'] == ev.success                       # stored = the episode manager's (pixels)
