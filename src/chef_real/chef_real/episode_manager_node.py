@@ -143,9 +143,11 @@ class EpisodeManager(Node):
         create_contract_subscription(self, T.GRASP_STATUS, self._on_grasp)
         create_contract_subscription(self, T.OBJECT_POSES, self._on_objects)
         if self.p.wait_for_recorder:
-            create_contract_subscription(self, T.RECORDER_STATUS, self._on_recorder_status)
+            create_contract_subscription(self, T.RECORDER_STATUS,
+                                         self._keep_latest('_recorder_status', RecorderStatus, T.RECORDER_STATUS))
         if self.p.wait_for_policy:
-            create_contract_subscription(self, T.POLICY_INFO, self._on_policy_info)
+            create_contract_subscription(self, T.POLICY_INFO,
+                                         self._keep_latest('_policy_info', PolicyInfo, T.POLICY_INFO))
         from std_srvs.srv import SetBool, Trigger
         self.create_service(SetBool, '~/pause', self._srv_pause)
         self.create_service(Trigger, '~/abort', self._srv_abort)
@@ -266,19 +268,15 @@ class EpisodeManager(Node):
         if ep is not None:
             self._jobs.put(('reset', ep))
 
-    def _on_recorder_status(self, msg):
-        try:
-            self._recorder_status = RecorderStatus.from_json(msg.data)
-        except EventFormatError as exc:
-            self._recorder_status = None
-            self.get_logger().warning(f'malformed {T.RECORDER_STATUS} ignored: {exc}')
-
-    def _on_policy_info(self, msg):
-        try:
-            self._policy_info = PolicyInfo.from_json(msg.data)
-        except EventFormatError as exc:
-            self._policy_info = None
-            self.get_logger().warning(f'malformed {T.POLICY_INFO} ignored: {exc}')
+    def _keep_latest(self, attr: str, payload_type, topic: str):
+        """A callback keeping the newest `payload_type` JSON of `topic` in self.<attr> (malformed: None)."""
+        def on_msg(msg):
+            try:
+                setattr(self, attr, payload_type.from_json(msg.data))
+            except EventFormatError as exc:
+                setattr(self, attr, None)
+                self.get_logger().warning(f'malformed {topic} ignored: {exc}')
+        return on_msg
 
     def _not_ready(self) -> str:
         """What a start still waits for ('' = nothing): the recorder's `ready` (wait_for_recorder),

@@ -151,22 +151,31 @@ def test_pixel_reward_node_estimates_objects_and_publishes_all_terms(ros):
         assert np.linalg.norm(msg_to_pose7(p)[:3] - truth[colour]) < 0.01, colour
 
 
-def test_episode_manager_runs_episodes_and_obeys_operator_services():
-    # Runs the installed executable over DDS; ~6 s (process start + two short episodes).
-    from std_msgs.msg import String
-    from std_srvs.srv import Trigger
+def start_episode_manager(ns: str, node_name: str, *params: str):
+    """The installed episode_manager in namespace `ns` (5-step episodes of 50 Hz ticks, no reset,
+    `params` added as name:=value) and a node of our own there, on a fresh domain; returns
+    (process, context, executor, node, the episode events received)."""
     domain = unique_domain_id()
+    args = ['reset_mode:=none', 'episode_steps:=5', 'tick_rate_hz:=50.0', *params]
     proc = subprocess.Popen(
-        [executable('chef_real', 'episode_manager'), '--ros-args', '-r', '__ns:=/cell2',
-         '-p', 'reset_mode:=none', '-p', 'episode_steps:=5', '-p', 'tick_rate_hz:=50.0'],
+        [executable('chef_real', 'episode_manager'), '--ros-args', '-r', f'__ns:={ns}',
+         *[a for p in args for a in ('-p', p)]],
         env=ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     ex = SingleThreadedExecutor(context=ctx)
-    node = Node('operator', namespace='/cell2', context=ctx)
+    node = Node(node_name, namespace=ns, context=ctx)
     ex.add_node(node)
     events = []
     create_contract_subscription(node, T.EPISODE_EVENTS, lambda m: events.append(E.EpisodeEvent.from_json(m.data)))
+    return proc, ctx, ex, node, events
+
+
+def test_episode_manager_runs_episodes_and_obeys_operator_services():
+    # Runs the installed executable over DDS; ~6 s (process start + two short episodes).
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+    proc, ctx, ex, node, events = start_episode_manager('/cell2', 'operator')
     cmd_pub = create_contract_publisher(node, T.EPISODE_COMMAND)
     js_pub = create_contract_publisher(node, T.JOINT_STATES)
     terms_pub = create_contract_publisher(node, T.REWARD_TERMS)
@@ -215,19 +224,8 @@ def test_episode_manager_waits_for_a_policy_whose_inputs_flow_and_stamps_the_end
     # tick after the start, and the end carries the final tick's joint_states stamp.
     from std_msgs.msg import String
     from chef_contract.payloads import PolicyInfo
-    domain = unique_domain_id()
-    proc = subprocess.Popen(
-        [executable('chef_real', 'episode_manager'), '--ros-args', '-r', '__ns:=/cell3',
-         '-p', 'reset_mode:=none', '-p', 'episode_steps:=5', '-p', 'tick_rate_hz:=50.0',
-         '-p', 'wait_for_policy:=true', '-p', 'ready_settle_s:=0.2'],
-        env=ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    ex = SingleThreadedExecutor(context=ctx)
-    node = Node('policy', namespace='/cell3', context=ctx)
-    ex.add_node(node)
-    events = []
-    create_contract_subscription(node, T.EPISODE_EVENTS, lambda m: events.append(E.EpisodeEvent.from_json(m.data)))
+    proc, ctx, ex, node, events = start_episode_manager('/cell3', 'policy', 'wait_for_policy:=true',
+                                                        'ready_settle_s:=0.2')
     cmd_pub = create_contract_publisher(node, T.EPISODE_COMMAND)
     js_pub = create_contract_publisher(node, T.JOINT_STATES)
     info_pub = create_contract_publisher(node, T.POLICY_INFO)
