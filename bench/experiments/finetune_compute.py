@@ -72,12 +72,7 @@ def train_curve(data_dir: str, out_dir: str, milestones: List[int], seed: int, f
     return {'checkpoints': out, 'episodes': n_eps, 'train_s': time.perf_counter() - t0}
 
 
-def _train_job(args):
-    return train_curve(*args)
-
-
-def _eval_job(args):
-    path, per_triplet = args
+def _eval_job(path: str, per_triplet: int):
     from chef_loop.sim_eval import PolicySpec
     return BL._evaluate('ckpt', PolicySpec('checkpoint', path=path), per_triplet)
 
@@ -102,7 +97,7 @@ def main(argv=None) -> int:
     work = ROOT / 'runs' / 'experiments' / 'finetune_compute'
     seeds = list(range(args.train_seeds))
     print(f'parents: {args.parent_steps} updates on the oldest {args.old} episodes, seeds {seeds}')
-    parents = process_map(_train_job, [(str(data_dir), str(work / f'parent_s{s}'), [args.parent_steps], s,
+    parents = process_map(train_curve, [(str(data_dir), str(work / f'parent_s{s}'), [args.parent_steps], s,
                                         args.old, None) for s in seeds], workers=args.workers)
     jobs, arms = [], []
     for s, p in zip(seeds, parents):
@@ -112,7 +107,7 @@ def main(argv=None) -> int:
         jobs.append((str(data_dir), str(work / f'scratch_s{s}'), args.scratch_steps, s, None, None))
         arms.append(('scratch', s))
     print(f'fine-tune {args.finetune_steps} and scratch {args.scratch_steps} updates on all episodes')
-    curves = process_map(_train_job, jobs, workers=args.workers)
+    curves = process_map(train_curve, jobs, workers=args.workers)
     to_eval = [('parent', s, 0, p['checkpoints'][args.parent_steps]) for s, p in zip(seeds, parents)]
     for (arm, s), c in zip(arms, curves):
         to_eval += [(arm, s, m, path) for m, path in c['checkpoints'].items()]
