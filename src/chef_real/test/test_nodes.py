@@ -171,6 +171,15 @@ def start_episode_manager(ns: str, node_name: str, *params: str):
     return proc, ctx, ex, node, events
 
 
+def stop_episode_manager(proc, ctx, node) -> None:
+    """Tear our node down, SIGINT the episode manager: it must exit cleanly (0)."""
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+    proc.send_signal(2)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+
+
 def test_episode_manager_runs_episodes_and_obeys_operator_services():
     # Runs the installed executable over DDS; ~6 s (process start + two short episodes).
     from std_msgs.msg import String
@@ -211,11 +220,7 @@ def test_episode_manager_runs_episodes_and_obeys_operator_services():
         assert fut.result().success in (True, False)
         assert spin(lambda: any(e.event in ('abort', 'end') for e in events), 10)
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
-        proc.send_signal(2)
-        out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, out
+        stop_episode_manager(proc, ctx, node)
 
 
 def test_episode_manager_waits_for_a_policy_whose_inputs_flow_and_stamps_the_end_with_the_last_tick():
@@ -252,8 +257,4 @@ def test_episode_manager_waits_for_a_policy_whose_inputs_flow_and_stamps_the_end
         # tick 0 after the start, then 5 ticks >= 0.9 periods (of 20 ms) apart
         assert end.stamp_ns - start.stamp_ns >= 5 * 0.9 * 20e6
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
-        proc.send_signal(2)
-        out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, out
+        stop_episode_manager(proc, ctx, node)
