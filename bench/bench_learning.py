@@ -139,10 +139,13 @@ def data_records(data_dir: Path):
 
 
 def state_sampler(data_dir: Path, n_step: int = 5, discount: float = 0.99, keys=None, learner=None,
-                  successful_only: bool = False):
+                  successful_only: bool = False, first: Optional[int] = None):
+    """Transitions of the dataset's episodes (`first`: only the first N in recording order)."""
     from chef_contract.spec import STATE_OBSERVATION_NAMES
     from chef_recorder.dataset import TransitionSampler
     ds, records = data_records(data_dir)
+    if first is not None:
+        records = sorted(records, key=lambda r: (r.metadata.get('start_stamp_ns') or 0, r.episode_id))[:first]
     if learner is not None:                        # the project learner's own episode selection
         from chef_trainer.offline import select_episodes
         records = select_episodes(records, learner)

@@ -34,21 +34,6 @@ OUT = ROOT / 'bench' / 'results' / 'experiments' / 'finetune_compute.json'
 LEARNER = 'iql_state.yaml'
 
 
-def _sampler(data_dir: Path, cfg, first: Optional[int]):
-    """The learner's sampler on the first `first` episodes in recording order (None = all)."""
-    from chef_contract.spec import STATE_OBSERVATION_NAMES
-    from chef_recorder.dataset import TransitionSampler
-    from chef_trainer.offline import select_episodes
-    ds, records = BL.data_records(data_dir)
-    records = sorted(records, key=lambda r: (r.metadata.get('start_stamp_ns') or 0, r.episode_id))
-    if first is not None:
-        records = records[:first]
-    records = select_episodes(records, cfg.learner)
-    keys = tuple(STATE_OBSERVATION_NAMES)
-    return TransitionSampler(ds, records, keys, n_step=cfg.learner.n_step, discount=cfg.learner.discount,
-                             progress=False), len(records)
-
-
 def train_curve(data_dir: str, out_dir: str, milestones: List[int], seed: int, first: Optional[int],
                 init: Optional[str]) -> Dict[str, Any]:
     """Train the loop's learner, checkpointing at each milestone; {milestone: checkpoint path}."""
@@ -58,7 +43,9 @@ def train_curve(data_dir: str, out_dir: str, milestones: List[int], seed: int, f
     from chef_trainer.offline import LearningRun
     cfg = load_learner_config(resolve_config_path(LEARNER), [f'learner.batch_size={BL.BATCH}',
                                                              f'learner.seed={seed}'])
-    sampler, n_eps = _sampler(Path(data_dir), cfg, first)
+    sampler = BL.state_sampler(Path(data_dir), cfg.learner.n_step, cfg.learner.discount, learner=cfg.learner,
+                               first=first)
+    n_eps = len(sampler.episodes)
     run = LearningRun(cfg, out_dir, sampler, init_checkpoint=init, resume=False, keep=len(milestones) + 1,
                       device='cpu')
     out, t0 = {}, time.perf_counter()
@@ -118,9 +105,10 @@ def main(argv=None) -> int:
     for (arm, s, m, _), ev in zip(to_eval, evals):
         k, n = pooled.setdefault(arm, {}).setdefault(m, [0, 0])
         pooled[arm][m] = [k + int(ev['pooled']['successes']), n + int(ev['pooled']['trials'])]
-    table = {arm: {str(m): {'success': k / n, 'ci95': [wilson(k, n).low, wilson(k, n).high], 'episodes': n,
-                            'successes': k}
-                   for m, (k, n) in sorted(by.items())} for arm, by in pooled.items()}
+    def row(k, n):
+        ci = wilson(k, n)
+        return {'success': k / n, 'ci95': [ci.low, ci.high], 'episodes': n, 'successes': k}
+    table = {arm: {str(m): row(k, n) for m, (k, n) in sorted(by.items())} for arm, by in pooled.items()}
     final = pooled['scratch'][max(args.scratch_steps)]
     target = final[0] / final[1]
 
