@@ -519,7 +519,8 @@ def network_overrides(checkpoint: str) -> List[str]:
 def holdout_split(episode_ids: Sequence[str], fraction: float):
     """(training ids, held-out ids): an episode is held out when a stable hash of its id falls in
     the lowest `fraction` (so it stays held out in every later iteration); at least one is held out
-    when fraction > 0 and there are two or more episodes."""
+    when fraction > 0 and there are two or more episodes, and at least one always trains (two
+    episodes whose hashes both fall under the fraction left explore nothing to train on)."""
     import hashlib
     if fraction <= 0 or len(episode_ids) < 2:
         return list(episode_ids), []
@@ -527,6 +528,8 @@ def holdout_split(episode_ids: Sequence[str], fraction: float):
     held = [i for i in episode_ids if key[i] < fraction]
     if not held:
         held = [min(episode_ids, key=key.get)]
+    elif len(held) == len(episode_ids):
+        held.remove(max(episode_ids, key=key.get))
     return [i for i in episode_ids if i not in set(held)], held
 
 

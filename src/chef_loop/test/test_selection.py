@@ -19,3 +19,6 @@ def test_holdout_split_holds_out_one_of_few_and_none_at_zero():
     assert len(held) == 1 and len(train) == 1
     assert holdout_split(['a', 'b', 'c'], 0.0) == (['a', 'b', 'c'], [])
     assert holdout_split(['a'], 0.3) == (['a'], [])
+    # every hash under the fraction (a 2-episode store at 0.2: ~4 % of runs): one still trains
+    train, held = holdout_split(['a', 'b'], 1.0)
+    assert len(train) == 1 and len(held) == 1
