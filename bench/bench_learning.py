@@ -101,6 +101,12 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     'chef_iql_d3like': ('iql_state.yaml', ['learner.train_on=all', 'learner.network.use_prev_action=true',
                                            'learner.iql.beta=3.0', 'learner.actor_loss=nll',
                                            'learner.optim.actor_lr=3e-4']),
+    # action chunking (the actor predicts the next H commands, acting averages the chunks covering a
+    # tick: chef_policy.chunking; experiments/README.md "Action chunking")
+    'chef_iql_h8': ('iql_state.yaml', ['learner.network.action_horizon=8']),
+    'chef_iql_h16': ('iql_state.yaml', ['learner.network.action_horizon=16']),
+    'chef_bc_h8': ('bc_state.yaml', ['learner.network.action_horizon=8']),
+    'chef_bc_h16': ('bc_state.yaml', ['learner.network.action_horizon=16']),
 }
 # chef_crr (the loop's learner before IQL, 8 % in the 2026-12-06 run) runs on request (--learners)
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_bc')

@@ -44,6 +44,7 @@ from chef_contract.spec import (
 
 ARM_DIM = 4
 GRIPPER_CLASSES = 2                   # categorical over gripper values (-1, +1), index 0 = open
+HEAD_OUTPUTS = 2 * ARM_DIM + GRIPPER_CLASSES   # per intention and step: arm mean, arm std pre-activation, gripper logits
 GRIPPER_VALUES = (-1.0, 1.0)
 MIN_STD = 1e-4                        # scale = softplus(x) + MIN_STD (released experts)
 WRENCH_KEYS = ('wrist/force', 'wrist/torque')
@@ -87,6 +88,10 @@ class NetworkConfig:
                                                    'wise differences, spec X4)')
     normalize_state: bool = field_(True, help='standardise the state vector with per-feature mean/std '
                                               'measured on the training data (stored in the network)')
+    action_horizon: int = field_(1, min=1, max=64,
+                                 help='the actor predicts the next H commands of every tick (action '
+                                      'chunking, Zhao et al. 2023); acting averages every chunk that '
+                                      'covers a tick (temporal ensembling). 1: one command')
     critic_atoms: int = field_(0, min=0, max=1001,
                                help='0: scalar Q per task; N > 1: distributional (categorical) critic')
     critic_v_min: float = field_(0.0, help='support minimum of the distributional critic')
@@ -424,13 +429,33 @@ class MultiTaskActor(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else ObservationEncoder(config)
         self.torso, dim = mlp(self.encoder.output_dim, config.actor_torso)
-        self.head = MultiHead(dim, config.head_hidden, 2 * ARM_DIM + GRIPPER_CLASSES, config.n_intentions)
+        self.horizon = int(config.action_horizon)
+        self.head = MultiHead(dim, config.head_hidden, self.horizon * HEAD_OUTPUTS, config.n_intentions)
 
     def forward(self, obs: Mapping[str, torch.Tensor], detach_encoder: bool = False):
+        """The distribution of this tick's command: (mean [B,K,4], std [B,K,4], logits [B,K,2])."""
         features = self.encoder(obs)
         if detach_encoder:
             features = features.detach()
-        return self._split(self.head(self.torso(features)))
+        return self._split(self._first(self.head(self.torso(features))))
+
+    def _first(self, out: torch.Tensor) -> torch.Tensor:
+        return out if self.horizon == 1 else out[..., :HEAD_OUTPUTS]
+
+    def _chunk(self, out: torch.Tensor) -> torch.Tensor:
+        return out.reshape(*out.shape[:-1], self.horizon, HEAD_OUTPUTS)
+
+    def forward_chunk(self, obs: Mapping[str, torch.Tensor]):
+        """The next H commands' distributions: (mean [B,K,H,4], std [B,K,H,4], logits [B,K,H,2]);
+        step 0 is forward()'s."""
+        return self._split(self._chunk(self.head(self.torso(self.encoder(obs)))))
+
+    def forward_chunk_with_detached_std(self, obs: Mapping[str, torch.Tensor]):
+        """forward_with_detached_std over the chunk: [B,K,H,...] each."""
+        h = self.torso(self.encoder(obs))
+        mean, std, logits = self._split(self._chunk(self.head(h)))
+        _, std_detached, _ = self._split(self._chunk(self.head(h.detach())))
+        return mean, std, logits, std_detached
 
     @staticmethod
     def _split(out: torch.Tensor):
@@ -443,8 +468,8 @@ class MultiTaskActor(nn.Module):
         """(mean, std, logits, std_detached): std_detached is the std head applied to the detached
         torso output, so a loss on it trains only the std head's weights."""
         h = self.torso(self.encoder(obs))
-        mean, std, logits = self._split(self.head(h))
-        _, std_detached, _ = self._split(self.head(h.detach()))
+        mean, std, logits = self._split(self._first(self.head(h)))
+        _, std_detached, _ = self._split(self._first(self.head(h.detach())))
         return mean, std, logits, std_detached
 
     @torch.no_grad()

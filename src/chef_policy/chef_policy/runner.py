@@ -8,7 +8,8 @@ training tensors (same FrameStacker, same obs_to_tensors).
 
 Policies:
 * `NetworkPolicy`: a MultiTaskActor from a checkpoint (chef_policy.checkpoint); stochastic
-  (mean + std * N(0, 1), gripper sampled) or deterministic (mean, most likely gripper class).
+  (mean + std * N(0, 1), gripper sampled) or deterministic (mean, most likely gripper class); an
+  action-chunking actor (action_horizon > 1) acts on its chunks' temporal ensemble.
 * `ScriptedPolicy`: wraps chef_sim.expert.ScriptedStacker (privileged sim expert, reads the
   stacked observation incl. object poses); action noise `noise_std` seeded per episode; it ignores
   the intention (it always does the full stacking task).
@@ -31,6 +32,7 @@ from chef_contract.spec import (
     INTENTIONS, REAL_STATE_OBSERVATION_NAMES, STATE_OBSERVATION_NAMES,
 )
 from chef_policy.checkpoint import build_policy_from_checkpoint
+from chef_policy.chunking import TemporalEnsemble
 from chef_policy.networks import (
     MultiTaskActor, NetworkConfig, dummy_observation, obs_to_tensors, sample_action,
 )
@@ -60,6 +62,8 @@ class NetworkPolicy:
         self.n_intentions = config.n_intentions
         self.generator = torch.Generator()
         self.warmup_ms: Optional[float] = None
+        horizon = int(getattr(actor, 'horizon', 1))
+        self.chunks = TemporalEnsemble(horizon) if horizon > 1 else None
 
     @classmethod
     def from_checkpoint(cls, path, expected_sha256: Optional[str] = None) -> 'NetworkPolicy':
@@ -68,11 +72,19 @@ class NetworkPolicy:
 
     def reset(self, seed: int) -> None:
         self.generator.manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
+        if self.chunks is not None:
+            self.chunks.reset()
 
     @torch.inference_mode()
     def act(self, obs: Mapping[str, np.ndarray], frame: Mapping[str, np.ndarray], intention: int,
             deterministic: bool) -> np.ndarray:
-        mean, std, logits = self.actor(obs_to_tensors(obs, self.config))
+        """One tick's command; an action-chunking actor acts on the temporal ensemble of its last
+        H chunks (chef_policy.chunking; the episode's chunks are forgotten at reset)."""
+        if self.chunks is None:
+            mean, std, logits = self.actor(obs_to_tensors(obs, self.config))
+        else:
+            mean, std, logits = (x[None] for x in self.chunks.push(
+                *(y[0] for y in self.actor.forward_chunk(obs_to_tensors(obs, self.config)))))
         a = sample_action(mean, std, logits, intention, deterministic, self.generator)
         return a[0].numpy().astype(np.float32)
 

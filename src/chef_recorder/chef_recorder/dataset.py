@@ -175,9 +175,11 @@ class TransitionSampler:
 
     def __init__(self, dataset: Dataset, records: Iterable[EpisodeRecord], keys: Sequence[str],
                  n_step: int = 1, discount: float = 0.99, image_size: Optional[int] = None,
-                 on_error: str = 'skip', progress: bool = True):
+                 on_error: str = 'skip', progress: bool = True, action_horizon: int = 1):
         if n_step < 1:
             raise ValueError('n_step must be >= 1')
+        if action_horizon < 1:
+            raise ValueError('action_horizon must be >= 1')
         if on_error not in ('skip', 'raise'):
             raise ValueError("on_error must be 'skip' or 'raise'")
         unknown = [k for k in keys if k not in _STATE and k not in _CAMERA_OF_KEY]
@@ -192,6 +194,7 @@ class TransitionSampler:
         self.image_size = image_size
         self.on_error = on_error
         self.progress = progress
+        self.action_horizon = int(action_horizon)
         self.episodes: List[EpisodeData] = []
         self.skipped: Dict[str, str] = {}
         self._ids: set = set()
@@ -214,6 +217,8 @@ class TransitionSampler:
             'ep': np.zeros(0, np.int32), 't': np.zeros(0, np.int32), 'm': np.zeros(0, np.int16),
             'rewards': np.zeros((0, len(REWARD_TERMS)), np.float32),
             'action': np.zeros((0, 5), np.float32), 'intention': np.zeros(0, np.int16)}
+        if self.action_horizon > 1:
+            self._g.update(self._empty_chunks())
         self.add_episodes(records)
 
     def __len__(self) -> int:
@@ -260,11 +265,47 @@ class TransitionSampler:
             new['rewards'].append(rew)
             new['action'].append(np.asarray(ep.actions[t], np.float32))
             new['intention'].append(np.asarray(ep.intentions[t], np.int16))
+            if self.action_horizon > 1:
+                chunk, mask = self._action_chunks(ep, t)
+                new['action_chunk'].append(chunk)
+                new['chunk_mask'].append(mask)
             added += 1
         self._g = {k: np.concatenate(v) for k, v in new.items()}
         self._table = None
         self._row_base = np.cumsum([0] + [r.shape[0] for r in self._rows])[:-1].astype(np.int64)
         return added
+
+    def set_action_horizon(self, horizon: int) -> None:
+        """Make batches carry the next `horizon` logged commands of every transition (action
+        chunking); a sampler that already holds longer chunks keeps them (a learner reads the first
+        `horizon`)."""
+        horizon = int(horizon)
+        if horizon <= self.action_horizon:
+            return
+        self.action_horizon = horizon
+        chunks, masks = [self._empty_chunks()['action_chunk']], [self._empty_chunks()['chunk_mask']]
+        for index, ep in enumerate(self.episodes):
+            c, m = self._action_chunks(ep, self._g['t'][self._g['ep'] == index].astype(np.int64))
+            chunks.append(c); masks.append(m)
+        self._g['action_chunk'] = np.concatenate(chunks)
+        self._g['chunk_mask'] = np.concatenate(masks)
+
+    def _empty_chunks(self) -> Dict[str, np.ndarray]:
+        return {'action_chunk': np.zeros((0, self.action_horizon, 5), np.float32),
+                'chunk_mask': np.zeros((0, self.action_horizon), bool)}
+
+    def _action_chunks(self, ep: EpisodeData, t: np.ndarray):
+        """[len(t), H, 5] commands a_t .. a_{t+H-1} and [len(t), H] mask: True while every tick
+        from t up to that one is valid (a chunk never spans a lost tick or the episode's end)."""
+        valid = np.asarray(ep.valid, bool)
+        n = valid.size
+        run = np.zeros(n + 1, np.int64)             # consecutive valid ticks from t
+        for i in range(n - 1, -1, -1):
+            run[i] = run[i + 1] + 1 if valid[i] else 0
+        h = np.arange(self.action_horizon)
+        idx = np.minimum(t[:, None] + h[None, :], n - 1)
+        actions = np.asarray(ep.actions, np.float32)
+        return actions[idx], h[None, :] < run[t][:, None]
 
     def episode_states(self, index: int) -> Dict[str, np.ndarray]:
         """Stacked state inputs of every tick of episode `index`: {key: [T+1, *stacked shape]}."""
@@ -300,17 +341,22 @@ class TransitionSampler:
     def sample(self, batch_size: int, rng: np.random.Generator) -> Dict[str, Any]:
         """A batch: obs/next_obs {key: [B, *stacked shape]}, action [B,5], rewards [B, n_terms]
         (n-step discounted sums per term, spec.REWARD_TERMS order), discount [B] (= gamma^n), and
-        n [B], intention [B], episode [B] (index into .episodes), t [B]."""
+        n [B], intention [B], episode [B] (index into .episodes), t [B]; with action_horizon H > 1
+        also action_chunk [B, H, 5] (a_t .. a_{t+H-1}) and chunk_mask [B, H] (which of them exist)."""
         if len(self) == 0:
             raise ValueError('no sampleable transition (no episode, or none valid)')
         idx = rng.integers(0, len(self), size=batch_size)
         ep_i, t, m = self._g['ep'][idx], self._g['t'][idx], self._g['m'][idx].astype(np.int64)
         obs = self._gather(ep_i, t)
         next_obs = self._gather(ep_i, t + m)
-        return {'obs': obs, 'action': self._g['action'][idx], 'rewards': self._g['rewards'][idx],
-                'next_obs': next_obs, 'discount': (self.discount ** m).astype(np.float32),
-                'n': m.astype(np.int32), 'intention': self._g['intention'][idx], 'episode': ep_i,
-                't': t}
+        batch = {'obs': obs, 'action': self._g['action'][idx], 'rewards': self._g['rewards'][idx],
+                 'next_obs': next_obs, 'discount': (self.discount ** m).astype(np.float32),
+                 'n': m.astype(np.int32), 'intention': self._g['intention'][idx], 'episode': ep_i,
+                 't': t}
+        if self.action_horizon > 1:
+            batch['action_chunk'] = self._g['action_chunk'][idx]
+            batch['chunk_mask'] = self._g['chunk_mask'][idx]
+        return batch
 
     def _gather(self, ep_i: np.ndarray, t: np.ndarray) -> Dict[str, np.ndarray]:
         b = ep_i.size

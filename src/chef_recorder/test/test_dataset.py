@@ -109,6 +109,34 @@ def test_sampler_stacks_like_the_frame_stacker_and_sums_n_step_rewards(dataset):
                                       expected_frame(e, t, CAMS, PX)[image_key(CAMS[0])])
 
 
+def test_sampler_action_chunks_are_the_next_commands_and_stop_at_the_end_or_a_lost_tick(dataset):
+    from types import SimpleNamespace
+    recs = dataset.query()
+    sampler = TransitionSampler(dataset, recs[:3], ['gripper/grasp'], action_horizon=4, progress=False)
+    later = TransitionSampler(dataset, recs[:3], ['gripper/grasp'], progress=False)
+    assert 'action_chunk' not in later.sample(4, np.random.default_rng(0))
+    later.set_action_horizon(4)                    # a learner asks for chunks after construction
+    for s in (sampler, later):
+        b = s.sample(64, np.random.default_rng(2))
+        assert b['action_chunk'].shape == (64, 4, 5) and b['chunk_mask'].shape == (64, 4)
+        for i in range(64):
+            e, t = int(s.episodes[b['episode'][i]].id[2:]), int(b['t'][i])
+            np.testing.assert_allclose(b['action_chunk'][i, 0], b['action'][i])
+            for h in range(4):
+                assert b['chunk_mask'][i, h] == (t + h < 12)
+                if t + h < 12:
+                    np.testing.assert_allclose(b['action_chunk'][i, h], expected_action(e, t + h), atol=1e-6)
+    later.set_action_horizon(2)                    # shorter: the longer chunks stay
+    assert later.sample(2, np.random.default_rng(0))['action_chunk'].shape == (2, 4, 5)
+    # a lost tick (valid False at 3) ends every chunk that would span it
+    ep = SimpleNamespace(valid=np.array([1, 1, 1, 0, 1, 1], bool), actions=np.arange(30, dtype=np.float32).reshape(6, 5))
+    chunk, mask = sampler._action_chunks(ep, np.array([0, 2, 4]))
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]])
+    np.testing.assert_array_equal(chunk[0, :3], ep.actions[:3])
+    with pytest.raises(ValueError, match='action_horizon'):
+        TransitionSampler(dataset, recs, ['gripper/grasp'], action_horizon=0)
+
+
 def test_sampler_resizes_images_and_grows_with_new_episodes(dataset):
     recs = dataset.query()
     sampler = TransitionSampler(dataset, recs[:2], [image_key(CAMS[1]), 'wrist/force'], image_size=4,

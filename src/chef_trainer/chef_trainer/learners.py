@@ -58,7 +58,10 @@ def batch_to_torch(batch: Mapping[str, Any], keys, device: torch.device) -> Batc
         'rewards': t(batch['rewards'], torch.float32),
         'discount': t(batch['discount'], torch.float32).reshape(-1),
     }
-    for name in ('action', 'rewards', 'discount'):
+    if 'action_chunk' in batch:                     # action chunking: the next H logged commands
+        out['action_chunk'] = t(batch['action_chunk'], torch.float32)
+        out['chunk_mask'] = t(batch['chunk_mask'], torch.bool)
+    for name in ('action', 'rewards', 'discount') + (('action_chunk',) if 'action_chunk' in out else ()):
         if not torch.isfinite(out[name]).all():
             raise ValueError(f'batch {name} holds non-finite values')
     return out
@@ -222,12 +225,31 @@ class Learner:
     def _actor_terms(self, b: Batch):
         """(mean, std, logits, per-sample actor loss [B, K]) of the logged actions
         (LearnerConfig.actor_loss, losses.actor_terms)."""
+        if self.actor.horizon > 1:
+            return self._chunk_actor_terms(b)
         if self.config.actor_loss == 'mse':
             mean, std, logits, std_detached = self.actor.forward_with_detached_std(b['obs'])
         else:
             (mean, std, logits), std_detached = self.actor(b['obs']), None
         terms = L.actor_terms(mean, std, logits, b['action'], self.config.actor_loss, std_detached)
         return mean, std, logits, terms
+
+    def _chunk_actor_terms(self, b: Batch):
+        """Action chunking: the actor terms of the next H logged commands, averaged over the ones
+        the episode holds (chunk_mask), per sample and intention [B, K]; mean/std/logits are step
+        0's (this tick's command), which the critic-based parts read."""
+        h = self.actor.horizon
+        if 'action_chunk' not in b or b['action_chunk'].shape[1] < h:
+            raise ValueError(f'network.action_horizon={h} needs batches with action_chunk of >= {h} '
+                             'commands (TransitionSampler(action_horizon=...))')
+        chunk, mask = b['action_chunk'][:, None, :h], b['chunk_mask'][:, None, :h].float()   # [B,1,H,.]
+        if self.config.actor_loss == 'mse':
+            mean, std, logits, std_detached = self.actor.forward_chunk_with_detached_std(b['obs'])
+        else:
+            (mean, std, logits), std_detached = self.actor.forward_chunk(b['obs']), None
+        per_step = L.actor_terms(mean, std, logits, chunk, self.config.actor_loss, std_detached)  # [B,K,H]
+        terms = (per_step * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
+        return mean[..., 0, :], std[..., 0, :], logits[..., 0, :], terms
 
     # --- common TD pieces ---------------------------------------------------------------------------
     def _td_target(self, b: Batch) -> torch.Tensor:

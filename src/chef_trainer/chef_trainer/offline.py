@@ -51,7 +51,8 @@ def make_sampler(data: Any, cfg: LearnerConfig):
         records = ds.training_records()
     records = select_episodes(records, cfg)
     keys = tuple(cfg.network.input_keys) + tuple(cfg.network.image_keys)
-    return TransitionSampler(ds, list(records), keys, n_step=cfg.n_step, discount=cfg.discount)
+    return TransitionSampler(ds, list(records), keys, n_step=cfg.n_step, discount=cfg.discount,
+                             action_horizon=cfg.network.action_horizon)
 
 
 def select_episodes(records, cfg: LearnerConfig) -> list:
@@ -78,6 +79,8 @@ class LearningRun:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.sampler = sampler
+        if self.cfg.network.action_horizon > 1 and hasattr(sampler, 'set_action_horizon'):
+            sampler.set_action_horizon(self.cfg.network.action_horizon)    # batches carry the chunks
         self.learner: Learner = make_learner(self.cfg, device)
         self.rng = np.random.default_rng(self.cfg.seed)
         self.ckpts = CheckpointDir(self.run_dir, keep=keep)

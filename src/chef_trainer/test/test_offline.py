@@ -360,3 +360,50 @@ def test_state_noise_perturbs_the_actor_only_while_training():
     from chef_trainer.config import load_learner_config
     with pytest.raises(ConfigError, match='state_noise_std'):
         load_learner_config(None, ['learner.state_noise_std=-0.1'])
+
+
+def chunk_batch(horizon, T=8, past_end=-0.9):
+    """A chain of T ticks (state = one-hot(tick)) whose logged command at tick t is
+    a_t = (0.8 - 0.2 t, 0.1 t - 0.4, 0, 0, +-1); chunks a_t..a_{t+H-1}, and past the end the
+    command `past_end` everywhere (masked out)."""
+    arm = lambda t: [0.8 - 0.2 * t, 0.1 * t - 0.4, 0.0, 0.0, 1.0 if t % 2 else -1.0]
+    obs = np.stack([one_hot(t) for t in range(T)])
+    chunk = np.array([[arm(t + h) if t + h < T else [past_end] * 5 for h in range(horizon)]
+                      for t in range(T)], np.float32)
+    mask = np.array([[t + h < T for h in range(horizon)] for t in range(T)])
+    return {'obs': {KEY: obs}, 'next_obs': {KEY: obs}, 'action': chunk[:, 0].copy(),
+            'rewards': np.zeros((T, 7), np.float32), 'discount': np.full(T, 0.9, np.float32),
+            'action_chunk': chunk, 'chunk_mask': mask}
+
+
+@pytest.mark.parametrize('algorithm', ['bc', 'iql'])
+def test_action_chunking_actor_learns_the_next_commands_and_ignores_masked_ones(algorithm):
+    def trained(past_end):
+        cfg = LearnerConfig(algorithm=algorithm, network=small_net(action_horizon=3), batch_size=8, seed=0,
+                            optim=OptimConfig(actor_lr=3e-3), iql=IQLConfig(beta=0.0))
+        torch.manual_seed(0)
+        learner = make_learner(cfg, 'cpu')
+        batch = chunk_batch(3, past_end=past_end)
+        for _ in range(400):
+            learner.update(batch)
+        return learner, batch
+
+    learner, batch = trained(-0.9)
+    b = batch_to_torch(batch, learner.keys, learner.device)
+    with torch.no_grad():
+        mean, _, logits = learner.actor.forward_chunk(b['obs'])              # [T, K, H, .]
+        first, _, first_logits = learner.actor(b['obs'])
+    k = INTENTIONS.index('staged')
+    held = b['chunk_mask']
+    err = (mean[:, k, :, :2] - b['action_chunk'][:, :, :2]).abs()
+    assert err[held].max() < 0.08, err                # every real future command is fit
+    grip = logits[:, k].argmax(-1) * 2 - 1
+    assert (grip[held] == b['action_chunk'][..., 4][held]).all()
+    torch.testing.assert_close(first, mean[:, :, 0])  # this tick's command is step 0 of the chunk
+    torch.testing.assert_close(first_logits, logits[:, :, 0])
+    other, _ = trained(0.9)                           # other commands past the end: the same actor
+    for p, q in zip(learner.actor.parameters(), other.actor.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    no_chunk = {k: v for k, v in batch.items() if k not in ('action_chunk', 'chunk_mask')}
+    with pytest.raises(ValueError, match='action_chunk'):
+        learner.update(no_chunk)
