@@ -122,6 +122,14 @@ class DataFeed:
     def sample(self, batch_size: int, rng: np.random.Generator) -> Dict[str, Any]:
         return self.sampler.sample(batch_size, rng)
 
+    def set_action_horizon(self, horizon: int) -> None:
+        """Batches with the next `horizon` commands (an action-chunking learner): all data only;
+        the live replay keeps single commands, so the two do not mix."""
+        if horizon > 1 and self.live_fraction > 0:
+            raise ValueError(f'network.action_horizon={horizon} needs online.live_fraction 0 (the live '
+                             'replay holds one command per transition)')
+        self.all_data.set_action_horizon(horizon)
+
 
 class _LiveView:
     """The live replay as a sampler that reports empty until the first live episode arrives."""

@@ -65,6 +65,23 @@ def test_train_offline_on_recorded_episodes(data_dir, tmp_path):
     assert np.isfinite(summary['final']['critic_loss'])
 
 
+def test_an_action_chunking_learner_trains_from_the_feed_and_refuses_a_live_replay(data_dir, tmp_path):
+    from chef_trainer.offline import LearningRun
+    cfg = load_learner_config(default_config_dir() / 'bc_state.yaml',
+                              ['learner.batch_size=16', 'learner.device=cpu', 'learner.train_on=all'])
+    assert cfg.learner.network.action_horizon > 1                  # the state configs chunk
+    net = cfg.learner.network
+    feed = DataFeed(str(data_dir), tuple(net.input_keys), n_step=1, discount=0.99)
+    run = LearningRun(cfg.learner, tmp_path / 'run', feed)
+    batch = feed.sample(4, np.random.default_rng(0))
+    assert batch['action_chunk'].shape == (4, net.action_horizon, 5)
+    run.update()
+    assert run.steps == 1
+    live = DataFeed(str(data_dir), tuple(net.input_keys), n_step=1, discount=0.99, live_fraction=0.5)
+    with pytest.raises(ValueError, match='live_fraction'):
+        LearningRun(cfg.learner, tmp_path / 'run2', live)
+
+
 def test_every_learner_config_loads_and_builds():
     cfg_dir = default_config_dir()
     files = sorted(cfg_dir.glob('*.yaml'))
