@@ -217,7 +217,9 @@ class ChefRun:
                     for k in todo]
             overrides = list(c.learner_overrides)
             if parent:     # offline-to-online: the learner starts from the best policy so far
-                overrides += network_overrides(primary_checkpoint(parent))
+                # (one command per tick: the online learner does not train chunks; a chunking
+                # parent's actor loads as its first step)
+                overrides += network_overrides(primary_checkpoint(parent), action_horizon=1)
             self.run_jobs(iteration, 'collect', 'learner', {
                 'policy': '', 'train': True, 'learner': str(learner_config_path(c.learner_config)),
                 'learner_overrides': ';'.join(overrides), 'trainer_run_dir': str(learner_dir.resolve()),
@@ -508,11 +510,12 @@ def primary_checkpoint(policy: Dict[str, Any]) -> str:
     return members[0]['checkpoint'] if members else policy['checkpoint']
 
 
-def network_overrides(checkpoint: str) -> List[str]:
+def network_overrides(checkpoint: str, **replace: Any) -> List[str]:
     """Learner overrides that give a learner the network of `checkpoint` (so the online learner
-    of iteration k > 0 can start from iteration k-1's offline policy, actor and critic)."""
+    of iteration k > 0 can start from iteration k-1's offline policy, actor and critic), with the
+    fields in `replace` set to other values."""
     from chef_policy.checkpoint import describe
-    net = describe(checkpoint)['config']
+    net = dict(describe(checkpoint)['config'], **replace)
     return [f'learner.network.{k}={json.dumps(v)}' for k, v in sorted(net.items())]
 
 

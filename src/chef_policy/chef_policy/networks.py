@@ -445,6 +445,17 @@ class MultiTaskActor(nn.Module):
     def _chunk(self, out: torch.Tensor) -> torch.Tensor:
         return out.reshape(*out.shape[:-1], self.horizon, HEAD_OUTPUTS)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Weights of an actor with longer chunks load into this one as their first H steps (an
+        online learner with one command per tick starts from a chunking offline policy's step 0)."""
+        for name in ('weight', 'bias'):
+            key = f'{prefix}head.out.{name}'
+            w = state_dict.get(key)
+            want = self.horizon * HEAD_OUTPUTS
+            if w is not None and w.shape[-1] > want and w.shape[-1] % HEAD_OUTPUTS == 0:
+                state_dict[key] = w[..., :want].clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward_chunk(self, obs: Mapping[str, torch.Tensor]):
         """The next H commands' distributions: (mean [B,K,H,4], std [B,K,H,4], logits [B,K,H,2]);
         step 0 is forward()'s."""

@@ -61,3 +61,18 @@ def test_a_chunking_policy_acts_on_the_temporal_ensemble_and_forgets_it_at_reset
     plain = NetworkPolicy(MultiTaskActor(NetworkConfig(obs_mode='state', state_keys=(KEY,), use_wrench=False,
                                                        use_prev_action=False)), cfg)
     assert plain.chunks is None                              # one-step actors act as before
+
+
+def test_a_one_step_actor_loads_a_chunking_actors_weights_as_its_first_step():
+    torch.manual_seed(1)
+    base = dict(obs_mode='state', state_keys=(KEY,), use_wrench=False, use_prev_action=False,
+                state_feature_dim=32, actor_torso=(32,), n_intentions=2)
+    chunking = MultiTaskActor(NetworkConfig(**base, action_horizon=4))
+    one = MultiTaskActor(NetworkConfig(**base))
+    one.load_state_dict(chunking.state_dict())
+    obs = {KEY: torch.randn((5,) + NetworkConfig(**base).key_input_shape(KEY))}
+    with torch.no_grad():
+        for a, b in zip(one(obs), chunking(obs)):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(RuntimeError, match='size mismatch'):       # more steps than stored: refused
+        MultiTaskActor(NetworkConfig(**base, action_horizon=8)).load_state_dict(chunking.state_dict())

@@ -58,9 +58,11 @@ def load_learner_checkpoint(path: PathLike, learner, rng: Optional[np.random.Gen
     otherwise optimisers, duals, update count and RNG states are restored too (resume).
     """
     state, config, sha = load_checkpoint(path, expected_sha256, map_location=learner.device)
-    if config.to_dict() != learner.config.network.to_dict():
-        diff = {k: (v, learner.config.network.to_dict().get(k)) for k, v in config.to_dict().items()
-                if learner.config.network.to_dict().get(k) != v}
+    mine = learner.config.network.to_dict()
+    diff = {k: (v, mine.get(k)) for k, v in config.to_dict().items() if mine.get(k) != v}
+    shorter_chunks = (weights_only and set(diff) == {'action_horizon'}
+                      and diff['action_horizon'][1] < diff['action_horizon'][0])
+    if diff and not shorter_chunks:   # (an actor with shorter chunks starts from the first steps)
         raise CheckpointError(f'{path}: network config differs from the learner\'s: {diff}')
     learner.load_modules(state['modules'])
     extra = dict(state['extra'])

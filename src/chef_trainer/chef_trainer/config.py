@@ -120,6 +120,9 @@ class LearnerConfig:
                               f'{len(self.intentions)} intentions are listed')
         if self.network.critic_atoms:
             raise ConfigError('network.critic_atoms: the learners train a scalar critic (0)')
+        if self.network.action_horizon > 1 and self.algorithm == 'mpo':
+            raise ConfigError('network.action_horizon: only the offline learners (bc, crr, iql) train '
+                              'action chunks; mpo needs 1')
 
 
 @dataclass

@@ -70,6 +70,8 @@ def test_an_action_chunking_learner_trains_from_the_feed_and_refuses_a_live_repl
     cfg = load_learner_config(default_config_dir() / 'bc_state.yaml',
                               ['learner.batch_size=16', 'learner.device=cpu', 'learner.train_on=all'])
     assert cfg.learner.network.action_horizon > 1                  # the state configs chunk
+    with pytest.raises(ConfigError, match='action_horizon'):       # the online learner does not
+        load_learner_config(default_config_dir() / 'mpo_sacx_state.yaml', ['learner.network.action_horizon=8'])
     net = cfg.learner.network
     feed = DataFeed(str(data_dir), tuple(net.input_keys), n_step=1, discount=0.99)
     run = LearningRun(cfg.learner, tmp_path / 'run', feed)

@@ -407,3 +407,22 @@ def test_action_chunking_actor_learns_the_next_commands_and_ignores_masked_ones(
     no_chunk = {k: v for k, v in batch.items() if k not in ('action_chunk', 'chunk_mask')}
     with pytest.raises(ValueError, match='action_chunk'):
         learner.update(no_chunk)
+
+
+def test_an_online_learner_starts_from_a_chunking_policys_first_step_and_nothing_else_mixes(tmp_path):
+    from chef_policy.checkpoint import CheckpointError
+    from chef_trainer.checkpointing import load_learner_checkpoint, save_learner_checkpoint
+    chunking = make_learner(LearnerConfig(algorithm='iql', network=small_net(action_horizon=4)), 'cpu')
+    path = tmp_path / 'chunks.pt'
+    save_learner_checkpoint(path, chunking)
+    online = make_learner(LearnerConfig(algorithm='mpo', network=small_net()), 'cpu')
+    load_learner_checkpoint(path, online, weights_only=True)          # offline-to-online seeding
+    obs = {KEY: torch.randn(4, 3, 7)}
+    with torch.no_grad():
+        torch.testing.assert_close(online.actor(obs)[0], chunking.actor(obs)[0])
+        torch.testing.assert_close(online.critic(obs, torch.zeros(4, 5)), chunking.critic(obs, torch.zeros(4, 5)))
+    with pytest.raises(CheckpointError, match='action_horizon'):      # resuming is exact
+        load_learner_checkpoint(path, make_learner(LearnerConfig(algorithm='iql', network=small_net()), 'cpu'))
+    save_learner_checkpoint(tmp_path / 'one.pt', online)
+    with pytest.raises(CheckpointError, match='action_horizon'):      # no steps to invent
+        load_learner_checkpoint(tmp_path / 'one.pt', chunking, weights_only=True)
