@@ -283,9 +283,12 @@ class TransitionSampler:
         if horizon <= self.action_horizon:
             return
         self.action_horizon = horizon
-        chunks, masks = [self._empty_chunks()['action_chunk']], [self._empty_chunks()['chunk_mask']]
-        for index, ep in enumerate(self.episodes):
-            c, m = self._action_chunks(ep, self._g['t'][self._g['ep'] == index].astype(np.int64))
+        empty = self._empty_chunks()
+        chunks, masks = [empty['action_chunk']], [empty['chunk_mask']]
+        # transitions are stored episode by episode, in order: split the ticks by episode once
+        counts = np.bincount(self._g['ep'], minlength=len(self.episodes))
+        for ep, t in zip(self.episodes, np.split(self._g['t'].astype(np.int64), np.cumsum(counts)[:-1])):
+            c, m = self._action_chunks(ep, t)
             chunks.append(c); masks.append(m)
         self._g['action_chunk'] = np.concatenate(chunks)
         self._g['chunk_mask'] = np.concatenate(masks)
@@ -297,11 +300,8 @@ class TransitionSampler:
     def _action_chunks(self, ep: EpisodeData, t: np.ndarray):
         """[len(t), H, 5] commands a_t .. a_{t+H-1} and [len(t), H] mask: True while every tick
         from t up to that one is valid (a chunk never spans a lost tick or the episode's end)."""
-        valid = np.asarray(ep.valid, bool)
-        n = valid.size
-        run = np.zeros(n + 1, np.int64)             # consecutive valid ticks from t
-        for i in range(n - 1, -1, -1):
-            run[i] = run[i + 1] + 1 if valid[i] else 0
+        n = len(ep.valid)
+        run = _valid_runs(ep.valid)
         h = np.arange(self.action_horizon)
         idx = np.minimum(t[:, None] + h[None, :], n - 1)
         actions = np.asarray(ep.actions, np.float32)
@@ -323,11 +323,8 @@ class TransitionSampler:
         return state[ticks]
 
     def _nstep(self, ep: EpisodeData):
-        valid = np.asarray(ep.valid, bool)
-        n = valid.size
-        run = np.zeros(n + 1, np.int64)             # consecutive valid transitions from t
-        for t in range(n - 1, -1, -1):
-            run[t] = run[t + 1] + 1 if valid[t] else 0
+        n = len(ep.valid)
+        run = _valid_runs(ep.valid)
         m = np.minimum(run[:n], self.n_step)
         t = np.flatnonzero(m >= 1)
         m = m[t]
@@ -382,6 +379,15 @@ class TransitionSampler:
                 out[key] = np.stack([resize_batch(self.episodes[ep_i[i]].images[cam][t[i]][None], size)[0]
                                      for i in range(b)])
         return out
+
+
+def _valid_runs(valid) -> np.ndarray:
+    """[T + 1]: how many consecutive valid transitions start at each tick (0 at T)."""
+    valid = np.asarray(valid, bool)
+    run = np.zeros(valid.size + 1, np.int64)
+    for t in range(valid.size - 1, -1, -1):
+        run[t] = run[t + 1] + 1 if valid[t] else 0
+    return run
 
 
 def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
