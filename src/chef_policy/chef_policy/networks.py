@@ -463,10 +463,7 @@ class MultiTaskActor(nn.Module):
 
     def forward_chunk_with_detached_std(self, obs: Mapping[str, torch.Tensor]):
         """forward_with_detached_std over the chunk: [B,K,H,...] each."""
-        h = self.torso(self.encoder(obs))
-        mean, std, logits = self._split(self._chunk(self.head(h)))
-        _, std_detached, _ = self._split(self._chunk(self.head(h.detach())))
-        return mean, std, logits, std_detached
+        return self._with_detached_std(obs, self._chunk)
 
     @staticmethod
     def _split(out: torch.Tensor):
@@ -478,9 +475,14 @@ class MultiTaskActor(nn.Module):
     def forward_with_detached_std(self, obs: Mapping[str, torch.Tensor]):
         """(mean, std, logits, std_detached): std_detached is the std head applied to the detached
         torso output, so a loss on it trains only the std head's weights."""
+        return self._with_detached_std(obs, self._first)
+
+    def _with_detached_std(self, obs: Mapping[str, torch.Tensor], steps):
+        """(mean, std, logits, std_detached) of the head's outputs picked by `steps` (_first or
+        _chunk)."""
         h = self.torso(self.encoder(obs))
-        mean, std, logits = self._split(self._first(self.head(h)))
-        _, std_detached, _ = self._split(self._first(self.head(h.detach())))
+        mean, std, logits = self._split(steps(self.head(h)))
+        _, std_detached, _ = self._split(steps(self.head(h.detach())))
         return mean, std, logits, std_detached
 
     @torch.no_grad()
