@@ -45,7 +45,8 @@ def wilson(successes: int, trials: int, z: float = Z95) -> Rate:
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return Rate(successes, trials, max(0.0, centre - half), min(1.0, centre + half))
+    # the interval holds the observed rate exactly (at n/n the rounded centre + half is 1 - 1e-16)
+    return Rate(successes, trials, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def success_table(outcomes: Iterable[Tuple[str, bool]]) -> Dict[str, Rate]:

@@ -22,6 +22,14 @@ def test_wilson_interval_shrinks_with_more_trials_and_contains_estimate():
         assert r.low <= r.value <= r.high
 
 
+def test_wilson_holds_the_rate_exactly_at_every_count():
+    # 10/10 once gave high = 1 - 1e-16 < rate, and the report's error bars refused the negative gap
+    for n in range(1, 201):
+        for k in range(n + 1):
+            r = wilson(k, n)
+            assert 0.0 <= r.low <= r.value <= r.high <= 1.0, (k, n, r)
+
+
 def test_invalid_counts_rejected():
     with pytest.raises(ValueError):
         wilson(3, 2)
@@ -70,3 +78,13 @@ def test_trial_updates_follow_the_trials_algorithm():
         load_loop_config('default', ['explore.steps_per_algorithm={sac: 10}'])
     with pytest.raises(ConfigError, match='steps_per_algorithm.bc'):
         load_loop_config('default', ['explore.steps_per_algorithm={bc: 0}'])
+
+
+def test_report_plot_accepts_stored_intervals_off_by_rounding(tmp_path):
+    # runs written before the wilson fix stored 10/10 with high = 1 - 1e-16; their report must draw
+    from chef_loop.report import success_plot
+    from chef_loop.stats import Rate
+    table = {'rgb_test_triplet1': Rate(10, 10, 0.7224672001371107, 0.9999999999999999),
+             'mean': Rate(0, 10, 1e-17, 0.2775)}
+    success_plot([('old run', table, None)], tmp_path / 'success.png')
+    assert (tmp_path / 'success.png').stat().st_size > 0
