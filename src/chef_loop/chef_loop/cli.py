@@ -40,7 +40,7 @@ DESCRIPTIONS = {
 EPILOGS = {k: _COMMON_EPILOG for k in DESCRIPTIONS}
 EPILOGS['loop'] = """examples:
   chef loop                                  the small default run (<= 20 min on 2 CPU cores)
-  chef loop --config large                   the documented larger run (3 iterations, ~1.5 h)
+  chef loop --config large                   the documented larger run (3 iterations, ~75 min)
   chef loop --name exp1 --iterations 2       two CHEF iterations (= --set iterations=2)
   chef report                                HTML report of the default run
 """ + _COMMON_EPILOG
