@@ -423,7 +423,9 @@ class ChefRun:
         episode_ids = self.finetune_episodes(sdir)
         pid = f'finetune-{iteration}'
         self.train_like(pid, parent_id, episode_ids, sdir / 'train', from_parent=True, iteration=iteration)
-        arts: Dict[str, Any] = {'policy': pid, 'parent': parent_id, 'updates': f.steps,
+        # both counts are one training's updates summed over an ensemble's members (policy metrics)
+        arts: Dict[str, Any] = {'policy': pid, 'parent': parent_id,
+                                'updates': self.state.policy(pid)['metrics'].get('updates'),
                                 'parent_updates': parent['metrics'].get('updates')}
         if f.episodes_per_triplet:
             ev = self.evaluate(iteration, 'finetune', pid, f.episodes_per_triplet, self.cfg.execute.triplets)
