@@ -87,8 +87,7 @@ def success_plot(rows, path: Path, triplets=TEST_TRIPLET_NAMES) -> None:
             if r is None or not r.trials:
                 vals.append(np.nan), lo.append(0), hi.append(0)
             else:
-                # intervals stored by older runs may miss the rate by a rounding error at 0/n, n/n
-                vals.append(r.value), lo.append(max(0.0, r.value - r.low)), hi.append(max(0.0, r.high - r.value))
+                vals.append(r.value), lo.append(r.value - r.low), hi.append(r.high - r.value)
         ax.bar(x + (j - (n - 1) / 2) * width, vals, width, yerr=[lo, hi], capsize=2, label=label)
     ax.set_xticks(x, [c.replace('rgb_test_', '') for c in cols])
     ax.set_ylim(0, 1.05)

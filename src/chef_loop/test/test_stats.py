@@ -80,11 +80,10 @@ def test_trial_updates_follow_the_trials_algorithm():
         load_loop_config('default', ['explore.steps_per_algorithm={bc: 0}'])
 
 
-def test_report_plot_accepts_stored_intervals_off_by_rounding(tmp_path):
-    # runs written before the wilson fix stored 10/10 with high = 1 - 1e-16; their report must draw
+def test_report_plot_draws_all_and_none_successes(tmp_path):
+    # the report's rows come from success_table (stage_rows); at 10/10 wilson once gave
+    # high = 1 - 1e-16 < rate and the error bars refused the negative gap
     from chef_loop.report import success_plot
-    from chef_loop.stats import Rate
-    table = {'rgb_test_triplet1': Rate(10, 10, 0.7224672001371107, 0.9999999999999999),
-             'mean': Rate(0, 10, 1e-17, 0.2775)}
-    success_plot([('old run', table, None)], tmp_path / 'success.png')
+    outcomes = [('rgb_test_triplet1', True)] * 10 + [('rgb_test_triplet2', False)] * 10
+    success_plot([('run', success_table(outcomes), None)], tmp_path / 'success.png')
     assert (tmp_path / 'success.png').stat().st_size > 0
