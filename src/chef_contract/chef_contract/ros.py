@@ -177,6 +177,22 @@ def _shut_down_soon(rclpy, grace_s: float = SHUTDOWN_GRACE_S) -> bool:
     return True
 
 
+def _is_wrapped_interrupt(exc: BaseException) -> bool:
+    """True for a KeyboardInterrupt that a C boundary re-raised as another exception: ctypes turns
+    an exception raised while it converts an argument into ArgumentError('argument N:
+    KeyboardInterrupt: ...') with no __context__, so the message is all that is left of it."""
+    import ctypes
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        if isinstance(exc, ctypes.ArgumentError) and ': KeyboardInterrupt' in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 TEARDOWN_WATCHDOG_S = 5.0      # spin_node: DDS teardown (destroy node, shut the context down) longer = hung
 
 
@@ -192,7 +208,9 @@ def spin_node(node_factory, args=None, executor=None) -> int:
     already shut down that is the same requested stop. A signal that lands while a message is being
     taken makes pybind11's conversion fail ('Unable to convert call argument') before rclpy's
     signal thread has shut the context down, so a RuntimeError counts as the stop when the context
-    goes down within SHUTDOWN_GRACE_S. Any other exception is logged and gives exit code 1.
+    goes down within SHUTDOWN_GRACE_S. A SIGINT that lands inside a ctypes call (MuJoCo's EGL
+    renderer) arrives as ctypes.ArgumentError wrapping the KeyboardInterrupt, also a clean stop
+    (_is_wrapped_interrupt). Any other exception is logged and gives exit code 1.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -210,7 +228,9 @@ def spin_node(node_factory, args=None, executor=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - report and exit non-zero
-        if not (node is not None and isinstance(exc, RuntimeError) and _shut_down_soon(rclpy)):
+        stop = _is_wrapped_interrupt(exc) or (
+            node is not None and isinstance(exc, RuntimeError) and _shut_down_soon(rclpy))
+        if not stop:
             import traceback
             traceback.print_exc()
             print(f'[FATAL] {type(exc).__name__}: {exc}', flush=True)

@@ -41,3 +41,27 @@ def test_error_raised_while_a_signals_shutdown_is_in_flight_is_a_clean_stop():
         threading.Timer(0.2, rclpy.shutdown).start()      # the signal thread, slightly later
         raise RuntimeError("Unable to convert call argument '0' to Python object")
     assert spin_node(_node(raise_then_stop)) == 0
+
+
+def _ctypes_call_interrupted_by(exc_type):
+    """A real ctypes call whose argument conversion raises `exc_type` (what a signal landing in
+    MuJoCo's EGL make_current looks like); ctypes re-raises it as ArgumentError."""
+    import ctypes
+
+    class Arg:
+        @classmethod
+        def from_param(cls, _value):
+            raise exc_type()
+
+    fn = ctypes.CDLL(None).abs
+    fn.argtypes = [Arg]
+    return lambda: fn(1)
+
+
+def test_interrupt_wrapped_by_a_ctypes_call_is_a_clean_stop():
+    assert spin_node(_node(_ctypes_call_interrupted_by(KeyboardInterrupt))) == 0
+
+
+def test_other_error_wrapped_by_a_ctypes_call_exits_1(capsys):
+    assert spin_node(_node(_ctypes_call_interrupted_by(ValueError))) == 1
+    assert '[FATAL] ArgumentError' in capsys.readouterr().out
