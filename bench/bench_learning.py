@@ -107,6 +107,10 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     'chef_iql_h16': ('iql_state.yaml', ['learner.network.action_horizon=16']),
     'chef_bc_h8': ('bc_state.yaml', ['learner.network.action_horizon=8']),
     'chef_bc_h16': ('bc_state.yaml', ['learner.network.action_horizon=16']),
+    # orientations as rotation matrices instead of the observed quaternions, which flip sign
+    # (NetworkConfig.rotations; experiments/README.md "Rotation inputs")
+    'chef_iql_rotmat': ('iql_state.yaml', ['learner.network.rotations=matrix']),
+    'chef_bc_rotmat': ('bc_state.yaml', ['learner.network.rotations=matrix']),
 }
 # chef_crr (the loop's learner before IQL, 8 % in the 2026-12-06 run) runs on request (--learners)
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_bc')

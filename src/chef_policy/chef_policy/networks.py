@@ -86,6 +86,13 @@ class NetworkConfig:
     pose_positions_only: bool = field_(False, help='feed only x, y, z of the 7-D pose keys (drop the '
                                                    'quaternions; to_pinch quaternions are element-'
                                                    'wise differences, spec X4)')
+    rotations: str = field_('quaternion', choices=('quaternion', 'matrix'),
+                            help="how the pose keys' orientations reach the encoder. 'quaternion': as "
+                                 "observed (w >= 0, spec X2), which jumps to -q when w crosses 0 - a "
+                                 "downward gripper sits at w ~ 0 and flips many times an episode. "
+                                 "'matrix': the rotation matrix (9 values, continuous, sign-free); the "
+                                 "to_pinch keys keep only their position difference (their quaternion "
+                                 'part is a difference of two sign-ambiguous quaternions)')
     normalize_state: bool = field_(True, help='standardise the state vector with per-feature mean/std '
                                               'measured on the training data (stored in the network)')
     action_horizon: int = field_(1, min=1, max=64,
@@ -128,6 +135,10 @@ class NetworkConfig:
             raise ConfigError('encoder sizes must be >= 1')
         if self.obs_mode == 'pixels' and self.conv_output_hw() < 1:
             raise ConfigError(f'image_size {self.image_size} is too small for the conv stack')
+        if self.rotations not in ('quaternion', 'matrix'):
+            raise ConfigError(f"rotations: {self.rotations!r} is not one of ['quaternion', 'matrix']")
+        if self.rotations == 'matrix' and self.pose_positions_only:
+            raise ConfigError('rotations: matrix needs the quaternions that pose_positions_only drops')
         if self.critic_atoms == 1:
             raise ConfigError('critic_atoms: use 0 (scalar) or >= 2')
         if self.critic_atoms and not self.critic_v_max > self.critic_v_min:
@@ -164,6 +175,8 @@ class NetworkConfig:
         shape = _KEY_SPECS[key].shape
         if self.pose_positions_only and key in POSE_KEYS:
             return shape[:-1] + (3,)
+        if self.rotations == 'matrix' and key in POSE_KEYS:
+            return shape[:-1] + ((3,) if key.endswith('/to_pinch') else (12,))
         if self.prev_gripper_only and key == PREV_ACTION_KEY:
             return shape[:-1] + (1,)
         return shape
@@ -358,12 +371,28 @@ class ImageEncoder(nn.Module):
         return x.view(self.n_cameras, b, -1).permute(1, 0, 2).reshape(b, -1)
 
 
+def rotation_matrix(quat: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions (w, x, y, z) [..., 4] -> rotation matrices [..., 3, 3]; q and -q give the same
+    matrix. The quaternion is normalised first; an all-zero one (padding) gives the zero matrix."""
+    q = quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    w, x, y, z = q.unbind(-1)
+    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
+    m = torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
+    return m * (quat.abs().sum(-1) > 0)[..., None, None].to(m.dtype)
+
+
 class ObservationEncoder(nn.Module):
     """Dict of batched observation tensors -> features [B, output_dim]."""
 
     def _state_part(self, x: torch.Tensor, key: str) -> torch.Tensor:
         if self.config.pose_positions_only and key in POSE_KEYS:
             return x[..., :3]
+        if self.config.rotations == 'matrix' and key in POSE_KEYS:
+            if key.endswith('/to_pinch'):
+                return x[..., :3]
+            return torch.cat([x[..., :3], rotation_matrix(x[..., 3:7]).flatten(-2)], dim=-1)
         if self.config.prev_gripper_only and key == PREV_ACTION_KEY:
             return x[..., -1:]
         return x

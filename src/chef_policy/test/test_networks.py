@@ -195,3 +195,34 @@ def test_shared_encoder_between_actor_and_critic():
     actor, critic = MultiTaskActor(cfg, encoder=enc), MultiTaskCritic(cfg, encoder=enc)
     assert actor.encoder is critic.encoder
     assert math.isclose(cfg.state_dim, 292)
+
+
+def test_matrix_rotations_are_continuous_where_quaternions_flip_sign():
+    """A downward gripper's quaternion sits at w ~ 0 and the observation's w >= 0 convention flips it
+    to -q: rotations='matrix' feeds the same input for q and -q, 'quaternion' does not."""
+    import math
+    from chef_policy.networks import MultiTaskActor, rotation_matrix
+    keys = ('sawyer/pinch/pose', 'rgb30_red/to_pinch')
+    g = torch.Generator().manual_seed(0)
+    pose = torch.randn(2, 3, 7, generator=g)
+    obs = {'sawyer/pinch/pose': pose, 'rgb30_red/to_pinch': torch.randn(2, 3, 7, generator=g)}
+    flipped = {k: v.clone() for k, v in obs.items()}
+    flipped['sawyer/pinch/pose'][..., 3:] *= -1
+    flipped['rgb30_red/to_pinch'][..., 3:] += 1.0           # a difference of flipped quaternions
+    matrix = NetworkConfig(obs_mode='state', state_keys=keys, rotations='matrix')
+    assert matrix.state_dim == 3 * 12 + 3 * 3
+    torch.manual_seed(0)
+    actor = MultiTaskActor(matrix)
+    assert torch.allclose(actor(obs)[0], actor(flipped)[0], atol=1e-6)
+    moved = {k: v.clone() for k, v in obs.items()}
+    moved['rgb30_red/to_pinch'][..., :3] += 0.1
+    assert not torch.allclose(actor(obs)[0], actor(moved)[0])
+    quat = MultiTaskActor(NetworkConfig(obs_mode='state', state_keys=keys))
+    assert not torch.allclose(quat(obs)[0], quat(flipped)[0])
+    # a quarter turn about z, and the all-zero padding quaternion
+    c = math.cos(math.pi / 4)
+    m = rotation_matrix(torch.tensor([[c, 0.0, 0.0, c], [0.0, 0.0, 0.0, 0.0]]))
+    assert torch.allclose(m[0], torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), atol=1e-6)
+    assert torch.equal(m[1], torch.zeros(3, 3))
+    with pytest.raises(ConfigError):
+        NetworkConfig(obs_mode='state', rotations='matrix', pose_positions_only=True)
