@@ -382,7 +382,15 @@ def _fill_array(arr: np.ndarray, ok: np.ndarray) -> None:
 
 
 def _install(tmp: Path, cache_dir: Path) -> None:
-    """Atomically replace cache_dir by tmp (another process may build the same cache at once)."""
+    """Atomically replace cache_dir by tmp (another process may build the same cache at once).
+
+    A cache that is already current (a concurrent builder of the same bag won) is kept and tmp
+    discarded: replacing it would move it away under a reader that has opened its meta.json but not
+    yet its arrays (seen as a training run skipping an episode: 'reward_terms.npy: No such file').
+    """
+    if _same_cache(tmp, cache_dir):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     old = None
     if cache_dir.exists():
         old = cache_dir.with_name(f'.old-{cache_dir.name}-{os.getpid()}-{time.time_ns()}')
@@ -396,6 +404,15 @@ def _install(tmp: Path, cache_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)     # a concurrent builder won; its cache is as good
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _same_cache(a: Path, b: Path) -> bool:
+    """True when caches a and b were decoded by this decoder from the same bag content."""
+    try:
+        ma, mb = (json.loads((Path(d) / 'meta.json').read_text()) for d in (a, b))
+    except (OSError, ValueError):
+        return False
+    return ma.get('decoder') == mb.get('decoder') == DECODER_VERSION and ma.get('bag_digest') == mb.get('bag_digest')
 
 
 def cache_is_current(bag_dir: Path, cache_dir: Path) -> bool:

@@ -161,6 +161,20 @@ def test_cache_is_derived_and_rebuilt_when_the_bag_changes(dataset):
     assert ep2.layout['decoder'] > 0 and ep2.steps == 12
 
 
+def test_a_second_build_of_a_current_cache_leaves_the_open_one_in_place(dataset):
+    """Two trainers decoding the same bag at once: the later build must not move the current cache
+    away under a reader that already opened it (it would lose files between meta.json and arrays)."""
+    import os
+    from chef_recorder.decode import build_cache
+    rec = dataset.query()[1]
+    ep = dataset.load(rec)
+    inode = os.stat(ep.cache_dir).st_ino
+    build_cache(rec.path, ep.cache_dir)                 # what the concurrent builder does
+    assert os.stat(ep.cache_dir).st_ino == inode
+    assert [p.name for p in ep.cache_dir.parent.iterdir() if p.name.startswith('.')] == []
+    assert dataset.load(rec).steps == ep.steps == 12
+
+
 def test_asynchronous_sensors_align_to_the_latest_sample_before_the_command(make_recorder, tmp_path):
     """Real cells: sensors are not stamped with the tick; each tick takes the newest sample at or
     before the command stamp (within one period)."""
