@@ -15,7 +15,10 @@ the best. Each candidate gets
 Writes bench/results/ope.json: candidates, score (the loop's select metric unless --score),
 spearman (that score vs success), by_score {score: spearman, candidates, top, top_success}, and per
 candidate its scores and success.
-Run: python bench/bench_ope.py [--quick]
+Chunking candidates (network.action_horizon > 1) are scored on the commands they issue, the
+temporal ensemble of their chunks along each held-out trajectory (chef_trainer.ope.trajectory_actions).
+`--rescore ope.json` keeps that run's candidates and executed success and recomputes the offline scores.
+Run: python bench/bench_ope.py [--quick] [--rescore bench/results/ope.json]
 """
 
 from __future__ import annotations
@@ -104,6 +107,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--score', default=_loop_select_metric(), choices=SCORES,
                     help="the score whose Spearman is `spearman` (default: the loop's explore.select_metric)")
+    ap.add_argument('--rescore', default='', metavar='OPE_JSON',
+                    help="reuse that result's candidates (checkpoints under --run-dir, executed success) "
+                         'and recompute only the offline scores')
     ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
     ap.add_argument('--out', default=str(BL.RESULTS / 'ope.json'))
     args = ap.parse_args(argv)
@@ -118,20 +124,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     log(f'data: {len(train)} training episodes, {len(held)} held out')
     out_dir = run_dir / 'ope'
     from chef_loop.workers import process_map
-    runs = process_map(_train_run, [(n, str(data_dir), str(out_dir), train, scale) for n in RUNS], args.workers)
     cands: Dict[str, Dict[str, Any]] = {}
-    for r in runs:
-        cands.update(r['candidates'])
-    log(f'trained {len(cands)} candidates')
+    if args.rescore:
+        before = json.loads(Path(args.rescore).read_text())
+        if (before['train_episodes'], before['holdout_episodes']) != (len(train), len(held)):
+            raise SystemExit(f'{args.rescore}: another split of the data ({before["train_episodes"]} / '
+                             f'{before["holdout_episodes"]} episodes, now {len(train)} / {len(held)})')
+        keep = ('checkpoint', 'updates', 'policy_value', 'success', 'ci95', 'episodes', 'mean_staged_return')
+        cands = {n: {k: c[k] for k in keep} for n, c in before['per_candidate'].items()}
+        per_triplet = before['episodes_per_triplet']
+        log(f'rescoring the {len(cands)} candidates of {args.rescore}')
+    else:
+        runs = process_map(_train_run, [(n, str(data_dir), str(out_dir), train, scale) for n in RUNS],
+                           args.workers)
+        for r in runs:
+            cands.update(r['candidates'])
+        log(f'trained {len(cands)} candidates')
     names = list(cands)
     fqe = process_map(_fqe, [(cands[n]['checkpoint'], str(data_dir), held, fqe_updates) for n in names], args.workers)
     for n, f in zip(names, fqe):
         cands[n].update({k: f[k] for k in OPE_METRICS + ('fqe_s',)})
     log('fitted Q evaluation done')
     from chef_loop.sim_eval import PolicySpec
+    todo = [n for n in names if 'success' not in cands[n]]
     evals = process_map(BL._evaluate, [(n, PolicySpec('checkpoint', path=cands[n]['checkpoint']), per_triplet)
-                                       for n in names], args.workers)
-    for n, ev in zip(names, evals):
+                                       for n in todo], args.workers)
+    for n, ev in zip(todo, evals):
         cands[n].update(success=ev['pooled']['rate'], ci95=[ev['pooled']['low'], ev['pooled']['high']],
                         episodes=ev['pooled']['trials'], mean_staged_return=ev['mean_staged_return'])
     succ = [cands[n]['success'] for n in names]
@@ -146,7 +164,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = {
         'bench': 'ope', 'quick': args.quick, 'candidates': len(names), 'holdout_fraction': HOLDOUT,
         'train_episodes': len(train), 'holdout_episodes': len(held), 'episodes_per_triplet': per_triplet,
-        'fqe_updates': fqe_updates, 'score': args.score,
+        'fqe_updates': fqe_updates, 'score': args.score, 'rescored_from': args.rescore or None,
         'spearman': by_score[args.score]['spearman'], 'best_success': max(succ),
         'by_score': by_score, 'per_candidate': cands, 'wall_s': time.monotonic() - t_start,
     }

@@ -57,6 +57,29 @@ def policy_actions(actor: MultiTaskActor, obs: Dict[str, torch.Tensor], k: int) 
     return sample_action(mean, std, logits, k, deterministic=True)
 
 
+@torch.no_grad()
+def trajectory_actions(actor: MultiTaskActor, obs: Dict[str, torch.Tensor], k: int) -> torch.Tensor:
+    """Deterministic commands [T, 5] of head k along one episode's consecutive states [T, ...], as
+    the policy runner issues them: with action chunks (H > 1) each tick's command averages every
+    chunk predicted at the H ticks up to it (arm means and gripper probabilities, equal weights,
+    chef_policy.chunking.TemporalEnsemble); with H = 1 it is policy_actions. The states are the
+    logged trajectory's, so this is the command the policy would give had it come the same way."""
+    if actor.horizon == 1:
+        return policy_actions(actor, obs, k)
+    mean, std, logits = actor.forward_chunk(obs)                 # [T, K, H, ...]
+    mean, std, probs = mean[:, k], std[:, k], torch.softmax(logits[:, k], -1)
+    t_len, h = mean.shape[0], mean.shape[1]
+    arm_sum = torch.zeros(t_len, mean.shape[-1])
+    prob_sum = torch.zeros(t_len, probs.shape[-1])
+    count = torch.zeros(t_len, 1)
+    for j in range(min(h, t_len)):             # the chunk predicted j ticks ago, its step j
+        arm_sum[j:] += mean[:t_len - j, j]
+        prob_sum[j:] += probs[:t_len - j, j]
+        count[j:] += 1
+    return sample_action(arm_sum / count, std[:, 0], (prob_sum / count).clamp_min(1e-8).log(),
+                         deterministic=True)
+
+
 def _to_torch(obs: Dict[str, np.ndarray], keys) -> Dict[str, torch.Tensor]:
     return {k: torch.as_tensor(np.asarray(obs[k], np.float32)) for k in keys}
 
@@ -86,13 +109,24 @@ def fitted_q_evaluation(actor: MultiTaskActor, net_config: NetworkConfig, sample
     critic.encoder.fit_state_statistics(_to_torch(sampler.sample(8192, rng)['obs'], keys))
     target = copy.deepcopy(critic).requires_grad_(False)
     opt = torch.optim.Adam(critic.parameters(), lr=cfg.lr)
+    # With action chunks the command at a state depends on the states before it: it is computed once
+    # per tick of every sampled episode along its logged trajectory (the actor is fixed).
+    table, offsets = None, None
+    if actor.horizon > 1:
+        per_episode = [trajectory_actions(actor, _to_torch(st, keys), k) for st in episode_states(sampler)]
+        table = torch.cat(per_episode)
+        offsets = np.cumsum([0] + [len(a) for a in per_episode])[:-1]
     losses = []
     for step in range(cfg.updates):
         b = sampler.sample(cfg.batch_size, rng)
         obs, next_obs = _to_torch(b['obs'], keys), _to_torch(b['next_obs'], keys)
         action = torch.as_tensor(b['action'], dtype=torch.float32)
         with torch.no_grad():
-            next_q = target(next_obs, policy_actions(actor, next_obs, k))[:, 0]
+            if table is None:
+                next_action = policy_actions(actor, next_obs, k)
+            else:
+                next_action = table[torch.as_tensor(offsets[b['episode']] + b['t'] + b['n'])]
+            next_q = target(next_obs, next_action)[:, 0]
             y = torch.as_tensor(b['rewards'][:, col]) + torch.as_tensor(b['discount']) * next_q
         loss = F.mse_loss(critic(obs, action)[:, 0], y)
         opt.zero_grad(set_to_none=True)
@@ -107,7 +141,7 @@ def fitted_q_evaluation(actor: MultiTaskActor, net_config: NetworkConfig, sample
     with torch.no_grad():
         for states in eval_states:
             obs = _to_torch(states, keys)
-            q = critic(obs, policy_actions(actor, obs, k))[:, 0]
+            q = critic(obs, trajectory_actions(actor, obs, k))[:, 0]
             values.append(q)
             initial.append(float(q[0]))
     q_all = torch.cat(values) if values else torch.zeros(0)
@@ -121,7 +155,8 @@ def fitted_q_evaluation(actor: MultiTaskActor, net_config: NetworkConfig, sample
 @torch.no_grad()
 def heldout_action_error(actor: MultiTaskActor, net_config: NetworkConfig, sampler,
                          intention: str = 'staged', successful_only: bool = True) -> Dict[str, Any]:
-    """How closely the candidate (head `intention`, deterministic, as executed) reproduces the logged
+    """How closely the candidate (head `intention`, deterministic, as executed: trajectory_actions)
+    reproduces the logged
     commands of held-out episodes that succeeded: arm mean squared error over the valid ticks, and
     the fraction of ticks whose gripper command has the other sign. On data whose successful
     episodes are near-optimal (CHEF's first iterations: a scripted or teleoperated expert), a policy
@@ -142,7 +177,7 @@ def heldout_action_error(actor: MultiTaskActor, net_config: NetworkConfig, sampl
         logged = np.asarray(ep.actions, np.float32)
         valid = np.asarray(ep.valid, bool)
         obs = {key: torch.as_tensor(np.asarray(states[key][:len(logged)], np.float32)) for key in keys}
-        act = policy_actions(actor, obs, k).numpy()
+        act = trajectory_actions(actor, obs, k).numpy()
         act, ref = act[valid], logged[valid]
         sq += float(((act[:, :4] - ref[:, :4]) ** 2).mean(1).sum())
         flips += float((np.sign(act[:, 4]) != np.sign(ref[:, 4])).sum())
