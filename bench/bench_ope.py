@@ -17,7 +17,8 @@ spearman (that score vs success), by_score {score: spearman, candidates, top, to
 candidate its scores and success.
 Chunking candidates (network.action_horizon > 1) are scored on the commands they issue, the
 temporal ensemble of their chunks along each held-out trajectory (chef_trainer.ope.trajectory_actions).
-`--rescore ope.json` keeps that run's candidates and executed success and recomputes the offline scores.
+`--rescore ope.json` keeps that run's candidates (and their executed success, unless
+--episodes-per-triplet asks for another count) and recomputes the offline scores.
 Run: python bench/bench_ope.py [--quick] [--rescore bench/results/ope.json]
 """
 
@@ -108,8 +109,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--score', default=_loop_select_metric(), choices=SCORES,
                     help="the score whose Spearman is `spearman` (default: the loop's explore.select_metric)")
     ap.add_argument('--rescore', default='', metavar='OPE_JSON',
-                    help="reuse that result's candidates (checkpoints under --run-dir, executed success) "
-                         'and recompute only the offline scores')
+                    help="reuse that result's candidates (checkpoints under --run-dir) and their executed "
+                         'success (unless --episodes-per-triplet differs); recompute the offline scores')
     ap.add_argument('--run-dir', default=str(ROOT / 'runs' / 'bench-learning'))
     ap.add_argument('--out', default=str(BL.RESULTS / 'ope.json'))
     args = ap.parse_args(argv)
@@ -130,10 +131,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if (before['train_episodes'], before['holdout_episodes']) != (len(train), len(held)):
             raise SystemExit(f'{args.rescore}: another split of the data ({before["train_episodes"]} / '
                              f'{before["holdout_episodes"]} episodes, now {len(train)} / {len(held)})')
-        keep = ('checkpoint', 'updates', 'policy_value', 'success', 'ci95', 'episodes', 'mean_staged_return')
+        keep = ('checkpoint', 'updates', 'policy_value')
+        if args.episodes_per_triplet in (None, before['episodes_per_triplet']):   # same execution: kept
+            keep += ('success', 'ci95', 'episodes', 'mean_staged_return')
+            per_triplet = before['episodes_per_triplet']
         cands = {n: {k: c[k] for k in keep} for n, c in before['per_candidate'].items()}
-        per_triplet = before['episodes_per_triplet']
-        log(f'rescoring the {len(cands)} candidates of {args.rescore}')
+        log(f'rescoring the {len(cands)} candidates of {args.rescore}'
+            + ('' if 'success' in keep else f', executing each {5 * per_triplet} times'))
     else:
         runs = process_map(_train_run, [(n, str(data_dir), str(out_dir), train, scale) for n in RUNS],
                            args.workers)
