@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from chef_contract.config import field_
 from chef_contract.spec import INTENTIONS, REWARD_TERMS
+from chef_policy.chunking import TemporalEnsemble
 from chef_policy.networks import MultiTaskActor, MultiTaskCritic, NetworkConfig, sample_action
 
 
@@ -60,24 +61,16 @@ def policy_actions(actor: MultiTaskActor, obs: Dict[str, torch.Tensor], k: int) 
 @torch.no_grad()
 def trajectory_actions(actor: MultiTaskActor, obs: Dict[str, torch.Tensor], k: int) -> torch.Tensor:
     """Deterministic commands [T, 5] of head k along one episode's consecutive states [T, ...], as
-    the policy runner issues them: with action chunks (H > 1) each tick's command averages every
-    chunk predicted at the H ticks up to it (arm means and gripper probabilities, equal weights,
-    chef_policy.chunking.TemporalEnsemble); with H = 1 it is policy_actions. The states are the
+    the policy runner issues them: with action chunks (H > 1) the chunks predicted at every tick go
+    through chef_policy.chunking.TemporalEnsemble, the runner's own; with H = 1 it is policy_actions. The states are the
     logged trajectory's, so this is the command the policy would give had it come the same way."""
     if actor.horizon == 1:
         return policy_actions(actor, obs, k)
     mean, std, logits = actor.forward_chunk(obs)                 # [T, K, H, ...]
-    mean, std, probs = mean[:, k], std[:, k], torch.softmax(logits[:, k], -1)
-    t_len, h = mean.shape[0], mean.shape[1]
-    arm_sum = torch.zeros(t_len, mean.shape[-1])
-    prob_sum = torch.zeros(t_len, probs.shape[-1])
-    count = torch.zeros(t_len, 1)
-    for j in range(min(h, t_len)):             # the chunk predicted j ticks ago, its step j
-        arm_sum[j:] += mean[:t_len - j, j]
-        prob_sum[j:] += probs[:t_len - j, j]
-        count[j:] += 1
-    return sample_action(arm_sum / count, std[:, 0], (prob_sum / count).clamp_min(1e-8).log(),
-                         deterministic=True)
+    ensemble = TemporalEnsemble(actor.horizon)
+    ticks = [ensemble.push(mean[t], std[t], logits[t]) for t in range(mean.shape[0])]
+    mean, std, logits = (torch.stack(x) for x in zip(*ticks))    # [T, K, ...]
+    return sample_action(mean, std, logits, k, deterministic=True)
 
 
 def _to_torch(obs: Dict[str, np.ndarray], keys) -> Dict[str, torch.Tensor]:
@@ -156,8 +149,8 @@ def fitted_q_evaluation(actor: MultiTaskActor, net_config: NetworkConfig, sample
 def heldout_action_error(actor: MultiTaskActor, net_config: NetworkConfig, sampler,
                          intention: str = 'staged', successful_only: bool = True) -> Dict[str, Any]:
     """How closely the candidate (head `intention`, deterministic, as executed: trajectory_actions)
-    reproduces the logged
-    commands of held-out episodes that succeeded: arm mean squared error over the valid ticks, and
+    reproduces the logged commands of held-out episodes that succeeded: arm mean squared error over
+    the valid ticks, and
     the fraction of ticks whose gripper command has the other sign. On data whose successful
     episodes are near-optimal (CHEF's first iterations: a scripted or teleoperated expert), a policy
     that tracks them more closely on unseen scenes compounds less error; unlike FQE it needs no
