@@ -155,7 +155,7 @@ class Dataset:
             raise BagError(f'{record.path}: bag directory is gone (run `chef data ls` to resync)')
         cache = self.cache_path(record)
         if rebuild or not cache_is_current(record.path, cache):
-            build_cache(record.path, cache)
+            build_cache(record.path, cache, replace_current=rebuild)
         return EpisodeData(record, cache)
 
     def __len__(self) -> int:

@@ -121,8 +121,10 @@ def _pair_by_receive_time(cmd_times: np.ndarray, other: List[Tuple[int, Any]],
 
 
 def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
-                slop_s: float = CONTROL_PERIOD_S, period_s: float = CONTROL_PERIOD_S) -> Path:
-    """Decode `bag_dir` into `cache_dir` (replaced atomically); returns cache_dir."""
+                slop_s: float = CONTROL_PERIOD_S, period_s: float = CONTROL_PERIOD_S,
+                replace_current: bool = False) -> Path:
+    """Decode `bag_dir` into `cache_dir` (replaced atomically); returns cache_dir. A cache that is
+    already current when the decode finishes is kept (see _install) unless `replace_current`."""
     bag_dir, cache_dir = Path(bag_dir), Path(cache_dir)
     if verify_checksum and (bag_dir / CHECKSUMS).is_file():
         problems = check_checksums(bag_dir)
@@ -318,7 +320,10 @@ def build_cache(bag_dir: Path, cache_dir: Path, verify_checksum: bool = True,
                   'intentions': list(INTENTIONS), 'action_source': cmd_source,
                   'valid_transitions': int(valid.sum()), 'metadata': meta}
         (tmp / 'meta.json').write_text(json.dumps(layout, sort_keys=True, default=str))
-        _install(tmp, cache_dir)
+        if not replace_current and _cache_holds(cache_dir, digest):
+            shutil.rmtree(tmp, ignore_errors=True)      # a concurrent builder of this bag won: see _install
+        else:
+            _install(tmp, cache_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -384,13 +389,10 @@ def _fill_array(arr: np.ndarray, ok: np.ndarray) -> None:
 def _install(tmp: Path, cache_dir: Path) -> None:
     """Atomically replace cache_dir by tmp (another process may build the same cache at once).
 
-    A cache that is already current (a concurrent builder of the same bag won) is kept and tmp
-    discarded: replacing it would move it away under a reader that has opened its meta.json but not
-    yet its arrays (seen as a training run skipping an episode: 'reward_terms.npy: No such file').
+    build_cache does not call this when the cache is already current (a concurrent builder of the
+    same bag won): replacing it would move it away under a reader that has opened its meta.json but
+    not yet its arrays (seen as a training run skipping an episode: 'reward_terms.npy: No such file').
     """
-    if _same_cache(tmp, cache_dir):
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
     old = None
     if cache_dir.exists():
         old = cache_dir.with_name(f'.old-{cache_dir.name}-{os.getpid()}-{time.time_ns()}')
@@ -406,18 +408,14 @@ def _install(tmp: Path, cache_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _same_cache(a: Path, b: Path) -> bool:
-    """True when caches a and b were decoded by this decoder from the same bag content."""
-    try:
-        ma, mb = (json.loads((Path(d) / 'meta.json').read_text()) for d in (a, b))
-    except (OSError, ValueError):
-        return False
-    return ma.get('decoder') == mb.get('decoder') == DECODER_VERSION and ma.get('bag_digest') == mb.get('bag_digest')
-
-
-def cache_is_current(bag_dir: Path, cache_dir: Path) -> bool:
+def _cache_holds(cache_dir: Path, digest: str) -> bool:
+    """True when cache_dir was decoded by this decoder from a bag whose bag_digest is `digest`."""
     try:
         meta = json.loads((Path(cache_dir) / 'meta.json').read_text())
     except (OSError, ValueError):
         return False
-    return meta.get('decoder') == DECODER_VERSION and meta.get('bag_digest') == bag_digest(bag_dir)
+    return meta.get('decoder') == DECODER_VERSION and meta.get('bag_digest') == digest
+
+
+def cache_is_current(bag_dir: Path, cache_dir: Path) -> bool:
+    return _cache_holds(cache_dir, bag_digest(bag_dir))

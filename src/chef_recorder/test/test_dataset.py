@@ -173,6 +173,7 @@ def test_a_second_build_of_a_current_cache_leaves_the_open_one_in_place(dataset)
     assert os.stat(ep.cache_dir).st_ino == inode
     assert [p.name for p in ep.cache_dir.parent.iterdir() if p.name.startswith('.')] == []
     assert dataset.load(rec).steps == ep.steps == 12
+    assert os.stat(dataset.load(rec, rebuild=True).cache_dir).st_ino != inode     # asked for: replaced
 
 
 def test_asynchronous_sensors_align_to_the_latest_sample_before_the_command(make_recorder, tmp_path):
