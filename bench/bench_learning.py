@@ -111,6 +111,10 @@ CHEF_LEARNERS = {   # name: (config/learners file, overrides)
     # (NetworkConfig.rotations; experiments/README.md "Rotation inputs")
     'chef_iql_rotmat': ('iql_state.yaml', ['learner.network.rotations=matrix']),
     'chef_bc_rotmat': ('bc_state.yaml', ['learner.network.rotations=matrix']),
+    # rotation matrices plus each object's axes seen from the gripper (networks.gripper_axis_features:
+    # the grasp's yaw alignment, continuous under the parallel gripper's half turn)
+    'chef_iql_relrot': ('iql_state.yaml', ['learner.network.rotations=relative']),
+    'chef_bc_relrot': ('bc_state.yaml', ['learner.network.rotations=relative']),
 }
 # chef_crr (the loop's learner before IQL, 8 % in the 2026-12-06 run) runs on request (--learners)
 DEFAULT_CHEF = ('chef_iql', 'chef_iql_single', 'chef_bc')

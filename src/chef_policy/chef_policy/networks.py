@@ -52,6 +52,8 @@ PREV_ACTION_KEY = 'action/environment'
 _KEY_SPECS = {k.name: k for k in STATE_OBSERVATIONS}
 POSE_KEYS = tuple(k.name for k in STATE_OBSERVATIONS                      # 7-D (x, y, z, qw, qx, qy, qz)
                   if k.name.endswith(('/pose', '/abs_pose', '/to_pinch')))
+PINCH_POSE_KEY = 'sawyer/pinch/pose'
+ROTATIONS = ('quaternion', 'matrix', 'relative')     # NetworkConfig.rotations
 
 TensorDict = Dict[str, torch.Tensor]
 
@@ -86,13 +88,17 @@ class NetworkConfig:
     pose_positions_only: bool = field_(False, help='feed only x, y, z of the 7-D pose keys (drop the '
                                                    'quaternions; to_pinch quaternions are element-'
                                                    'wise differences, spec X4)')
-    rotations: str = field_('quaternion', choices=('quaternion', 'matrix'),
+    rotations: str = field_('quaternion', choices=ROTATIONS,
                             help="how the pose keys' orientations reach the encoder. 'quaternion': as "
                                  "observed (w >= 0, spec X2), which jumps to -q when w crosses 0 - a "
                                  "downward gripper sits at w ~ 0 and flips many times an episode. "
                                  "'matrix': the rotation matrix (9 values, continuous, sign-free); the "
                                  "to_pinch keys keep only their position difference (their quaternion "
-                                 'part is a difference of two sign-ambiguous quaternions)')
+                                 "part is a difference of two sign-ambiguous quaternions). 'relative': "
+                                 "as 'matrix', and each object's to_pinch key also carries the object's "
+                                 'axes seen from the gripper (gripper_axis_features: each axis\'s angle '
+                                 'to the closing axis, doubled, so continuous under the half turn of a '
+                                 'parallel gripper and under quaternion signs)')
     normalize_state: bool = field_(True, help='standardise the state vector with per-feature mean/std '
                                               'measured on the training data (stored in the network)')
     action_horizon: int = field_(1, min=1, max=64,
@@ -135,10 +141,18 @@ class NetworkConfig:
             raise ConfigError('encoder sizes must be >= 1')
         if self.obs_mode == 'pixels' and self.conv_output_hw() < 1:
             raise ConfigError(f'image_size {self.image_size} is too small for the conv stack')
-        if self.rotations not in ('quaternion', 'matrix'):
-            raise ConfigError(f"rotations: {self.rotations!r} is not one of ['quaternion', 'matrix']")
-        if self.rotations == 'matrix' and self.pose_positions_only:
-            raise ConfigError('rotations: matrix needs the quaternions that pose_positions_only drops')
+        if self.rotations not in ROTATIONS:
+            raise ConfigError(f'rotations: {self.rotations!r} is not one of {list(ROTATIONS)}')
+        if self.rotations != 'quaternion' and self.pose_positions_only:
+            raise ConfigError(f'rotations: {self.rotations} needs the quaternions that pose_positions_only drops')
+        if self.rotations == 'relative':
+            for key in self.input_keys:
+                if key.endswith('/to_pinch'):
+                    need = [k for k in (key.replace('/to_pinch', '/abs_pose'), PINCH_POSE_KEY)
+                            if k not in self.input_keys]
+                    if need:
+                        raise ConfigError(f'rotations: relative computes {key} from {need}, which the '
+                                          'inputs lack')
         if self.critic_atoms == 1:
             raise ConfigError('critic_atoms: use 0 (scalar) or >= 2')
         if self.critic_atoms and not self.critic_v_max > self.critic_v_min:
@@ -177,6 +191,8 @@ class NetworkConfig:
             return shape[:-1] + (3,)
         if self.rotations == 'matrix' and key in POSE_KEYS:
             return shape[:-1] + ((3,) if key.endswith('/to_pinch') else (12,))
+        if self.rotations == 'relative' and key in POSE_KEYS:
+            return shape[:-1] + (12,)
         if self.prev_gripper_only and key == PREV_ACTION_KEY:
             return shape[:-1] + (1,)
         return shape
@@ -383,16 +399,33 @@ def rotation_matrix(quat: torch.Tensor) -> torch.Tensor:
     return m * (quat.abs().sum(-1) > 0)[..., None, None].to(m.dtype)
 
 
+def gripper_axis_features(obj_quat: torch.Tensor, pinch_quat: torch.Tensor) -> torch.Tensor:
+    """An object's axes seen from the gripper, [..., 9]: for each object axis (a_x, a_y, a_z)
+    expressed in the pinch frame (quaternions (w, x, y, z) [..., 4]), a_y^2 - a_x^2 and 2 a_x a_y
+    (its angle to the closing axis, pinch y, doubled and scaled by its length in the closing plane)
+    and a_x^2 + a_y^2 (that length). Quadratic in the axis, so a half turn of the parallel gripper
+    and the sign of either quaternion change nothing: what a grasp's yaw alignment needs, which the
+    benchmark's to_pinch quaternion (an element-wise difference, spec X4) does not give."""
+    rel = rotation_matrix(pinch_quat).transpose(-1, -2) @ rotation_matrix(obj_quat)   # columns: object axes
+    ax, ay = rel[..., 0, :], rel[..., 1, :]
+    return torch.cat([ay * ay - ax * ax, 2 * ax * ay, ax * ax + ay * ay], dim=-1)
+
+
 class ObservationEncoder(nn.Module):
     """Dict of batched observation tensors -> features [B, output_dim]."""
 
-    def _state_part(self, x: torch.Tensor, key: str) -> torch.Tensor:
+    def _state_part(self, obs: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+        x = obs[key]
         if self.config.pose_positions_only and key in POSE_KEYS:
             return x[..., :3]
-        if self.config.rotations == 'matrix' and key in POSE_KEYS:
-            if key.endswith('/to_pinch'):
+        if self.config.rotations != 'quaternion' and key in POSE_KEYS:
+            if not key.endswith('/to_pinch'):
+                return torch.cat([x[..., :3], rotation_matrix(x[..., 3:7]).flatten(-2)], dim=-1)
+            if self.config.rotations == 'matrix':
                 return x[..., :3]
-            return torch.cat([x[..., :3], rotation_matrix(x[..., 3:7]).flatten(-2)], dim=-1)
+            return torch.cat([x[..., :3], gripper_axis_features(
+                obs[key.replace('/to_pinch', '/abs_pose')][..., 3:7].float(),
+                obs[PINCH_POSE_KEY][..., 3:7].float())], dim=-1)
         if self.config.prev_gripper_only and key == PREV_ACTION_KEY:
             return x[..., -1:]
         return x
@@ -422,7 +455,7 @@ class ObservationEncoder(nn.Module):
     def state_vector(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The concatenated (un-normalised) state inputs [B, state_dim]."""
         b = obs[self.state_keys[0]].shape[0]
-        return torch.cat([self._state_part(obs[k], k).reshape(b, -1).float() for k in self.state_keys], dim=1)
+        return torch.cat([self._state_part(obs, k).reshape(b, -1).float() for k in self.state_keys], dim=1)
 
     @torch.no_grad()
     def fit_state_statistics(self, obs: Mapping[str, torch.Tensor], min_std: float = 1e-2) -> None:

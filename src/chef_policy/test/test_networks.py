@@ -226,3 +226,51 @@ def test_matrix_rotations_are_continuous_where_quaternions_flip_sign():
     assert torch.equal(m[1], torch.zeros(3, 3))
     with pytest.raises(ConfigError):
         NetworkConfig(obs_mode='state', rotations='matrix', pose_positions_only=True)
+
+
+def _qmul(a, b):
+    w1, x1, y1, z1 = a.unbind(-1)
+    w2, x2, y2, z2 = b.unbind(-1)
+    return torch.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], -1)
+
+
+def test_relative_rotations_give_the_grasp_yaw_free_of_half_turns_and_signs():
+    """rotations='relative': each to_pinch key carries the object's axes seen from the gripper. A
+    half turn of the parallel gripper about its approach axis and either quaternion's sign change
+    nothing; a quarter turn (the fingers across the other pair of faces) does."""
+    from chef_policy.networks import MultiTaskActor, gripper_axis_features
+    g = torch.Generator().manual_seed(1)
+    obj = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=-1)
+    pinch = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=-1)
+    f = gripper_axis_features(obj, pinch)
+    assert f.shape == (6, 9)
+    half = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(6, 4)
+    c = math.cos(math.pi / 4)
+    quarter = torch.tensor([c, 0.0, 0.0, c]).expand(6, 4)
+    assert torch.allclose(f, gripper_axis_features(-obj, pinch), atol=1e-5)
+    assert torch.allclose(f, gripper_axis_features(obj, -pinch), atol=1e-5)
+    assert torch.allclose(f, gripper_axis_features(obj, _qmul(pinch, half)), atol=1e-5)
+    turned = gripper_axis_features(obj, _qmul(pinch, quarter))
+    assert torch.allclose(turned[:, :6], -f[:, :6], atol=1e-5)          # the doubled angle moves by pi
+    assert torch.allclose(turned[:, 6:], f[:, 6:], atol=1e-5)           # the axes stay as horizontal
+    # aligned frames: the object's y axis lies along the closing axis (pinch y), x across it, z along
+    # the approach: doubled-angle cosines (-1, 1, 0), sines 0, lengths in the closing plane (1, 1, 0)
+    ident = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    assert torch.allclose(gripper_axis_features(ident, ident)[0],
+                          torch.tensor([-1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]), atol=1e-6)
+
+    keys = ('rgb30_red/abs_pose', 'rgb30_red/to_pinch', 'sawyer/pinch/pose')
+    cfg = NetworkConfig(obs_mode='state', state_keys=keys, rotations='relative')
+    assert cfg.state_dim == 3 * 12 * 3
+    obs = {k: torch.randn(2, 3, 7, generator=g) for k in keys}
+    flipped = {k: v.clone() for k, v in obs.items()}
+    flipped['sawyer/pinch/pose'][..., 3:] *= -1
+    flipped['rgb30_red/abs_pose'][..., 3:] *= -1
+    flipped['rgb30_red/to_pinch'][..., 3:] += 1.0           # the benchmark's difference of quaternions
+    torch.manual_seed(0)
+    actor = MultiTaskActor(cfg)
+    assert torch.allclose(actor(obs)[0], actor(flipped)[0], atol=1e-5)
+    with pytest.raises(ConfigError, match='relative'):      # to_pinch without what it is computed from
+        NetworkConfig(obs_mode='state', state_keys=('rgb30_red/to_pinch', 'sawyer/pinch/pose'),
+                      rotations='relative')
