@@ -53,6 +53,7 @@ _KEY_SPECS = {k.name: k for k in STATE_OBSERVATIONS}
 POSE_KEYS = tuple(k.name for k in STATE_OBSERVATIONS                      # 7-D (x, y, z, qw, qx, qy, qz)
                   if k.name.endswith(('/pose', '/abs_pose', '/to_pinch')))
 PINCH_POSE_KEY = 'sawyer/pinch/pose'
+STATE_VECTOR_PREFIX = '_state_vector/'     # ObservationEncoder.with_state_vector's obs entries
 ROTATIONS = ('quaternion', 'matrix', 'relative')     # NetworkConfig.rotations
 
 TensorDict = Dict[str, torch.Tensor]
@@ -452,8 +453,24 @@ class ObservationEncoder(nn.Module):
         self.output_dim = dim
         self.train_noise_std = 0.0      # set by a learner (LearnerConfig.state_noise_std); training mode only
 
+    @property
+    def state_vector_key(self) -> str:
+        """The obs entry under which `with_state_vector` stores this input set's state vector."""
+        c = self.config
+        return (f'{STATE_VECTOR_PREFIX}{c.rotations}/{int(c.pose_positions_only)}{int(c.prev_gripper_only)}/'
+                + ','.join(self.state_keys))
+
+    def with_state_vector(self, obs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """`obs` plus its state vector, so every network that reads the same inputs (a learner's
+        actor, critics, value and their targets: one NetworkConfig) converts the poses once per batch
+        instead of once per network (rotations 'matrix'/'relative' cost IQL a third of its speed)."""
+        return dict(obs, **{self.state_vector_key: self.state_vector(obs)})
+
     def state_vector(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The concatenated (un-normalised) state inputs [B, state_dim]."""
+        cached = obs.get(self.state_vector_key)
+        if cached is not None:
+            return cached
         b = obs[self.state_keys[0]].shape[0]
         return torch.cat([self._state_part(obs, k).reshape(b, -1).float() for k in self.state_keys], dim=1)
 

@@ -274,3 +274,29 @@ def test_relative_rotations_give_the_grasp_yaw_free_of_half_turns_and_signs():
     with pytest.raises(ConfigError, match='relative'):      # to_pinch without what it is computed from
         NetworkConfig(obs_mode='state', state_keys=('rgb30_red/to_pinch', 'sawyer/pinch/pose'),
                       rotations='relative')
+
+
+def test_a_batch_state_vector_is_computed_once_and_only_for_the_inputs_it_was_made_for():
+    """ObservationEncoder.with_state_vector stores the converted inputs under a key naming the input
+    set; an encoder of that set reads them back (the learner's networks convert the poses once per
+    batch), an encoder of another set (other rotations, other keys) computes its own."""
+    from chef_policy.networks import ObservationEncoder
+    keys = ('rgb30_red/abs_pose', 'rgb30_red/to_pinch', 'sawyer/pinch/pose', 'gripper/grasp')
+    g = torch.Generator().manual_seed(2)
+    obs = {k: torch.randn((4,) + _stacked_shape(k), generator=g) for k in keys}
+    rel = ObservationEncoder(NetworkConfig(obs_mode='state', state_keys=keys, rotations='relative'))
+    quat = ObservationEncoder(NetworkConfig(obs_mode='state', state_keys=keys))
+    fewer = ObservationEncoder(NetworkConfig(obs_mode='state', state_keys=keys[:3], rotations='relative'))
+    cached = rel.with_state_vector(obs)
+    assert torch.equal(rel.state_vector(cached), rel.state_vector(obs))
+    assert len({rel.state_vector_key, quat.state_vector_key, fewer.state_vector_key}) == 3
+    assert torch.equal(quat.state_vector(cached), quat.state_vector(obs))
+    assert torch.equal(fewer.state_vector(cached), fewer.state_vector(obs))
+    # it is what the encoder reads: a different stored vector changes the features
+    poisoned = dict(cached, **{rel.state_vector_key: torch.zeros_like(cached[rel.state_vector_key])})
+    assert not torch.allclose(rel(poisoned), rel(cached))
+
+
+def _stacked_shape(key):
+    from chef_contract.spec import STATE_OBSERVATIONS
+    return next(k.shape for k in STATE_OBSERVATIONS if k.name == key)

@@ -161,6 +161,11 @@ class Learner:
         check_batch_keys(batch, self.keys)
         b = batch if isinstance(batch.get('action'), torch.Tensor) and batch['action'].device == self.device \
             else batch_to_torch(batch, self.keys, self.device)
+        enc = self.actor.encoder
+        if enc.state_keys:                   # the poses converted once for every network of the learner
+            b = dict(b, obs=enc.with_state_vector(b['obs']))
+            if self.uses_critic:
+                b['next_obs'] = enc.with_state_vector(b['next_obs'])
         pad = self.config.image_shift_px
         if pad and self.image_keys:          # DrQ: a fresh random shift of every image, every update
             b = dict(b, obs=shift_images(b['obs'], self.image_keys, pad))
