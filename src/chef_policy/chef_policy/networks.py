@@ -452,13 +452,9 @@ class ObservationEncoder(nn.Module):
             dim += self.images.output_dim
         self.output_dim = dim
         self.train_noise_std = 0.0      # set by a learner (LearnerConfig.state_noise_std); training mode only
-
-    @property
-    def state_vector_key(self) -> str:
-        """The obs entry under which `with_state_vector` stores this input set's state vector."""
-        c = self.config
-        return (f'{STATE_VECTOR_PREFIX}{c.rotations}/{int(c.pose_positions_only)}{int(c.prev_gripper_only)}/'
-                + ','.join(self.state_keys))
+        # the obs entry under which `with_state_vector` stores this input set's state vector
+        self.state_vector_key = (f'{STATE_VECTOR_PREFIX}{config.rotations}/{int(config.pose_positions_only)}'
+                                 f'{int(config.prev_gripper_only)}/' + ','.join(self.state_keys))
 
     def with_state_vector(self, obs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """`obs` plus its state vector, so every network that reads the same inputs (a learner's
